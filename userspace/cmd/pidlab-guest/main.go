@@ -1,0 +1,55 @@
+// Command pidlab-guest is the u-root uinit of a pidlab VM: it runs the
+// manifest written by the host, then reboots, which ends QEMU.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"os"
+
+	"github.com/pidlab/pidlab/userspace/guest"
+)
+
+func main() {
+	if err := run(); err != nil {
+		log.Printf("pidlab-guest: %v", err)
+	}
+	if err := guest.Reboot(); err != nil {
+		log.Fatalf("pidlab-guest: reboot: %v", err)
+	}
+}
+
+func run() error {
+	m, err := readManifest(guest.ManifestPath)
+	if err != nil {
+		return err
+	}
+	port, err := os.OpenFile(guest.ResultsPort, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("opening the results channel: %w", err)
+	}
+	defer port.Close()
+	if err := guest.MakeRaw(port); err != nil {
+		return fmt.Errorf("raw mode on %s: %w", guest.ResultsPort, err)
+	}
+	r := &guest.Runner{Sys: guest.LinuxSystem{}, Manifest: m, Out: port}
+	runErr := r.Run(context.Background())
+	if err := guest.Drain(port); err != nil {
+		log.Printf("pidlab-guest: draining %s: %v", guest.ResultsPort, err)
+	}
+	return runErr
+}
+
+func readManifest(path string) (guest.Manifest, error) {
+	var m guest.Manifest
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return m, fmt.Errorf("reading the manifest: %w", err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("parsing %s: %w", path, err)
+	}
+	return m, nil
+}

@@ -1,0 +1,51 @@
+// Package guest is pidlab's guest runner: inside the VM it loads the module
+// under test, runs the test binaries, unloads the module and reports each
+// step to the host as one JSON event per line on the results serial port.
+//
+// The host imports this package only for the wire types (Event, Manifest).
+package guest
+
+// Kind names what an Event reports.
+type Kind string
+
+// The events, in the order a run emits them.
+const (
+	KindStart      Kind = "start"       // runner is up: Kernel, Taint
+	KindLoad       Kind = "load"        // module loaded, or Err
+	KindTestOutput Kind = "test-output" // one output line of a test binary (test2json framing)
+	KindTestExit   Kind = "test-exit"   // a test binary ended: ExitCode or Err
+	KindUnload     Kind = "unload"      // module unloaded, or Err
+	KindDone       Kind = "done"        // runner finished: Taint; the VM powers off next
+)
+
+// Event is one line on the results channel.
+type Event struct {
+	Kind     Kind   `json:"kind"`
+	Binary   string `json:"binary,omitempty"` // test binary, for test events
+	Line     string `json:"line,omitempty"`   // for KindTestOutput, without the newline
+	ExitCode int    `json:"exit_code,omitempty"`
+	Err      string `json:"err,omitempty"`
+	Kernel   string `json:"kernel,omitempty"` // uname -r, for KindStart
+	Taint    uint64 `json:"taint,omitempty"`  // /proc/sys/kernel/tainted
+}
+
+// Manifest tells the runner what to do; the host writes it into the
+// initramfs at ManifestPath.
+type Manifest struct {
+	Module     string       `json:"module"`      // path of the .ko in the guest
+	ModuleName string       `json:"module_name"` // name for delete_module
+	Tests      []TestBinary `json:"tests"`
+	Env        []string     `json:"env"` // added to the test binaries' environment
+}
+
+// TestBinary is a `go test -c` binary and its flags.
+type TestBinary struct {
+	Path string   `json:"path"`
+	Args []string `json:"args"`
+}
+
+// Paths inside the guest.
+const (
+	ManifestPath = "/pidlab/manifest.json"
+	ResultsPort  = "/dev/ttyS1"
+)

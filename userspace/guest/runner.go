@@ -1,0 +1,136 @@
+package guest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+)
+
+// System is what the runner needs from the kernel. The guest uses the real
+// one (NewSystem); tests on the host use a fake.
+type System interface {
+	LoadModule(path string) error
+	UnloadModule(name string) error
+	Taint() (uint64, error)
+	Kernel() string
+}
+
+// Runner carries out a Manifest and reports it as Events on Out.
+type Runner struct {
+	Sys      System
+	Manifest Manifest
+	Out      io.Writer
+
+	mu  sync.Mutex // one event per line, whole, even from two goroutines
+	enc *json.Encoder
+}
+
+// unloadRetries covers the short window after a test process exits in which
+// its last file reference to the module may still be dropping.
+const (
+	unloadRetries = 50
+	unloadBackoff = 100 * time.Millisecond
+)
+
+// Run loads the module, runs every test binary, unloads the module and
+// reports Done. It returns an error only when the results channel fails;
+// everything else is an event for the host to judge.
+func (r *Runner) Run(ctx context.Context) error {
+	r.enc = json.NewEncoder(r.Out)
+	if err := r.emit(Event{Kind: KindStart, Kernel: r.Sys.Kernel(), Taint: r.taint()}); err != nil {
+		return err
+	}
+	if err := r.Sys.LoadModule(r.Manifest.Module); err != nil {
+		r.emit(Event{Kind: KindLoad, Err: err.Error()})
+		return r.emit(Event{Kind: KindDone, Taint: r.taint()})
+	}
+	r.emit(Event{Kind: KindLoad})
+	for _, tb := range r.Manifest.Tests {
+		r.runTests(ctx, tb)
+	}
+	r.emit(r.unload())
+	return r.emit(Event{Kind: KindDone, Taint: r.taint()})
+}
+
+func (r *Runner) emit(ev Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.enc.Encode(ev); err != nil {
+		return fmt.Errorf("writing %s event to the results channel: %w", ev.Kind, err)
+	}
+	return nil
+}
+
+func (r *Runner) taint() uint64 {
+	t, err := r.Sys.Taint()
+	if err != nil {
+		return 0
+	}
+	return t
+}
+
+// runTests runs one test binary, forwarding its combined output line by line.
+func (r *Runner) runTests(ctx context.Context, tb TestBinary) {
+	cmd := exec.CommandContext(ctx, tb.Path, tb.Args...)
+	cmd.Env = append(os.Environ(), r.Manifest.Env...)
+	cmd.Dir = "/tmp"
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		r.emit(Event{Kind: KindTestExit, Binary: tb.Path, Err: err.Error()})
+		return
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		r.emit(Event{Kind: KindTestExit, Binary: tb.Path, Err: err.Error()})
+		return
+	}
+	r.forwardLines(pr, tb.Path)
+	pr.Close()
+	ev := Event{Kind: KindTestExit, Binary: tb.Path}
+	var exitErr *exec.ExitError
+	if err := cmd.Wait(); errors.As(err, &exitErr) {
+		ev.ExitCode = exitErr.ExitCode()
+		ev.Err = exitErr.String()
+	} else if err != nil {
+		ev.Err = err.Error()
+	}
+	r.emit(ev)
+}
+
+func (r *Runner) forwardLines(rd io.Reader, binary string) {
+	br := bufio.NewReader(rd)
+	for {
+		line, err := br.ReadString('\n')
+		if line != "" {
+			r.emit(Event{Kind: KindTestOutput, Binary: binary, Line: strings.TrimSuffix(line, "\n")})
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (r *Runner) unload() Event {
+	var err error
+	for range unloadRetries {
+		if err = r.Sys.UnloadModule(r.Manifest.ModuleName); err == nil || !isBusy(err) {
+			break
+		}
+		time.Sleep(unloadBackoff)
+	}
+	if err != nil {
+		return Event{Kind: KindUnload, Err: err.Error()}
+	}
+	return Event{Kind: KindUnload}
+}

@@ -1,0 +1,163 @@
+// Package initramfs builds the guest's root file system with u-root's
+// packages: u-root's init, pidlab's guest runner as its uinit, and the
+// files a run needs (test binaries, the .ko, helper programs, the
+// manifest). Archives are cached by the hash of everything in them.
+package initramfs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+
+	"github.com/u-root/gobusybox/src/pkg/golang"
+	"github.com/u-root/mkuimage/uimage"
+	"github.com/u-root/uio/llog"
+
+	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/vmtest/progress"
+)
+
+// The Go commands every pidlab initramfs holds.
+const (
+	InitCmd   = "github.com/u-root/u-root/cmds/core/init"
+	RunnerCmd = "github.com/pidlab/pidlab/userspace/cmd/pidlab-guest"
+)
+
+// File is a host file placed in the guest.
+type File struct {
+	Host  string
+	Guest string // path in the guest, relative to /
+}
+
+// Spec is what goes into an initramfs.
+type Spec struct {
+	RepoDir  string // pidlab's Go module root: the Go commands build there
+	Files    []File
+	Manifest guest.Manifest
+}
+
+// Build returns the path of the archive for spec, building it unless an
+// archive with the same content is cached.
+func Build(ctx context.Context, spec Spec, cacheDir string, log *progress.Log) (path string, cached bool, err error) {
+	manifest, err := json.MarshalIndent(spec.Manifest, "", "  ")
+	if err != nil {
+		return "", false, err
+	}
+	key, err := contentKey(spec, manifest)
+	if err != nil {
+		return "", false, err
+	}
+	dir := filepath.Join(cacheDir, "initramfs")
+	path = filepath.Join(dir, key+".cpio")
+	if _, err := os.Stat(path); err == nil {
+		log.Debug("initramfs: reusing %s", path)
+		return path, true, nil
+	}
+	log.Step("building initramfs (u-root init, guest runner, %d files)", len(spec.Files))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", false, err
+	}
+	tmp, err := os.MkdirTemp(dir, ".build-")
+	if err != nil {
+		return "", false, err
+	}
+	defer os.RemoveAll(tmp)
+	manifestPath := filepath.Join(tmp, "manifest.json")
+	if err := os.WriteFile(manifestPath, manifest, 0o644); err != nil {
+		return "", false, err
+	}
+	out := filepath.Join(tmp, "initramfs.cpio")
+	if err := create(spec, manifestPath, tmp, out, log); err != nil {
+		return "", false, fmt.Errorf("building the initramfs with u-root: %w", err)
+	}
+	return path, false, os.Rename(out, path)
+}
+
+func create(spec Spec, manifestPath, tmp, out string, log *progress.Log) error {
+	files := []string{manifestPath + ":" + trimSlash(guest.ManifestPath)}
+	for _, f := range spec.Files {
+		files = append(files, f.Host+":"+trimSlash(f.Guest))
+	}
+	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOARCH(runtime.GOARCH),
+		golang.WithWorkingDir(spec.RepoDir))
+	level := slog.LevelWarn
+	if log != nil && log.Verbose {
+		level = slog.LevelDebug
+	}
+	return uimage.Create(llog.New(level, func(format string, v ...any) { log.Debug("u-root: "+format, v...) }),
+		uimage.WithReplaceEnv(env),
+		uimage.WithBaseArchive(uimage.DefaultRamfs()),
+		uimage.WithBinaryCommands(InitCmd, RunnerCmd),
+		uimage.WithInit("init"),
+		uimage.WithUinit("pidlab-guest"),
+		uimage.WithFiles(files...),
+		uimage.WithSkipLDD(), // every file is static
+		uimage.WithTempDir(tmp),
+		uimage.WithCPIOOutput(out),
+	)
+}
+
+// contentKey hashes everything the archive is made from: the files, the
+// manifest, the Go toolchain and pidlab's module (which pins u-root and
+// holds the runner's source).
+func contentKey(spec Spec, manifest []byte) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "go %s %s\nmanifest %s\n", runtime.Version(), runtime.GOARCH, manifest)
+	inputs, err := runnerSources(spec.RepoDir)
+	if err != nil {
+		return "", err
+	}
+	for _, f := range spec.Files {
+		inputs = append(inputs, f.Host)
+		fmt.Fprintf(h, "guest %s\n", f.Guest)
+	}
+	for _, p := range inputs {
+		fmt.Fprintf(h, "file %s\n", filepath.Base(p))
+		if err := hashFile(h, p); err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// runnerSources are the files the runner's build depends on.
+func runnerSources(repo string) ([]string, error) {
+	var srcs []string
+	for _, pattern := range []string{"go.mod", "go.sum", "userspace/guest/*.go", "userspace/cmd/pidlab-guest/*.go"} {
+		m, err := filepath.Glob(filepath.Join(repo, pattern))
+		if err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, m...)
+	}
+	if len(srcs) < 3 {
+		return nil, fmt.Errorf("%s is not pidlab's source tree (no go.mod or runner source)", repo)
+	}
+	sort.Strings(srcs)
+	return srcs, nil
+}
+
+func hashFile(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
+
+func trimSlash(p string) string {
+	for len(p) > 0 && p[0] == '/' {
+		p = p[1:]
+	}
+	return p
+}

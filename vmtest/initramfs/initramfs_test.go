@@ -1,0 +1,68 @@
+package initramfs
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/u-root/mkuimage/cpio"
+
+	"github.com/pidlab/pidlab/userspace/guest"
+)
+
+func TestBuildHoldsInitRunnerAndFilesAndIsCached(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds Go commands for the guest (~20 s cold)")
+	}
+	repo, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	payload := filepath.Join(t.TempDir(), "payload")
+	require.NoError(t, os.WriteFile(payload, []byte("hello"), 0o644))
+	spec := Spec{
+		RepoDir:  repo,
+		Files:    []File{{Host: payload, Guest: "/pidlab/payload"}},
+		Manifest: guest.Manifest{Module: "/pidlab/x.ko", ModuleName: "x"},
+	}
+	cache := t.TempDir()
+
+	path, cached, err := Build(t.Context(), spec, cache, nil)
+	require.NoError(t, err)
+	assert.False(t, cached, "first build")
+
+	records := readArchive(t, path)
+	for _, name := range []string{"init", "bin/uinit", "bin/init", "bin/pidlab-guest", "pidlab/payload", "pidlab/manifest.json"} {
+		assert.Contains(t, records, name)
+	}
+	assert.Equal(t, "hello", records["pidlab/payload"])
+
+	again, cached, err := Build(t.Context(), spec, cache, nil)
+	require.NoError(t, err)
+	assert.True(t, cached, "same content must reuse the archive")
+	assert.Equal(t, path, again)
+
+	require.NoError(t, os.WriteFile(payload, []byte("changed"), 0o644))
+	changed, cached, err := Build(t.Context(), spec, cache, nil)
+	require.NoError(t, err)
+	assert.False(t, cached, "changed content must rebuild")
+	assert.NotEqual(t, path, changed)
+}
+
+// readArchive maps each record name to its content (symlink targets for links).
+func readArchive(t *testing.T, path string) map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(f))
+	require.NoError(t, err)
+	m := map[string]string{}
+	for _, r := range recs {
+		b, err := io.ReadAll(io.NewSectionReader(r, 0, int64(r.FileSize)))
+		require.NoError(t, err)
+		m[r.Name] = string(b)
+	}
+	return m
+}

@@ -1,0 +1,177 @@
+// Package kbuild builds an out-of-tree kernel module against a kernel's
+// build tree, in a copy of its source so the source folder stays as it
+// was, and caches the result by content.
+package kbuild
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/pidlab/pidlab/vmtest/kernel"
+	"github.com/pidlab/pidlab/vmtest/progress"
+	"github.com/pidlab/pidlab/vmtest/verdict"
+)
+
+// Module is a built .ko.
+type Module struct {
+	Path     string // the .ko
+	Name     string // as delete_module knows it
+	Warnings string // compiler warnings, if any
+	Cached   bool   // reused from an earlier build
+}
+
+// Build compiles the module in srcDir for k. A build with the same source
+// and kernel as an earlier one is reused.
+func Build(ctx context.Context, k *kernel.Kernel, srcDir, cacheDir string, log *progress.Log) (*Module, error) {
+	files, err := sourceFiles(srcDir)
+	if err != nil {
+		return nil, verdict.Errorf(verdict.BuildFailed, "reading module source %s: %v", srcDir, err)
+	}
+	key, err := cacheKey(k, srcDir, files)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(cacheDir, "modules", key)
+	if m, err := find(dir); err == nil {
+		m.Cached = true
+		log.Debug("module: reusing %s", m.Path)
+		return m, nil
+	}
+	log.Step("building module %s for %s", srcDir, k.Release)
+	return build(ctx, k, srcDir, files, dir, log)
+}
+
+func build(ctx context.Context, k *kernel.Kernel, srcDir string, files []string, dir string, log *progress.Log) (*Module, error) {
+	tmp := dir + ".tmp"
+	os.RemoveAll(tmp)
+	defer os.RemoveAll(tmp)
+	if err := copyFiles(srcDir, tmp, files); err != nil {
+		return nil, err
+	}
+	out, err := log.CombinedOutput(ctx, "", "make", "-C", k.KDIR, "M="+tmp, "W=1", "modules")
+	var ce *progress.CommandError
+	if errors.As(err, &ce) {
+		return nil, &verdict.Error{
+			Code:   verdict.BuildFailed,
+			Reason: fmt.Sprintf("the module did not build (%v):\n%s", ce.Err, strings.TrimRight(relativize(ce.Output, tmp, srcDir), "\n")),
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	m, err := find(tmp)
+	if err != nil {
+		return nil, verdict.Errorf(verdict.BuildFailed, "make succeeded but %v:\n%s", err, out)
+	}
+	m.Warnings = warnings(relativize(string(out), tmp, srcDir))
+	os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		return nil, err
+	}
+	return find(dir)
+}
+
+// find returns the one .ko in dir.
+func find(dir string) (*Module, error) {
+	kos, _ := filepath.Glob(filepath.Join(dir, "*.ko"))
+	if len(kos) != 1 {
+		return nil, fmt.Errorf("%d .ko files in %s, want one", len(kos), dir)
+	}
+	name := strings.ReplaceAll(strings.TrimSuffix(filepath.Base(kos[0]), ".ko"), "-", "_")
+	return &Module{Path: kos[0], Name: name}, nil
+}
+
+// sourceFiles lists the files that make up a module source, skipping kbuild
+// outputs and dot files, sorted so that the cache key is stable.
+func sourceFiles(dir string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		if rel != "." && strings.HasPrefix(d.Name(), ".") || d.IsDir() && d.Name() == "testdata" {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Type().IsRegular() && !isBuildOutput(d.Name()) {
+			files = append(files, rel)
+		}
+		return nil
+	})
+	sort.Strings(files)
+	return files, err
+}
+
+func isBuildOutput(name string) bool {
+	for _, suffix := range []string{".o", ".ko", ".mod", ".mod.c", ".symvers", ".order", ".a"} {
+		if strings.HasSuffix(name, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+func cacheKey(k *kernel.Kernel, srcDir string, files []string) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "kernel %s %s\n", k.Release, k.KDIR)
+	for _, f := range files {
+		fmt.Fprintf(h, "file %s\n", f)
+		if err := hashFile(h, filepath.Join(srcDir, f)); err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+func hashFile(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
+
+func copyFiles(src, dst string, files []string) error {
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			return err
+		}
+		out := filepath.Join(dst, f)
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(out, b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// relativize shows paths in the build copy as paths in the user's source.
+func relativize(out, buildDir, srcDir string) string {
+	return strings.ReplaceAll(out, buildDir+"/", srcDir+"/")
+}
+
+func warnings(out string) string {
+	var w []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "warning:") {
+			w = append(w, line)
+		}
+	}
+	return strings.Join(w, "\n")
+}

@@ -1,0 +1,219 @@
+package kernel
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/pidlab/pidlab/vmtest/progress"
+	"github.com/pidlab/pidlab/vmtest/verdict"
+)
+
+// Debian provisions a Debian bookworm 6.1 kernel: the unsigned image and
+// its exact headers, fetched with apt-get download (no root needed) and
+// unpacked together, because the headers link into linux-kbuild by
+// relative paths.
+type Debian struct {
+	Flavour  string // a key of Flavours
+	CacheDir string // kernels are unpacked in CacheDir/<abi>-<flavour>
+	Log      *progress.Log
+}
+
+const readyMarker = ".pidlab-ready"
+
+var abiPattern = regexp.MustCompile(`linux-image-(6\.1\.0-\d+)-`)
+
+// Provision returns the newest kernel of the flavour that apt knows,
+// unpacking it on first use. Without apt metadata it falls back to the
+// newest kernel already in the cache.
+func (d Debian) Provision(ctx context.Context) (*Kernel, error) {
+	flavour, ok := Flavours[d.Flavour]
+	if !ok {
+		return nil, verdict.Errorf(verdict.Setup, "unknown kernel flavour %q (have %s)", d.Flavour, flavourNames())
+	}
+	abi, resolveErr := d.resolveABI(ctx, flavour)
+	if resolveErr != nil {
+		cached := d.newestCached(flavour)
+		if cached == "" {
+			return nil, resolveErr
+		}
+		d.Log.Info("apt cannot resolve the %s kernel (%v); using the cached %s", flavour, firstLine(resolveErr), cached)
+		abi = strings.TrimSuffix(cached, "-"+flavour)
+	}
+	release := abi + "-" + flavour
+	root := filepath.Join(d.CacheDir, release)
+	if _, err := os.Stat(filepath.Join(root, readyMarker)); err != nil {
+		if err := d.fetch(ctx, release, root); err != nil {
+			return nil, err
+		}
+	}
+	return &Kernel{
+		Name:    d.Flavour,
+		Release: release,
+		Image:   filepath.Join(root, "boot", "vmlinuz-"+release),
+		KDIR:    filepath.Join(root, "usr", "src", "linux-headers-"+release),
+	}, nil
+}
+
+// resolveABI asks apt which 6.1 ABI the flavour's metapackage points at.
+func (d Debian) resolveABI(ctx context.Context, flavour string) (string, error) {
+	meta := "linux-image-" + flavour
+	out, err := d.Log.Output(ctx, "", "apt-cache", "depends", meta)
+	if errors.Is(err, exec.ErrNotFound) {
+		return "", verdict.SetupError("use your own kernel: PIDLAB_KERNEL=/path/bzImage PIDLAB_KDIR=/path/build",
+			"apt-cache not found: fetching Debian's kernel needs a Debian or Ubuntu host with apt")
+	}
+	m := abiPattern.FindSubmatch(out)
+	if err != nil || m == nil {
+		return "", verdict.SetupError("apt-get update   (as root, once; Debian bookworm sources are needed)",
+			"apt does not know the package %s: its package lists are missing or not bookworm's", meta)
+	}
+	return string(m[1]), nil
+}
+
+func (d Debian) newestCached(flavour string) string {
+	matches, _ := filepath.Glob(filepath.Join(d.CacheDir, "6.1.0-*-"+flavour, readyMarker))
+	if len(matches) == 0 {
+		return ""
+	}
+	sort.Slice(matches, func(i, j int) bool { return abiNumber(matches[i]) < abiNumber(matches[j]) })
+	return filepath.Base(filepath.Dir(matches[len(matches)-1]))
+}
+
+func abiNumber(path string) int {
+	var n int
+	fmt.Sscanf(strings.TrimPrefix(filepath.Base(filepath.Dir(path)), "6.1.0-"), "%d", &n)
+	return n
+}
+
+// fetch downloads the packages of release and unpacks them into root.
+func (d Debian) fetch(ctx context.Context, release, root string) error {
+	headers := "linux-headers-" + release
+	deps, err := d.headerDeps(ctx, headers)
+	if err != nil {
+		return err
+	}
+	pkgs := append([]string{"linux-image-" + release + "-unsigned", headers}, deps...)
+	if err := os.MkdirAll(d.CacheDir, 0o755); err != nil {
+		return err
+	}
+	staging, err := os.MkdirTemp(d.CacheDir, ".fetch-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(staging)
+
+	d.Log.Step("fetching kernel %s: %d Debian packages", release, len(pkgs))
+	debs, err := d.download(ctx, staging, pkgs)
+	if err != nil {
+		return err
+	}
+	unpacked := filepath.Join(staging, "root")
+	for i, deb := range debs {
+		d.Log.Info("unpacking %s (%d/%d)", filepath.Base(deb), i+1, len(debs))
+		if _, err := d.Log.Output(ctx, "", "dpkg-deb", "-x", deb, unpacked); err != nil {
+			return verdict.SetupError("apt-get install dpkg", "unpacking %s: %v", filepath.Base(deb), commandDetail(err))
+		}
+	}
+	if err := relocateHeaders(unpacked, root, release); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(unpacked, readyMarker), []byte(release+"\n"), 0o644); err != nil {
+		return err
+	}
+	os.RemoveAll(root) // a half-made tree from an interrupted run
+	return os.Rename(unpacked, root)
+}
+
+// headerDeps lists the other header packages the flavour's headers need
+// (headers-common, or common-rt, and linux-kbuild).
+func (d Debian) headerDeps(ctx context.Context, headers string) ([]string, error) {
+	out, err := d.Log.Output(ctx, "", "apt-cache", "depends", headers)
+	if err != nil {
+		return nil, verdict.SetupError("apt-get update", "apt does not know %s: %v", headers, commandDetail(err))
+	}
+	var deps []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && f[0] == "Depends:" && (strings.HasPrefix(f[1], "linux-headers-") || strings.HasPrefix(f[1], "linux-kbuild-")) {
+			deps = append(deps, f[1])
+		}
+	}
+	if len(deps) == 0 {
+		return nil, verdict.Errorf(verdict.Setup, "apt lists no headers-common or kbuild package for %s", headers)
+	}
+	return deps, nil
+}
+
+// download runs apt-get download, reporting each package as it arrives.
+func (d Debian) download(ctx context.Context, dir string, pkgs []string) ([]string, error) {
+	args := []string{"download"}
+	if os.Geteuid() == 0 {
+		// apt drops to the _apt user, which cannot write a private temp dir.
+		args = append(args, "-o", "APT::Sandbox::User=root")
+	}
+	cmd := exec.CommandContext(ctx, "apt-get", append(args, pkgs...)...)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	d.Log.Debug("exec: %s", progress.Cmdline(cmd))
+	if err := cmd.Start(); err != nil {
+		return nil, verdict.SetupError("apt-get install apt", "apt-get: %v", err)
+	}
+	got := 0
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 4 && strings.HasPrefix(f[0], "Get:") {
+			got++
+			d.Log.Info("downloaded %s %s (%d/%d)", f[3], strings.Join(f[len(f)-2:], " "), got, len(pkgs))
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return nil, verdict.SetupError("apt-get update, then run again",
+			"downloading the kernel packages failed: %s\n%s", progress.Cmdline(cmd), strings.TrimSpace(stderr.String()))
+	}
+	debs, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
+	if len(debs) != len(pkgs) {
+		return nil, verdict.Errorf(verdict.Setup, "apt-get download gave %d packages, expected %d", len(debs), len(pkgs))
+	}
+	return debs, nil
+}
+
+// relocateHeaders points the flavour headers' Makefile, which includes the
+// common headers by absolute path under /usr/src, at their copy in the tree
+// that unpacked (now) will be renamed to root.
+func relocateHeaders(unpacked, root, release string) error {
+	mk := filepath.Join(unpacked, "usr", "src", "linux-headers-"+release, "Makefile")
+	b, err := os.ReadFile(mk)
+	if err != nil {
+		return fmt.Errorf("kernel headers of %s: %w", release, err)
+	}
+	fixed := strings.ReplaceAll(string(b), "include /usr/src/", "include "+filepath.Join(root, "usr", "src")+"/")
+	return os.WriteFile(mk, []byte(fixed), 0o644)
+}
+
+func commandDetail(err error) string {
+	var ce *progress.CommandError
+	if errors.As(err, &ce) {
+		return fmt.Sprintf("%v\n%s", ce, strings.TrimSpace(ce.Output))
+	}
+	return err.Error()
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}

@@ -1,0 +1,115 @@
+// Package progress is how pidlab talks to the person at the terminal: a
+// line per step, short when things go well, every command with Verbose.
+package progress
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+)
+
+// Log writes progress lines. The zero value discards them.
+type Log struct {
+	W       io.Writer
+	Verbose bool // also print every command run and its output
+
+	mu sync.Mutex
+}
+
+// Step announces a long step ("==> fetching kernel …").
+func (l *Log) Step(format string, args ...any) { l.printf("==> "+format, args...) }
+
+// Info adds a detail to the current step.
+func (l *Log) Info(format string, args ...any) { l.printf("    "+format, args...) }
+
+// Debug prints only with Verbose.
+func (l *Log) Debug(format string, args ...any) {
+	if l != nil && l.Verbose {
+		l.printf("    "+format, args...)
+	}
+}
+
+// Line prints a line as it is.
+func (l *Log) Line(format string, args ...any) { l.printf(format, args...) }
+
+func (l *Log) printf(format string, args ...any) {
+	if l == nil || l.W == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.W, format+"\n", args...)
+}
+
+// CommandError is a command that failed: what ran, how it ended, what it said.
+type CommandError struct {
+	Cmdline string
+	Output  string
+	Err     error
+}
+
+func (e *CommandError) Error() string {
+	return fmt.Sprintf("%s: %v", e.Cmdline, e.Err)
+}
+
+func (e *CommandError) Unwrap() error { return e.Err }
+
+// Output runs cmd and returns its standard output. With Verbose the command
+// line is printed first and its standard error streams to the log.
+func (l *Log) Output(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if l != nil && l.Verbose && l.W != nil {
+		cmd.Stderr = io.MultiWriter(&stderr, l.W)
+	}
+	l.Debug("exec: %s", Cmdline(cmd))
+	if err := cmd.Run(); err != nil {
+		return stdout.Bytes(), &CommandError{Cmdline: Cmdline(cmd), Output: stdout.String() + stderr.String(), Err: err}
+	}
+	return stdout.Bytes(), nil
+}
+
+// Cmdline renders a command as a person would type it.
+func Cmdline(cmd *exec.Cmd) string {
+	var b strings.Builder
+	if cmd.Dir != "" {
+		fmt.Fprintf(&b, "cd %s && ", shellQuote(cmd.Dir))
+	}
+	for i, a := range cmd.Args {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(shellQuote(a))
+	}
+	return b.String()
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '-' || r == '_' || r == '.' || r == '=' || r == ',' || r == ':' || r == '+' ||
+			r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// CombinedOutput runs cmd and returns its standard output and error
+// together, printing the command line first with Verbose.
+func (l *Log) CombinedOutput(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	l.Debug("exec: %s", Cmdline(cmd))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, &CommandError{Cmdline: Cmdline(cmd), Output: string(out), Err: err}
+	}
+	return out, nil
+}
