@@ -57,7 +57,7 @@ func build(ctx context.Context, k *kernel.Kernel, srcDir string, files []string,
 	if err := copyFiles(srcDir, tmp, files); err != nil {
 		return nil, err
 	}
-	out, err := log.CombinedOutput(ctx, "", "make", "-C", k.KDIR, "M="+tmp, "W=1", "modules")
+	out, err := log.CombinedOutput(ctx, "", nil, "make", "-C", k.KDIR, "M="+tmp, "W=1", "modules")
 	var ce *progress.CommandError
 	if errors.As(err, &ce) {
 		return nil, &verdict.Error{

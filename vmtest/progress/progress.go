@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -101,12 +102,16 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// CombinedOutput runs cmd and returns its standard output and error
-// together, printing the command line first with Verbose.
-func (l *Log) CombinedOutput(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
+// CombinedOutput runs cmd, with env added to the environment, and returns
+// its standard output and error together, printing the command line first
+// with Verbose.
+func (l *Log) CombinedOutput(ctx context.Context, dir string, env []string, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
-	l.Debug("exec: %s", Cmdline(cmd))
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	l.Debug("exec: %s%s", strings.Join(append(env, ""), " "), Cmdline(cmd))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return out, &CommandError{Cmdline: Cmdline(cmd), Output: string(out), Err: err}

@@ -1,0 +1,300 @@
+package vmtest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/vmtest/kbuild"
+	"github.com/pidlab/pidlab/vmtest/kernel"
+	"github.com/pidlab/pidlab/vmtest/qemu"
+	"github.com/pidlab/pidlab/vmtest/verdict"
+)
+
+// Result is what one VM run saw.
+type Result struct {
+	Kernel          *kernel.Kernel
+	Module          *kbuild.Module
+	GuestKernel     string // uname -r, as the guest reported it
+	Accel           qemu.Accel
+	Tests           []verdict.TestResult
+	Observations    verdict.Observations
+	ConsolePath     string
+	QEMUCmdline     string
+	BootToFirstTest time.Duration
+	VMTime          time.Duration
+	Err             *verdict.Error // nil when everything passed
+}
+
+// consoleTailLines is how much console a hang or crash report quotes.
+const consoleTailLines = 25
+
+// Boot runs the prepared VM and follows it to a verdict.
+func Boot(ctx context.Context, c Config, p *Prepared) (*Result, error) {
+	accel, why, err := qemu.ChooseAccel(c.Accel)
+	if err != nil {
+		return nil, verdict.SetupError(qemu.EnvAccel+"=tcg", "%v", err)
+	}
+	if accel == qemu.TCG {
+		c.Log.Info("note: %s", why)
+	}
+	runDir, err := newRunDir(c.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Kernel: p.Kernel, Module: p.Module, Accel: accel, ConsolePath: filepath.Join(runDir, "console.log")}
+	qc := qemu.Config{
+		Binary: "qemu-system-x86_64", Kernel: p.Kernel.Image, Initrd: p.Initramfs,
+		Accel: accel, MemoryMB: 1024, CPUs: 2,
+	}
+	c.Log.Step("booting %s with module %s (%s)", p.Kernel.Release, p.Module.Name, accel)
+	vm, err := qemu.Start(ctx, qc)
+	if err != nil {
+		return nil, verdict.SetupError("apt-get install qemu-system-x86", "starting QEMU: %v", err)
+	}
+	res.QEMUCmdline = vm.Cmdline()
+	c.Log.Debug("exec: %s", res.QEMUCmdline)
+	f := &follower{c: c, res: res, vm: vm, start: time.Now()}
+	err = f.follow()
+	res.VMTime = time.Since(f.start)
+	if err != nil {
+		return res, err
+	}
+	res.Tests = f.tests.Results
+	res.Observations.Tests = res.Tests
+	res.Err = verdict.Decide(res.Observations)
+	return res, nil
+}
+
+// newRunDir makes a fresh folder for one run's logs.
+func newRunDir(cache string) (string, error) {
+	dir := filepath.Join(cache, "runs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(dir, time.Now().Format("20060102-150405-"))
+}
+
+// follower reads a running VM's console and events until QEMU exits.
+type follower struct {
+	c     Config
+	res   *Result
+	vm    *qemu.VM
+	start time.Time
+
+	console  verdict.ConsoleScanner
+	tail     []string
+	tests    verdict.Tests
+	conv     *converter
+	phase    string    // what the guest is doing, for a hang report
+	progress time.Time // when a test last started or ended
+	before   uint64    // taint at start
+}
+
+func (f *follower) follow() error {
+	log, err := os.Create(f.res.ConsolePath)
+	if err != nil {
+		f.vm.Kill()
+		f.vm.Wait()
+		return err
+	}
+	defer log.Close()
+	f.conv, err = startConverter()
+	if err != nil {
+		f.vm.Kill()
+		f.vm.Wait()
+		return err
+	}
+	consoleLines := lines(f.vm.Console)
+	events := lines(f.vm.Results)
+	testEvents := f.conv.events
+	exited := make(chan error, 1)
+	go func() { exited <- f.vm.Wait() }()
+
+	deadline := time.NewTimer(f.c.Timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	f.phase = "booting"
+	f.progress = time.Now()
+	var qemuErr error
+	for consoleLines != nil || events != nil || testEvents != nil {
+		select {
+		case line, ok := <-consoleLines:
+			if !ok {
+				consoleLines = nil
+				continue
+			}
+			fmt.Fprintln(log, line)
+			f.onConsole(line)
+		case line, ok := <-events:
+			if !ok {
+				events = nil
+				f.conv.close() // its events end once it has converted everything
+				continue
+			}
+			f.onEvent(line)
+		case ev, ok := <-testEvents:
+			if !ok {
+				testEvents = nil
+				continue
+			}
+			f.onTestEvent(ev)
+		case <-tick.C:
+			if f.hungTest() {
+				f.vm.Kill()
+			}
+		case <-deadline.C:
+			f.stop(fmt.Sprintf("the VM did not finish within %s (%s=%s); the guest was %s", f.c.Timeout, EnvTimeout, f.c.Timeout, f.describePhase()))
+		case qemuErr = <-exited:
+			exited = nil
+		}
+	}
+	if exited != nil {
+		qemuErr = <-exited
+	}
+	f.res.Observations.ConsoleTail = f.tail
+	if !f.res.Observations.RunnerStarted && qemuErr != nil && f.res.Observations.Stopped == "" && len(f.tail) == 0 {
+		return verdict.SetupError("run the QEMU command by hand to see why: "+f.vm.Cmdline(), "QEMU failed: %v: %s", qemuErr, strings.TrimSpace(f.vm.Stderr.String()))
+	}
+	return nil
+}
+
+// stop ends a hung VM, recording why.
+func (f *follower) stop(why string) {
+	if f.res.Observations.Stopped == "" {
+		f.res.Observations.Stopped = why
+		f.tests.MarkHung()
+		for _, r := range f.tests.Results {
+			if r.Outcome == verdict.Hung {
+				f.printResult(r)
+			}
+		}
+	}
+	f.vm.Kill()
+}
+
+// hungTest stops the VM when a test has run past the per-test limit.
+func (f *follower) hungTest() bool {
+	running := f.tests.Running()
+	if len(running) == 0 || time.Since(f.progress) < f.c.TestTimeout {
+		return false
+	}
+	name := running[len(running)-1]
+	f.stop(fmt.Sprintf("test %s did not finish within %s (%s): it hangs", name, f.c.TestTimeout, EnvTestTimeout))
+	return true
+}
+
+func (f *follower) describePhase() string {
+	if running := f.tests.Running(); len(running) > 0 {
+		return "running " + running[len(running)-1]
+	}
+	return f.phase
+}
+
+func (f *follower) onConsole(line string) {
+	f.console.Scan(line)
+	f.res.Observations.Troubles = f.console.Troubles
+	f.tail = append(f.tail, line)
+	if len(f.tail) > consoleTailLines {
+		f.tail = f.tail[1:]
+	}
+}
+
+func (f *follower) onEvent(line string) {
+	var ev guest.Event
+	if err := json.Unmarshal([]byte(line), &ev); err != nil {
+		f.c.Log.Debug("results channel: not an event: %q", line)
+		return
+	}
+	o := &f.res.Observations
+	switch ev.Kind {
+	case guest.KindStart:
+		o.RunnerStarted = true
+		f.res.GuestKernel = ev.Kernel
+		f.before = ev.Taint
+		f.phase = "loading the module"
+		f.c.Log.Debug("guest runner started on %s after %s", ev.Kernel, time.Since(f.start).Round(time.Millisecond))
+	case guest.KindLoad:
+		if ev.Err != "" {
+			o.LoadErr = ev.Err
+			f.c.Log.Info("module %s did not load: %s", f.res.Module.Name, ev.Err)
+			return
+		}
+		f.phase = "running tests"
+		f.c.Log.Info("module %s loaded", f.res.Module.Name)
+	case guest.KindTestOutput:
+		f.conv.write(ev.Line)
+	case guest.KindTestExit:
+		if ev.Err != "" && f.tests.Count(verdict.Failed) == 0 {
+			o.BinaryErrs = append(o.BinaryErrs, fmt.Sprintf("test binary %s ended badly: %s", filepath.Base(ev.Binary), ev.Err))
+		}
+		f.phase = "unloading the module"
+	case guest.KindUnload:
+		if ev.Err != "" {
+			o.UnloadErr = ev.Err
+			f.c.Log.Info("module %s did not unload: %s", f.res.Module.Name, ev.Err)
+		} else {
+			f.c.Log.Info("module %s unloaded", f.res.Module.Name)
+		}
+		f.phase = "powering off"
+	case guest.KindDone:
+		o.Done = true
+		o.NewTaint = verdict.NewTaint(f.before, ev.Taint)
+	}
+}
+
+func (f *follower) onTestEvent(ev verdict.TestEvent) {
+	switch ev.Action {
+	case "run":
+		if f.res.BootToFirstTest == 0 {
+			f.res.BootToFirstTest = time.Since(f.start)
+		}
+		f.progress = time.Now()
+	case "pass", "fail", "skip":
+		f.progress = time.Now()
+	}
+	if r := f.tests.Add(ev); r != nil {
+		f.printResult(*r)
+	}
+}
+
+// printResult prints a finished test as go test -v does, with its output
+// when it did not pass.
+func (f *follower) printResult(r verdict.TestResult) {
+	depth := strings.Count(r.Name, "/")
+	pad := strings.Repeat("    ", depth)
+	f.c.Log.Line("%s--- %s: %s (%.2fs)", pad, strings.ToUpper(string(r.Outcome)), r.Name, r.Elapsed.Seconds())
+	if r.Outcome == verdict.Failed || r.Outcome == verdict.Hung || (r.Outcome == verdict.Skipped && f.c.Log.Verbose) {
+		for _, l := range strings.Split(strings.TrimRight(r.Output, "\n"), "\n") {
+			if l != "" {
+				f.c.Log.Line("%s    %s", pad, l)
+			}
+		}
+	}
+}
+
+// lines streams r line by line until EOF.
+func lines(r interface{ Read([]byte) (int, error) }) chan string {
+	ch := make(chan string, 64)
+	go func() {
+		defer close(ch)
+		br := bufio.NewReaderSize(r, 64<<10)
+		for {
+			s, err := br.ReadString('\n')
+			if s != "" {
+				ch <- strings.TrimRight(s, "\r\n")
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ch
+}

@@ -1,0 +1,195 @@
+// Package qemu starts a pidlab VM: a kernel and initramfs under
+// qemu-system-x86_64, the kernel console on the first 16550 UART (QEMU's
+// standard output) and the guest runner's results on the second (a unix
+// socket). The cloud kernel has no built-in virtio console, but every x86
+// kernel has the 8250 driver.
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Accel is how QEMU runs guest code.
+type Accel string
+
+// Accelerators pidlab uses.
+const (
+	KVM Accel = "kvm"
+	TCG Accel = "tcg" // software emulation: slow, works everywhere
+)
+
+// EnvAccel overrides the accelerator choice (kvm or tcg).
+const EnvAccel = "PIDLAB_ACCEL"
+
+// ChooseAccel picks KVM only when /dev/kvm opens and the CPU advertises
+// vmx or svm: a bare /dev/kvm on a nested VM without them hangs or aborts
+// QEMU. why says what was decided and why, for a one-line notice.
+func ChooseAccel(override string) (accel Accel, why string, err error) {
+	switch Accel(override) {
+	case KVM, TCG:
+		return Accel(override), EnvAccel + "=" + override, nil
+	case "":
+	default:
+		return "", "", fmt.Errorf("%s=%q: want kvm or tcg", EnvAccel, override)
+	}
+	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err != nil {
+		return TCG, "no usable /dev/kvm (" + err.Error() + "): emulating with TCG, which is slower", nil
+	} else {
+		f.Close()
+	}
+	cpuinfo, _ := os.ReadFile("/proc/cpuinfo")
+	if !hasVirtFlag(string(cpuinfo)) {
+		return TCG, "/dev/kvm exists but the CPU advertises no vmx/svm (a nested VM): emulating with TCG, which is slower", nil
+	}
+	return KVM, "KVM", nil
+}
+
+func hasVirtFlag(cpuinfo string) bool {
+	for _, line := range strings.Split(cpuinfo, "\n") {
+		if !strings.HasPrefix(line, "flags") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if f == "vmx" || f == "svm" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Config describes one VM.
+type Config struct {
+	Binary   string // qemu-system-x86_64
+	Kernel   string
+	Initrd   string
+	Append   []string // kernel command line, added to the console defaults
+	Accel    Accel
+	MemoryMB int
+	CPUs     int
+}
+
+// KernelArgs is the kernel command line: console on ttyS0 with every
+// message (u-root's init lowers the console level, ignore_loglevel keeps
+// them all in the log), and any oops or panic ends the VM at once.
+func (c Config) KernelArgs() string {
+	args := []string{"console=ttyS0,115200", "ignore_loglevel", "panic=-1", "oops=panic", "printk.devkmsg=on"}
+	return strings.Join(append(args, c.Append...), " ")
+}
+
+// Args is QEMU's command line for a results socket at results.
+func (c Config) Args(results string) []string {
+	args := []string{
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-machine", "q35,accel=" + string(c.Accel),
+		"-m", fmt.Sprint(c.MemoryMB), "-smp", fmt.Sprint(c.CPUs),
+		"-kernel", c.Kernel, "-initrd", c.Initrd, "-append", c.KernelArgs(),
+		"-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
+		"-chardev", "socket,id=results,path=" + results, "-serial", "chardev:results",
+	}
+	if c.Accel == KVM {
+		args = append(args, "-cpu", "host")
+	} else {
+		args = append(args, "-cpu", "max")
+	}
+	return args
+}
+
+// VM is a running QEMU.
+type VM struct {
+	Cmd     *exec.Cmd
+	Console io.Reader // the kernel console and everything the guest's init prints
+	Results net.Conn  // the guest runner's events
+	Stderr  *strings.Builder
+
+	dir string
+}
+
+// Start boots the VM. The results socket lives in a private temp dir that
+// Wait removes.
+func Start(ctx context.Context, c Config) (*VM, error) {
+	dir, err := os.MkdirTemp("", "pidlab-vm-")
+	if err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(dir, "results.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	defer ln.Close()
+	cmd := exec.CommandContext(ctx, c.Binary, c.Args(sock)...)
+	cmd.Stdin = nil // QEMU must not put a terminal in raw mode
+	console, err := cmd.StdoutPipe()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	vm := &VM{Cmd: cmd, Console: console, Stderr: &strings.Builder{}, dir: dir}
+	cmd.Stderr = vm.Stderr
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	conn, err := accept(ln, cmd)
+	if err != nil {
+		cmd.Process.Kill()
+		vm.Wait()
+		return nil, fmt.Errorf("QEMU did not connect its results port: %w: %s", err, strings.TrimSpace(vm.Stderr.String()))
+	}
+	vm.Results = conn
+	return vm, nil
+}
+
+// accept waits for QEMU's connection, or for QEMU to die trying.
+func accept(ln net.Listener, cmd *exec.Cmd) (net.Conn, error) {
+	ul := ln.(*net.UnixListener)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		ul.SetDeadline(time.Now().Add(200 * time.Millisecond))
+		conn, err := ul.Accept()
+		if err == nil {
+			return conn, nil
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, err
+		}
+		if cmd.ProcessState != nil || processGone(cmd) {
+			return nil, errors.New("QEMU exited")
+		}
+	}
+	return nil, errors.New("timed out")
+}
+
+func processGone(cmd *exec.Cmd) bool {
+	return cmd.Process.Signal(syscall.Signal(0)) != nil // kill -0
+}
+
+// Kill stops QEMU at once.
+func (vm *VM) Kill() { vm.Cmd.Process.Kill() }
+
+// Wait waits for QEMU to exit and cleans up.
+func (vm *VM) Wait() error {
+	err := vm.Cmd.Wait()
+	if vm.Results != nil {
+		vm.Results.Close()
+	}
+	os.RemoveAll(vm.dir)
+	return err
+}
+
+// Cmdline renders the QEMU command for a person to rerun.
+func (vm *VM) Cmdline() string {
+	return strings.Join(vm.Cmd.Args, " ")
+}

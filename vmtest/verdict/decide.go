@@ -1,0 +1,99 @@
+package verdict
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Observations is everything a run saw, for Decide.
+type Observations struct {
+	RunnerStarted bool // the guest runner reported start
+	Done          bool // the guest runner reported done
+	LoadErr       string
+	UnloadErr     string
+	BinaryErrs    []string // test binaries that ended badly without a failed test to show for it
+	Tests         []TestResult
+	Troubles      []Trouble
+	NewTaint      string // taint letters beyond the expected O and E
+	Stopped       string // why the host stopped the VM (a hang), if it did
+	ConsoleTail   []string
+}
+
+// Decide turns observations into a verdict: nil when everything passed.
+// Kernel trouble outranks a hang (a hung test after an oops is the oops's
+// fault), and a hang outranks failed tests.
+func Decide(o Observations) *Error {
+	if len(o.Troubles) > 0 {
+		t := o.Troubles[0]
+		return Errorf(KernelTrouble, "kernel %s:\n%s%s", t.Kind, indent(t.Report), moreTroubles(o.Troubles[1:]))
+	}
+	if o.NewTaint != "" {
+		return Errorf(KernelTrouble, "the kernel became tainted (%s) during the run; see %s",
+			o.NewTaint, "Documentation/admin-guide/tainted-kernels.rst")
+	}
+	if o.Stopped != "" {
+		return Errorf(Timeout, "%s\nlast console lines:\n%s", o.Stopped, indent(strings.Join(o.ConsoleTail, "\n")))
+	}
+	if !o.Done {
+		what := "the guest ended before the runner finished (a crash or reboot)"
+		if !o.RunnerStarted {
+			what = "the guest ended before the runner started (the kernel or init failed)"
+		}
+		return Errorf(KernelTrouble, "%s\nlast console lines:\n%s", what, indent(strings.Join(o.ConsoleTail, "\n")))
+	}
+	if o.LoadErr != "" {
+		return Errorf(TestFailed, "the module did not load: %s", o.LoadErr)
+	}
+	var failed []string
+	for _, t := range o.Tests {
+		if t.Outcome == Failed && !hasFailedSubtest(o.Tests, t.Name) {
+			failed = append(failed, fmt.Sprintf("%s:\n%s", t.Name, indent(strings.TrimRight(t.Output, "\n"))))
+		}
+	}
+	if len(failed) > 0 {
+		return Errorf(TestFailed, "%d test(s) failed:\n%s", len(failed), strings.Join(failed, "\n"))
+	}
+	if len(o.BinaryErrs) > 0 {
+		return Errorf(TestFailed, "%s", strings.Join(o.BinaryErrs, "\n"))
+	}
+	if len(o.Tests) == 0 {
+		return Errorf(TestFailed, "no test ran")
+	}
+	if o.UnloadErr != "" {
+		return Errorf(TestFailed, "the module did not unload: %s", o.UnloadErr)
+	}
+	return nil
+}
+
+// hasFailedSubtest reports whether a failed test failed only because one of
+// its subtests did, which is then the one to show.
+func hasFailedSubtest(tests []TestResult, name string) bool {
+	for _, t := range tests {
+		if t.Outcome == Failed && strings.HasPrefix(t.Name, name+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func moreTroubles(ts []Trouble) string {
+	if len(ts) == 0 {
+		return ""
+	}
+	kinds := make([]string, len(ts))
+	for i, t := range ts {
+		kinds[i] = t.Kind
+	}
+	return fmt.Sprintf("\n(and %d more report(s): %s)", len(ts), strings.Join(kinds, ", "))
+}
+
+func indent(s string) string {
+	if s == "" {
+		return "    (nothing)"
+	}
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = "    " + l
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,125 @@
+package verdict
+
+import (
+	"strings"
+	"time"
+)
+
+// TestEvent is one event of `go tool test2json`.
+type TestEvent struct {
+	Time    time.Time `json:"Time"`
+	Action  string    `json:"Action"` // run, pause, cont, pass, fail, skip, output, bench, start
+	Package string    `json:"Package"`
+	Test    string    `json:"Test"`
+	Elapsed float64   `json:"Elapsed"` // seconds
+	Output  string    `json:"Output"`
+}
+
+// Outcome of one test.
+type Outcome string
+
+// Outcomes.
+const (
+	Passed  Outcome = "pass"
+	Failed  Outcome = "fail"
+	Skipped Outcome = "skip"
+	Hung    Outcome = "hung" // still running when the run was stopped
+)
+
+// TestResult is a finished (or hung) test.
+type TestResult struct {
+	Name    string
+	Outcome Outcome
+	Elapsed time.Duration
+	Output  string // what the test printed: failure messages, logs
+}
+
+// Tests follows test2json events: which tests run now, which ended how.
+type Tests struct {
+	Results []TestResult
+	running map[string]*runningTest
+	order   []string // running tests, oldest first
+}
+
+type runningTest struct {
+	started time.Time
+	output  strings.Builder
+}
+
+// Add takes one event and returns the result it completed, if any.
+func (ts *Tests) Add(ev TestEvent) *TestResult {
+	if ev.Test == "" {
+		return nil // package-level output and summary
+	}
+	if ts.running == nil {
+		ts.running = map[string]*runningTest{}
+	}
+	switch ev.Action {
+	case "run":
+		ts.running[ev.Test] = &runningTest{started: time.Now()}
+		ts.order = append(ts.order, ev.Test)
+	case "output":
+		if rt := ts.running[ev.Test]; rt != nil && !isFraming(ev.Output) {
+			rt.output.WriteString(ev.Output)
+		}
+	case "pass", "fail", "skip":
+		rt := ts.running[ev.Test]
+		res := TestResult{Name: ev.Test, Outcome: Outcome(ev.Action), Elapsed: seconds(ev.Elapsed)}
+		if rt != nil {
+			res.Output = rt.output.String()
+		}
+		ts.finish(ev.Test)
+		ts.Results = append(ts.Results, res)
+		return &ts.Results[len(ts.Results)-1]
+	}
+	return nil
+}
+
+func (ts *Tests) finish(name string) {
+	delete(ts.running, name)
+	for i, n := range ts.order {
+		if n == name {
+			ts.order = append(ts.order[:i], ts.order[i+1:]...)
+			break
+		}
+	}
+}
+
+// Running names the tests that started and have not ended, innermost
+// (most recently started) last.
+func (ts *Tests) Running() []string {
+	return append([]string(nil), ts.order...)
+}
+
+// MarkHung records every running test as hung, with what it printed so far.
+func (ts *Tests) MarkHung() {
+	for _, name := range ts.Running() {
+		rt := ts.running[name]
+		ts.Results = append(ts.Results, TestResult{Name: name, Outcome: Hung, Elapsed: time.Since(rt.started), Output: rt.output.String()})
+		ts.finish(name)
+	}
+}
+
+// Count returns how many tests ended with each outcome.
+func (ts *Tests) Count(o Outcome) int {
+	n := 0
+	for _, r := range ts.Results {
+		if r.Outcome == o {
+			n++
+		}
+	}
+	return n
+}
+
+// isFraming is test2json's copy of the go test -v lines that it already
+// turned into events.
+func isFraming(out string) bool {
+	for _, p := range []string{"=== RUN", "=== PAUSE", "=== CONT", "=== NAME", "--- PASS", "--- FAIL", "--- SKIP"} {
+		if strings.HasPrefix(strings.TrimLeft(out, " "), p) {
+			return true
+		}
+	}
+	return false
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
