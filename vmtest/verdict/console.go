@@ -18,7 +18,7 @@ var troublePatterns = []struct {
 	re   *regexp.Regexp
 }{
 	{"kernel panic", regexp.MustCompile(`^Kernel panic - not syncing`)},
-	{"Oops", regexp.MustCompile(`^Oops: |^BUG: unable to handle`)},
+	{"Oops", regexp.MustCompile(`^Oops: |^BUG: unable to handle|^BUG: kernel NULL pointer dereference`)},
 	{"general protection fault", regexp.MustCompile(`^general protection fault`)},
 	{"KASAN", regexp.MustCompile(`^BUG: KASAN: `)},
 	{"lockdep", regexp.MustCompile(`^WARNING: (possible .*locking|inconsistent lock state|suspicious RCU usage|bad unlock balance|lock held when returning|held lock freed)|^BUG: (held lock freed|lock held)`)},
@@ -49,8 +49,9 @@ func (s *ConsoleScanner) Scan(line string) {
 	line = strings.TrimRight(line, "\r")
 	text := timestamp.ReplaceAllString(line, "")
 	if kind := troubleKind(text); kind != "" {
-		// A Call Trace inside a report already being quoted belongs to it.
-		if !(kind == "Call Trace" && s.current != nil) {
+		// What follows the start of a report (its Oops line, Call Trace,
+		// the panic it causes) belongs to the report being quoted.
+		if s.current == nil {
 			s.Troubles = append(s.Troubles, Trouble{Kind: kind})
 			s.current = &strings.Builder{}
 			s.left = reportLines

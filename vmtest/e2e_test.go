@@ -1,0 +1,121 @@
+package vmtest
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pidlab/pidlab/vmtest/kernel"
+	"github.com/pidlab/pidlab/vmtest/progress"
+	"github.com/pidlab/pidlab/vmtest/verdict"
+)
+
+// These tests boot real VMs (about 30 s each under TCG): the end-to-end
+// proof that a conforming module passes and broken ones are caught.
+
+func TestReferenceModuleConforms(t *testing.T) {
+	c := e2eConfig(t, repoPath(t, "module"))
+	res, err := Run(t.Context(), c)
+	require.NoError(t, err, "the reference module must pass")
+	assert.GreaterOrEqual(t, countOutcome(res, verdict.Passed), 25, "guest tests passed")
+	assert.Zero(t, countOutcome(res, verdict.Failed), "guest tests failed")
+	assert.Empty(t, res.Observations.Troubles, "kernel reports on the console")
+	t.Logf("kernel %s (%s): boot to first test %s, VM %s", res.GuestKernel, res.Accel, res.BootToFirstTest, res.VMTime)
+}
+
+// want is a buggy fixture's expected verdict (module/testdata/buggy/*/want.json).
+type want struct {
+	Exit int      `json:"exit"`
+	Says []string `json:"says"` // the verdict's message names the cause
+}
+
+func TestBrokenModulesAreCaught(t *testing.T) {
+	fixtures, err := filepath.Glob(repoPath(t, "module/testdata/buggy/*/bug.patch"))
+	require.NoError(t, err)
+	require.NotEmpty(t, fixtures)
+	for _, patch := range fixtures {
+		dir := filepath.Dir(patch)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			var w want
+			b, err := os.ReadFile(filepath.Join(dir, "want.json"))
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(b, &w))
+
+			c := e2eConfig(t, buggyModule(t, patch))
+			c.TestTimeout = 20 * time.Second // the hang fixture needs only a short wait
+			_, err = Run(t.Context(), c)
+			require.Error(t, err, "a broken module must not pass")
+			assert.Equal(t, w.Exit, int(verdict.CodeOf(err)), "exit code; verdict: %v", err)
+			for _, s := range w.Says {
+				assert.Contains(t, err.Error(), s, "the verdict names the cause")
+			}
+		})
+	}
+}
+
+// buggyModule is a copy of the reference module with one bug patched in.
+func buggyModule(t *testing.T, patch string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"Kbuild", "Makefile", "procpid.c"} {
+		b, err := os.ReadFile(repoPath(t, "module", f))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, f), b, 0o644))
+	}
+	cmd := exec.Command("git", "apply", patch)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "applying %s: %s", patch, out)
+	return dir
+}
+
+func e2eConfig(t *testing.T, moduleDir string) Config {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	cache, err := DefaultCacheDir()
+	require.NoError(t, err)
+	sel, err := kernel.SelectionFromEnv()
+	require.NoError(t, err)
+	return Config{
+		RepoDir:     repoPath(t),
+		ModuleDir:   moduleDir,
+		CacheDir:    cache,
+		Kernel:      sel,
+		Timeout:     DefaultTimeout,
+		TestTimeout: DefaultTestTimeout,
+		Log:         &progress.Log{W: testWriter{t}},
+	}
+}
+
+func repoPath(t *testing.T, elem ...string) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	require.NoError(t, err)
+	return filepath.Join(append([]string{root}, elem...)...)
+}
+
+func countOutcome(res *Result, o verdict.Outcome) int {
+	n := 0
+	for _, r := range res.Tests {
+		if r.Outcome == o {
+			n++
+		}
+	}
+	return n
+}
+
+// testWriter sends progress lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
