@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -39,6 +40,9 @@ const (
 	unloadRetries = 50
 	unloadBackoff = 100 * time.Millisecond
 )
+
+// outputGrace is how long output may trail the test binary's exit.
+const outputGrace = 2 * time.Second
 
 // Run loads the module, runs every test binary, unloads the module and
 // reports Done. It returns an error only when the results channel fails;
@@ -78,10 +82,13 @@ func (r *Runner) taint() uint64 {
 }
 
 // runTests runs one test binary, forwarding its combined output line by line.
+// It runs in a process group of its own, so that target processes a failed
+// test left behind are killed with it and cannot hold its output open.
 func (r *Runner) runTests(ctx context.Context, tb TestBinary) {
 	cmd := exec.CommandContext(ctx, tb.Path, tb.Args...)
 	cmd.Env = append(os.Environ(), r.Manifest.Env...)
 	cmd.Dir = "/tmp"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		r.emit(Event{Kind: KindTestExit, Binary: tb.Path, Err: err.Error()})
@@ -95,15 +102,27 @@ func (r *Runner) runTests(ctx context.Context, tb TestBinary) {
 		r.emit(Event{Kind: KindTestExit, Binary: tb.Path, Err: err.Error()})
 		return
 	}
-	r.forwardLines(pr, tb.Path)
+	forwarded := make(chan struct{})
+	go func() {
+		r.forwardLines(pr, tb.Path)
+		close(forwarded)
+	}()
+	waitErr := cmd.Wait()
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-forwarded:
+	case <-time.After(outputGrace):
+		pr.Close() // a leftover outside the group still holds the pipe
+		<-forwarded
+	}
 	pr.Close()
 	ev := Event{Kind: KindTestExit, Binary: tb.Path}
 	var exitErr *exec.ExitError
-	if err := cmd.Wait(); errors.As(err, &exitErr) {
+	if errors.As(waitErr, &exitErr) {
 		ev.ExitCode = exitErr.ExitCode()
 		ev.Err = exitErr.String()
-	} else if err != nil {
-		ev.Err = err.Error()
+	} else if waitErr != nil {
+		ev.Err = waitErr.Error()
 	}
 	r.emit(ev)
 }

@@ -1,0 +1,110 @@
+package guest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeSystem records what the runner asked of the kernel.
+type fakeSystem struct {
+	loadErr, unloadErr error
+	unloadBusy         int // unload answers EBUSY this many times first
+	loaded, unloaded   []string
+}
+
+func (f *fakeSystem) LoadModule(path string) error {
+	f.loaded = append(f.loaded, path)
+	return f.loadErr
+}
+
+func (f *fakeSystem) UnloadModule(name string) error {
+	f.unloaded = append(f.unloaded, name)
+	if f.unloadBusy > 0 {
+		f.unloadBusy--
+		return busyErr{}
+	}
+	return f.unloadErr
+}
+
+func (f *fakeSystem) Taint() (uint64, error) { return 12288, nil }
+func (f *fakeSystem) Kernel() string         { return "6.1.0-test" }
+
+type busyErr struct{}
+
+func (busyErr) Error() string { return "busy" }
+func (busyErr) Is(target error) bool {
+	return isBusy(target)
+}
+
+func script(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "tests.sh")
+	require.NoError(t, os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755))
+	return p
+}
+
+func runEvents(t *testing.T, sys System, m Manifest) []Event {
+	t.Helper()
+	var out bytes.Buffer
+	r := &Runner{Sys: sys, Manifest: m, Out: &out}
+	require.NoError(t, r.Run(t.Context()))
+	var evs []Event
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var ev Event
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &ev), "line %q", sc.Text())
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+func kinds(evs []Event) []Kind {
+	var ks []Kind
+	for _, e := range evs {
+		ks = append(ks, e.Kind)
+	}
+	return ks
+}
+
+func TestRunnerLoadsRunsUnloadsInOrder(t *testing.T) {
+	sys := &fakeSystem{unloadBusy: 2}
+	bin := script(t, "echo 'line one'\necho 'env' $PIDLAB_GUEST >&2\nexit 3\n")
+	evs := runEvents(t, sys, Manifest{
+		Module: "/m/x.ko", ModuleName: "x",
+		Tests: []TestBinary{{Path: bin}},
+		Env:   []string{"PIDLAB_GUEST=1"},
+	})
+	assert.Equal(t, []Kind{KindStart, KindLoad, KindTestOutput, KindTestOutput, KindTestExit, KindUnload, KindDone}, kinds(evs))
+	assert.Equal(t, "6.1.0-test", evs[0].Kernel)
+	assert.Equal(t, "line one", evs[2].Line)
+	assert.Equal(t, "env 1", evs[3].Line, "the manifest's environment reaches the tests")
+	assert.Equal(t, 3, evs[4].ExitCode)
+	assert.Empty(t, evs[5].Err, "a busy module is retried until it unloads")
+	assert.Equal(t, []string{"x", "x", "x"}, sys.unloaded)
+}
+
+func TestRunnerSkipsTestsWhenLoadFails(t *testing.T) {
+	sys := &fakeSystem{loadErr: errors.New("Unknown symbol")}
+	evs := runEvents(t, sys, Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []TestBinary{{Path: "/nonexistent"}}})
+	assert.Equal(t, []Kind{KindStart, KindLoad, KindDone}, kinds(evs))
+	assert.Equal(t, "Unknown symbol", evs[1].Err)
+	assert.Empty(t, sys.unloaded, "nothing to unload")
+}
+
+func TestRunnerIsNotHeldByALeftoverProcess(t *testing.T) {
+	// The test binary leaves a child holding its output open.
+	bin := script(t, "sleep 600 &\necho done\n")
+	start := time.Now()
+	evs := runEvents(t, &fakeSystem{}, Manifest{ModuleName: "x", Tests: []TestBinary{{Path: bin}}})
+	assert.Less(t, time.Since(start), 30*time.Second, "the runner waited for a leftover process")
+	assert.Contains(t, kinds(evs), KindDone)
+}

@@ -1,0 +1,118 @@
+package verdict
+
+import (
+	"bufio"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// scanFile runs a recorded console log through the scanner.
+func scanFile(t *testing.T, path string) []Trouble {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	var s ConsoleScanner
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		s.Scan(sc.Text())
+	}
+	return s.Troubles
+}
+
+func TestCleanRunHasNoTrouble(t *testing.T) {
+	// A real boot, module load, test run and unload on Debian's 6.1 kernel:
+	// its benign lines ("NMI watchdog: … disabled", taint notices) are no bug.
+	assert.Empty(t, scanFile(t, "testdata/clean-run.log"))
+}
+
+func TestOopsIsOneReportWithItsTrace(t *testing.T) {
+	troubles := scanFile(t, "testdata/oops-on-read.log")
+	require.NotEmpty(t, troubles)
+	assert.Equal(t, "Oops", troubles[0].Kind, "the first report is the Oops, its Call Trace inside it")
+	assert.Contains(t, troubles[0].Report, "Call Trace:")
+	assert.Contains(t, troubles[0].Report, "BUG: kernel NULL pointer dereference")
+	assert.Contains(t, troubles[0].Report, "procpid_show")
+}
+
+func TestReportKinds(t *testing.T) {
+	for line, kind := range map[string]string{
+		"[    5.1] WARNING: CPU: 1 PID: 80 at fs/proc/generic.c:715 remove_proc_entry+0x1a0/0x1b0": "WARNING",
+		"[    5.1] BUG: sleeping function called from invalid context at mm/slab.h:723":            "sleeping in atomic context",
+		"[    5.1] BUG: KASAN: slab-out-of-bounds in procpid_write+0x5a/0x90":                      "KASAN",
+		"[    5.1] WARNING: possible recursive locking detected":                                   "lockdep",
+		"[    5.1] kernel BUG at mm/slub.c:123!":                                                   "BUG",
+		"[    5.1] general protection fault, probably for non-canonical address 0xdead":            "general protection fault",
+		"[    5.1] Kernel panic - not syncing: Fatal exception":                                    "kernel panic",
+		"[  125.1] INFO: task cat:77 blocked for more than 120 seconds.":                           "hung task",
+		"[    5.1] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [cat:80]":                     "soft lockup",
+		"[   60.1] kmemleak: 1 new suspected memory leaks (see /sys/kernel/debug/kmemleak)":        "kmemleak",
+		"[    5.1] Call Trace:": "Call Trace",
+	} {
+		var s ConsoleScanner
+		s.Scan(line)
+		if assert.Len(t, s.Troubles, 1, line) {
+			assert.Equal(t, kind, s.Troubles[0].Kind, line)
+		}
+	}
+	for _, benign := range []string{
+		"[    0.5] NMI watchdog: Perf NMI watchdog permanently disabled",
+		"[    2.2] procpid: loading out-of-tree module taints kernel.",
+		"[    2.2] procpid: module verification failed: signature and/or required key missing - tainting kernel",
+		"init: 2026/11/22 08:29:01 Welcome to u-root!",
+	} {
+		var s ConsoleScanner
+		s.Scan(benign)
+		assert.Empty(t, s.Troubles, benign)
+	}
+}
+
+func TestNewTaintIgnoresOnlyModuleFlags(t *testing.T) {
+	assert.Empty(t, NewTaint(0, 1<<12|1<<13), "O and E are what loading an unsigned out-of-tree module sets")
+	assert.Equal(t, "W", NewTaint(0, 1<<9|1<<12))
+	assert.Equal(t, "D", NewTaint(1<<12, 1<<7|1<<12))
+	assert.Empty(t, NewTaint(1<<9, 1<<9), "a flag set before the run is not new")
+}
+
+func TestDecidePriorities(t *testing.T) {
+	passed := []TestResult{{Name: "TestA", Outcome: Passed}}
+	failed := []TestResult{{Name: "TestA", Outcome: Failed, Output: "ppid: expected 1, actual 2"}}
+	for name, tc := range map[string]struct {
+		o    Observations
+		code Code
+		says string
+	}{
+		"all passed":           {Observations{RunnerStarted: true, Done: true, Tests: passed}, Pass, ""},
+		"failed test":          {Observations{RunnerStarted: true, Done: true, Tests: failed}, TestFailed, "ppid: expected 1, actual 2"},
+		"oops beats failures":  {Observations{RunnerStarted: true, Tests: failed, Troubles: []Trouble{{Kind: "Oops", Report: "Oops: 0000"}}}, KernelTrouble, "Oops: 0000"},
+		"new taint":            {Observations{RunnerStarted: true, Done: true, Tests: passed, NewTaint: "W"}, KernelTrouble, "tainted (W)"},
+		"hang":                 {Observations{RunnerStarted: true, Tests: passed, Stopped: "test TestB did not finish"}, Timeout, "TestB"},
+		"crash without report": {Observations{RunnerStarted: true, Tests: passed}, KernelTrouble, "ended before the runner finished"},
+		"no boot":              {Observations{}, KernelTrouble, "before the runner started"},
+		"load failed":          {Observations{RunnerStarted: true, Done: true, LoadErr: "Unknown symbol"}, TestFailed, "did not load: Unknown symbol"},
+		"unload failed":        {Observations{RunnerStarted: true, Done: true, Tests: passed, UnloadErr: "EBUSY"}, TestFailed, "did not unload"},
+		"no tests":             {Observations{RunnerStarted: true, Done: true}, TestFailed, "no test ran"},
+		"subtest named": {Observations{RunnerStarted: true, Done: true, Tests: []TestResult{
+			{Name: "TestW/empty", Outcome: Failed, Output: "want EINVAL"}, {Name: "TestW", Outcome: Failed}}}, TestFailed, "TestW/empty:\n    want EINVAL"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := Decide(tc.o)
+			assert.Equal(t, tc.code, CodeOf(errOrNil(err)))
+			if tc.says != "" && assert.NotNil(t, err) {
+				assert.Contains(t, err.Error(), tc.says)
+				assert.False(t, strings.Contains(err.Error(), "TestW:\n"), "a parent failing only for its subtest is not listed")
+			}
+		})
+	}
+}
+
+func errOrNil(e *Error) error {
+	if e == nil {
+		return nil
+	}
+	return e
+}
