@@ -57,7 +57,7 @@ func build(ctx context.Context, k *kernel.Kernel, srcDir string, files []string,
 	if err := copyFiles(srcDir, tmp, files); err != nil {
 		return nil, err
 	}
-	out, err := log.CombinedOutput(ctx, "", nil, "make", "-C", k.KDIR, "M="+tmp, "W=1", "modules")
+	out, err := log.CombinedOutput(ctx, "", asciiMessages, "make", "-C", k.KDIR, "M="+tmp, "W=1", "modules")
 	var ce *progress.CommandError
 	if errors.As(err, &ce) {
 		return nil, &verdict.Error{
@@ -78,6 +78,10 @@ func build(ctx context.Context, k *kernel.Kernel, srcDir string, files []string,
 	}
 	return find(dir)
 }
+
+// asciiMessages keeps gcc's quotes plain ASCII, so messages can be matched;
+// the kernel's Makefile unexports LC_ALL, so the narrower variables are set.
+var asciiMessages = []string{"LANG=C", "LC_CTYPE=C", "LC_MESSAGES=C"}
 
 // find returns the one .ko in dir.
 func find(dir string) (*Module, error) {

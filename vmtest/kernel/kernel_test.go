@@ -1,0 +1,77 @@
+package kernel
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pidlab/pidlab/vmtest/verdict"
+)
+
+func TestParseSelection(t *testing.T) {
+	sel, err := ParseSelection("", "")
+	require.NoError(t, err)
+	assert.Equal(t, Selection{Flavour: "cloud"}, sel)
+
+	sel, err = ParseSelection("rt", "")
+	require.NoError(t, err)
+	assert.Equal(t, "rt", sel.Flavour)
+
+	sel, err = ParseSelection("/k/bzImage", "/k/build")
+	require.NoError(t, err)
+	assert.Equal(t, Selection{Image: "/k/bzImage", KDIR: "/k/build"}, sel)
+
+	_, err = ParseSelection("/k/bzImage", "")
+	assert.Equal(t, verdict.Setup, verdict.CodeOf(err))
+	assert.ErrorContains(t, err, EnvKDIR)
+
+	_, err = ParseSelection("fedora", "")
+	assert.Equal(t, verdict.Setup, verdict.CodeOf(err))
+	assert.ErrorContains(t, err, "neither a kernel name")
+}
+
+func TestCustomNeedsAPreparedTree(t *testing.T) {
+	dir := t.TempDir()
+	image := filepath.Join(dir, "bzImage")
+	require.NoError(t, os.WriteFile(image, []byte("x"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "Makefile"), []byte("x"), 0o644))
+
+	_, err := Custom(image, dir)
+	assert.ErrorContains(t, err, "modules_prepare")
+
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "include/config"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "include/config/kernel.release"), []byte("6.6.0-mine\n"), 0o644))
+	k, err := Custom(image, dir)
+	require.NoError(t, err)
+	assert.Equal(t, "6.6.0-mine", k.Release)
+
+	_, err = Custom(filepath.Join(dir, "missing"), dir)
+	assert.Equal(t, verdict.Setup, verdict.CodeOf(err))
+}
+
+func TestRelocateHeadersPointsAtTheFinalTree(t *testing.T) {
+	unpacked := t.TempDir()
+	mk := filepath.Join(unpacked, "usr/src/linux-headers-6.1.0-9-cloud-amd64/Makefile")
+	require.NoError(t, os.MkdirAll(filepath.Dir(mk), 0o755))
+	require.NoError(t, os.WriteFile(mk, []byte("include /usr/src/linux-headers-6.1.0-9-common/Makefile\n"), 0o644))
+
+	require.NoError(t, relocateHeaders(unpacked, "/cache/kernels/6.1.0-9-cloud-amd64", "6.1.0-9-cloud-amd64"))
+	b, err := os.ReadFile(mk)
+	require.NoError(t, err)
+	assert.Equal(t, "include /cache/kernels/6.1.0-9-cloud-amd64/usr/src/linux-headers-6.1.0-9-common/Makefile\n", string(b))
+}
+
+func TestNewestCachedPicksTheHighestABI(t *testing.T) {
+	d := Debian{CacheDir: t.TempDir()}
+	for _, abi := range []string{"6.1.0-9", "6.1.0-56", "6.1.0-47"} {
+		dir := filepath.Join(d.CacheDir, abi+"-cloud-amd64")
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, readyMarker), nil, 0o644))
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(d.CacheDir, "6.1.0-99-cloud-amd64"), 0o755)) // unfinished: no marker
+	assert.Equal(t, "6.1.0-56-cloud-amd64", d.newestCached("cloud-amd64"))
+	assert.Empty(t, d.newestCached("rt-amd64"))
+}
