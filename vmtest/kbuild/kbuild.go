@@ -51,8 +51,14 @@ func Build(ctx context.Context, k *kernel.Kernel, srcDir, cacheDir string, log *
 }
 
 func build(ctx context.Context, k *kernel.Kernel, srcDir string, files []string, dir string, log *progress.Log) (*Module, error) {
-	tmp := dir + ".tmp"
-	os.RemoveAll(tmp)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, err
+	}
+	// A private build folder: runs in parallel may build the same key.
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return nil, err
+	}
 	defer os.RemoveAll(tmp)
 	if err := copyFiles(srcDir, tmp, files); err != nil {
 		return nil, err
@@ -71,12 +77,18 @@ func build(ctx context.Context, k *kernel.Kernel, srcDir string, files []string,
 	if err != nil {
 		return nil, verdict.Errorf(verdict.BuildFailed, "make succeeded but %v:\n%s", err, out)
 	}
-	m.Warnings = warnings(relativize(string(out), tmp, srcDir))
-	os.RemoveAll(dir)
+	warned := warnings(relativize(string(out), tmp, srcDir))
 	if err := os.Rename(tmp, dir); err != nil {
+		if _, ferr := find(dir); ferr != nil { // not a parallel run's finished build
+			return nil, err
+		}
+	}
+	m, err = find(dir)
+	if err != nil {
 		return nil, err
 	}
-	return find(dir)
+	m.Warnings = warned
+	return m, nil
 }
 
 // asciiMessages keeps gcc's quotes plain ASCII, so messages can be matched;
