@@ -1,0 +1,192 @@
+//go:build pidlab_guest
+
+package conformance
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/pidlab/pidlab/userspace/procfs"
+)
+
+const (
+	procPID = "/proc/pid"
+
+	// pidMaxLimit is PID_MAX_LIMIT on 64-bit kernels: the largest value
+	// pid_max can take, so no process ever has this number.
+	pidMaxLimit = 4194304
+
+	// writeMax is the longest write the module accepts, in bytes.
+	writeMax = 32
+
+	// maxRecord bounds a read so that a module that never returns end of
+	// file fails the test instead of hanging it.
+	maxRecord = 64 << 10
+)
+
+// The helpers below use raw system calls instead of *os.File so that each
+// one is exactly one open and one read(2) or write(2) at a known offset:
+// the contract is about single calls and their errno.
+
+// errPath attributes a system call error to /proc/pid; errors.Is still
+// finds the errno through it.
+func errPath(op string, err error) error {
+	return &os.PathError{Op: op, Path: procPID, Err: err}
+}
+
+// firstRead is the result of the first read of /proc/pid after the module
+// loaded. "ENODATA before any write" can be seen only once per load, so
+// every open goes through takeFirstRead: whichever test touches the module
+// first reads it first, whatever order or subset of tests runs. It happens
+// inside a test, not in TestMain, so that a read that hangs is a hung test
+// that the harness can name.
+var firstRead struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
+func takeFirstRead() {
+	firstRead.once.Do(func() {
+		fd, err := openModuleNow(unix.O_RDONLY)
+		if err != nil {
+			firstRead.err = err
+			return
+		}
+		defer unix.Close(fd)
+		firstRead.data, firstRead.err = readAll(fd, 4096)
+	})
+}
+
+// openModule opens /proc/pid, after the first read has been taken.
+func openModule(flags int) (int, error) {
+	takeFirstRead()
+	return openModuleNow(flags)
+}
+
+func openModuleNow(flags int) (int, error) {
+	fd, err := unix.Open(procPID, flags|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, errPath("open", err)
+	}
+	return fd, nil
+}
+
+// writeRaw does one write(2) of b on a fresh descriptor, at offset 0.
+func writeRaw(b []byte) (int, error) {
+	fd, err := openModule(unix.O_WRONLY)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	n, err := unix.Write(fd, b)
+	if err != nil {
+		return 0, errPath("write", err)
+	}
+	return n, nil
+}
+
+// writePID writes "<pid>\n", as echo would, and checks that a successful
+// write returns the byte count.
+func writePID(t *testing.T, pid int) error {
+	t.Helper()
+	text := strconv.Itoa(pid) + "\n"
+	n, err := writeRaw([]byte(text))
+	if err == nil {
+		assert.Equal(t, len(text), n, "return value of write(%q) to /proc/pid", text)
+	}
+	return err
+}
+
+func requireWritePID(t *testing.T, pid int) {
+	t.Helper()
+	require.NoError(t, writePID(t, pid), "write %d to /proc/pid", pid)
+}
+
+// readRaw reads /proc/pid to end of file on a fresh descriptor.
+func readRaw() ([]byte, error) {
+	fd, err := openModule(unix.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	return readAll(fd, 4096)
+}
+
+// readAll reads fd from its current offset to end of file, chunk bytes
+// per read(2).
+func readAll(fd, chunk int) ([]byte, error) {
+	var out []byte
+	buf := make([]byte, chunk)
+	for len(out) <= maxRecord {
+		n, err := unix.Read(fd, buf)
+		if err != nil {
+			return out, errPath("read", err)
+		}
+		if n == 0 {
+			return out, nil
+		}
+		out = append(out, buf[:n]...)
+	}
+	return out, errors.New("/proc/pid: no end of file after 64 KiB")
+}
+
+// readRecord reads and parses the module's record. A read error is
+// returned for the test to judge; a malformed record always fails.
+func readRecord(t *testing.T) (procfs.Record, error) {
+	t.Helper()
+	raw, err := readRaw()
+	if err != nil {
+		return procfs.Record{}, err
+	}
+	return requireParse(t, raw), nil
+}
+
+func requireParse(t *testing.T, raw []byte) procfs.Record {
+	t.Helper()
+	rec, err := procfs.ParseRecord(raw)
+	require.NoError(t, err, "the module's record is not 14 \"key: value\" lines:\n%s", raw)
+	return rec
+}
+
+func requireRecord(t *testing.T) procfs.Record {
+	t.Helper()
+	rec, err := readRecord(t)
+	require.NoError(t, err, "read /proc/pid")
+	return rec
+}
+
+// assertStillSelected checks that the module still reports tg, after a
+// write that should have been rejected. The start time tells tg apart
+// from a later process that got the same number.
+func assertStillSelected(t *testing.T, tg *target, after string) {
+	t.Helper()
+	rec, err := readRecord(t)
+	if !assert.NoError(t, err, "read /proc/pid after %s", after) {
+		return
+	}
+	assert.Equal(t, tg.PID, rec.PID, "pid: the stored PID must be unchanged after %s", after)
+	assert.Equal(t, requireStat(t, tg.PID).StartTime, rec.StartTime,
+		"start_time: the stored process must be unchanged after %s", after)
+}
+
+func requireStat(t *testing.T, pid int) procfs.Stat {
+	t.Helper()
+	s, err := procfs.ReadStat(pid)
+	require.NoError(t, err)
+	return s
+}
+
+func requireStatus(t *testing.T, pid int) procfs.Status {
+	t.Helper()
+	s, err := procfs.ReadStatus(pid)
+	require.NoError(t, err)
+	return s
+}
