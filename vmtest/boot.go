@@ -54,6 +54,32 @@ func Boot(ctx context.Context, c Config, p *Prepared) (*Result, error) {
 		Accel: accel, MemoryMB: 1024, CPUs: 2,
 	}
 	c.Log.Step("booting %s with module %s (%s)", p.Kernel.Release, p.Module.Name, accel)
+	for attempt := 1; ; attempt++ {
+		f, err := bootOnce(ctx, c, qc, res)
+		if err != nil {
+			return res, err
+		}
+		if f.bootHung && attempt < bootAttempts {
+			// Nothing of the module has run yet: a guest stuck in early
+			// boot (seen about once in 25 TCG boots) is QEMU's, not the
+			// module's, so one more boot is fair.
+			hung := strings.TrimSuffix(res.ConsolePath, ".log") + "-hung-boot.log"
+			os.Rename(res.ConsolePath, hung)
+			c.Log.Info("the guest hung in early boot, before the module was loaded; booting again (console: %s)", hung)
+			res.Observations = verdict.Observations{}
+			continue
+		}
+		res.Tests = f.tests.Results
+		res.Observations.Tests = res.Tests
+		res.Err = verdict.Decide(res.Observations)
+		return res, nil
+	}
+}
+
+// bootAttempts bounds the boots of one run: a retry only for a boot hang.
+const bootAttempts = 2
+
+func bootOnce(ctx context.Context, c Config, qc qemu.Config, res *Result) (*follower, error) {
 	vm, err := qemu.Start(ctx, qc)
 	if err != nil {
 		return nil, verdict.SetupError("apt-get install qemu-system-x86", "starting QEMU: %v", err)
@@ -63,13 +89,7 @@ func Boot(ctx context.Context, c Config, p *Prepared) (*Result, error) {
 	f := &follower{c: c, res: res, vm: vm, start: time.Now()}
 	err = f.follow()
 	res.VMTime = time.Since(f.start)
-	if err != nil {
-		return res, err
-	}
-	res.Tests = f.tests.Results
-	res.Observations.Tests = res.Tests
-	res.Err = verdict.Decide(res.Observations)
-	return res, nil
+	return f, err
 }
 
 // newRunDir makes a fresh folder for one run's logs.
@@ -93,6 +113,7 @@ type follower struct {
 	tests    verdict.Tests
 	conv     *converter
 	phase    string    // what the guest is doing, for a hang report
+	bootHung bool      // the runner did not start within BootTimeout
 	progress time.Time // when a test last started or ended
 	before   uint64    // taint at start
 }
@@ -147,9 +168,8 @@ func (f *follower) follow() error {
 			}
 			f.onTestEvent(ev)
 		case <-tick.C:
-			if f.hungTest() {
-				f.vm.Kill()
-			}
+			f.hungBoot()
+			f.hungTest()
 		case <-deadline.C:
 			f.stop(fmt.Sprintf("the VM did not finish within %s (%s=%s); the guest was %s", f.c.Timeout, EnvTimeout, f.c.Timeout, f.describePhase()))
 		case qemuErr = <-exited:
@@ -181,14 +201,22 @@ func (f *follower) stop(why string) {
 }
 
 // hungTest stops the VM when a test has run past the per-test limit.
-func (f *follower) hungTest() bool {
+func (f *follower) hungTest() {
 	running := f.tests.Running()
 	if len(running) == 0 || time.Since(f.progress) < f.c.TestTimeout {
-		return false
+		return
 	}
 	name := running[len(running)-1]
 	f.stop(fmt.Sprintf("test %s did not finish within %s (%s): it hangs", name, f.c.TestTimeout, EnvTestTimeout))
-	return true
+}
+
+// hungBoot stops a guest that has not started the runner in time.
+func (f *follower) hungBoot() {
+	if f.res.Observations.RunnerStarted || f.bootHung || time.Since(f.start) < f.c.BootTimeout {
+		return
+	}
+	f.bootHung = true
+	f.stop(fmt.Sprintf("the guest did not start the test runner within %s: it hung while booting", f.c.BootTimeout))
 }
 
 func (f *follower) describePhase() string {

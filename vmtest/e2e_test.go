@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,6 +60,20 @@ func TestBrokenModulesAreCaught(t *testing.T) {
 	}
 }
 
+func TestBootHangIsRetriedOnceThenReported(t *testing.T) {
+	c := e2eConfig(t, repoPath(t, "module"))
+	c.BootTimeout = time.Second // shorter than any boot: every boot "hangs"
+	var out strings.Builder
+	c.Log = &progress.Log{W: &out}
+	res, err := Run(t.Context(), c)
+	require.Error(t, err)
+	assert.Equal(t, verdict.Timeout, verdict.CodeOf(err), "verdict: %v", err)
+	assert.ErrorContains(t, err, "hung while booting")
+	assert.Contains(t, out.String(), "booting again", "one retry, announced")
+	assert.FileExists(t, strings.TrimSuffix(res.ConsolePath, ".log")+"-hung-boot.log", "the first boot's console is kept")
+	assert.Empty(t, res.Tests, "no test ran")
+}
+
 // buggyModule is a copy of the reference module with one bug patched in.
 func buggyModule(t *testing.T, patch string) string {
 	t.Helper()
@@ -91,6 +106,7 @@ func e2eConfig(t *testing.T, moduleDir string) Config {
 		Kernel:      sel,
 		Timeout:     DefaultTimeout,
 		TestTimeout: DefaultTestTimeout,
+		BootTimeout: DefaultBootTimeout,
 		Log:         &progress.Log{W: testWriter{t}},
 	}
 }

@@ -35,6 +35,7 @@ const (
 const (
 	DefaultTimeout     = 15 * time.Minute
 	DefaultTestTimeout = 2 * time.Minute
+	DefaultBootTimeout = 90 * time.Second // TCG boots to the runner in about 3 s
 )
 
 // Config is one run.
@@ -46,7 +47,8 @@ type Config struct {
 	Accel       string // "", "kvm" or "tcg"
 	Timeout     time.Duration
 	TestTimeout time.Duration
-	TestRun     string // -test.run pattern, empty for all
+	BootTimeout time.Duration // until the guest runner starts; one retry after a boot hang
+	TestRun     string        // -test.run pattern, empty for all
 	Log         *progress.Log
 }
 
@@ -57,7 +59,7 @@ func ConfigFromEnv() (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	c := Config{Kernel: sel, Accel: os.Getenv(qemu.EnvAccel), TestRun: os.Getenv(EnvRun)}
+	c := Config{Kernel: sel, Accel: os.Getenv(qemu.EnvAccel), TestRun: os.Getenv(EnvRun), BootTimeout: DefaultBootTimeout}
 	if c.Timeout, err = durationEnv(EnvTimeout, DefaultTimeout); err != nil {
 		return c, err
 	}

@@ -131,6 +131,8 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 	defer ln.Close()
 	cmd := exec.CommandContext(ctx, c.Binary, c.Args(sock)...)
 	cmd.Stdin = nil // QEMU must not put a terminal in raw mode
+	// If pidlab dies (a killed go test, say), QEMU must not live on.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	console, err := cmd.StdoutPipe()
 	if err != nil {
 		os.RemoveAll(dir)
