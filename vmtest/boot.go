@@ -13,6 +13,7 @@ import (
 	"github.com/pidlab/pidlab/userspace/guest"
 	"github.com/pidlab/pidlab/vmtest/kbuild"
 	"github.com/pidlab/pidlab/vmtest/kernel"
+	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/qemu"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
@@ -84,8 +85,8 @@ func bootOnce(ctx context.Context, c Config, qc qemu.Config, res *Result) (*foll
 	if err != nil {
 		return nil, verdict.SetupError("apt-get install qemu-system-x86", "starting QEMU: %v", err)
 	}
-	res.QEMUCmdline = vm.Cmdline()
-	c.Log.Debug("exec: %s", res.QEMUCmdline)
+	res.QEMUCmdline = progress.Cmdline(vm.Repro())
+	c.Log.Debug("exec: %s", progress.Cmdline(vm.Cmd))
 	f := &follower{c: c, res: res, vm: vm, start: time.Now()}
 	err = f.follow()
 	res.VMTime = time.Since(f.start)
@@ -181,7 +182,7 @@ func (f *follower) follow() error {
 	}
 	f.res.Observations.ConsoleTail = f.tail
 	if !f.res.Observations.RunnerStarted && qemuErr != nil && f.res.Observations.Stopped == "" && len(f.tail) == 0 {
-		return verdict.SetupError("run the QEMU command by hand to see why: "+f.vm.Cmdline(), "QEMU failed: %v: %s", qemuErr, strings.TrimSpace(f.vm.Stderr.String()))
+		return verdict.SetupError("run the QEMU command by hand to see why: "+progress.Cmdline(f.vm.Repro()), "QEMU failed: %v: %s", qemuErr, strings.TrimSpace(f.vm.Stderr.String()))
 	}
 	return nil
 }

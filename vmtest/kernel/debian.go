@@ -176,9 +176,10 @@ func (d Debian) download(ctx context.Context, dir string, pkgs []string) ([]stri
 	got := 0
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) >= 4 && strings.HasPrefix(f[0], "Get:") {
+		// "Get:1 <url> <suite> <arch> <package> <arch> <version> [<size> kB]"
+		if f := strings.Fields(sc.Text()); len(f) >= 7 && strings.HasPrefix(f[0], "Get:") {
 			got++
-			d.Log.Info("downloaded %s %s (%d/%d)", f[3], strings.Join(f[len(f)-2:], " "), got, len(pkgs))
+			d.Log.Info("downloaded %s %s (%d/%d)", f[4], strings.Join(f[len(f)-2:], " "), got, len(pkgs))
 		}
 	}
 	if err := cmd.Wait(); err != nil {

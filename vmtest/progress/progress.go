@@ -78,10 +78,15 @@ func (l *Log) Output(ctx context.Context, dir, name string, args ...string) ([]b
 }
 
 // Cmdline renders a command as a person would type it.
-func Cmdline(cmd *exec.Cmd) string {
+func Cmdline(cmd *exec.Cmd) string { return cmdlineWithEnv(cmd, nil) }
+
+func cmdlineWithEnv(cmd *exec.Cmd, env []string) string {
 	var b strings.Builder
 	if cmd.Dir != "" {
 		fmt.Fprintf(&b, "cd %s && ", shellQuote(cmd.Dir))
+	}
+	for _, e := range env {
+		b.WriteString(shellQuote(e) + " ")
 	}
 	for i, a := range cmd.Args {
 		if i > 0 {
@@ -111,7 +116,7 @@ func (l *Log) CombinedOutput(ctx context.Context, dir string, env []string, name
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}
-	l.Debug("exec: %s%s", strings.Join(append(env, ""), " "), Cmdline(cmd))
+	l.Debug("exec: %s", cmdlineWithEnv(cmd, env))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return out, &CommandError{Cmdline: Cmdline(cmd), Output: string(out), Err: err}

@@ -191,7 +191,14 @@ func (vm *VM) Wait() error {
 	return err
 }
 
-// Cmdline renders the QEMU command for a person to rerun.
-func (vm *VM) Cmdline() string {
-	return strings.Join(vm.Cmd.Args, " ")
+// Repro is the QEMU command for a person to rerun by hand: the same VM,
+// with the results written to results.jsonl instead of pidlab's socket.
+func (vm *VM) Repro() *exec.Cmd {
+	args := append([]string(nil), vm.Cmd.Args[1:]...)
+	for i, a := range args {
+		if strings.HasPrefix(a, "socket,id=results,") {
+			args[i] = "file,id=results,path=results.jsonl"
+		}
+	}
+	return exec.Command(vm.Cmd.Args[0], args...)
 }
