@@ -2,7 +2,13 @@ module github.com/pidlab/pidlab
 
 go 1.26.0
 
-tool github.com/magefile/mage
+// mage runs the targets; u-root's init is not run on the host but built into
+// every guest initramfs (vmtest/initramfs), and listing it here keeps it and
+// its dependencies pinned in go.sum.
+tool (
+	github.com/magefile/mage
+	github.com/u-root/u-root/cmds/core/init
+)
 
 require (
 	github.com/magefile/mage v1.17.2
@@ -20,6 +26,8 @@ require (
 	github.com/klauspost/pgzip v1.2.6 // indirect
 	github.com/pierrec/lz4/v4 v4.1.22 // indirect
 	github.com/ulikunitz/xz v0.5.15 // indirect
+	github.com/vishvananda/netlink v1.3.0 // indirect
+	github.com/vishvananda/netns v0.0.4 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/exp v0.0.0-20250305212735-054e65f0b394 // indirect
 	golang.org/x/mod v0.29.0 // indirect
