@@ -120,6 +120,7 @@ type follower struct {
 }
 
 func (f *follower) follow() error {
+	defer f.vm.Close()
 	log, err := os.Create(f.res.ConsolePath)
 	if err != nil {
 		f.vm.Kill()

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -108,7 +107,7 @@ func (c Config) Args(results string) []string {
 // VM is a running QEMU.
 type VM struct {
 	Cmd     *exec.Cmd
-	Console io.Reader // the kernel console and everything the guest's init prints
+	Console *os.File  // the kernel console and everything the guest's init prints
 	Results net.Conn  // the guest runner's events
 	Stderr  *strings.Builder
 
@@ -133,14 +132,19 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 	cmd.Stdin = nil // QEMU must not put a terminal in raw mode
 	// If pidlab dies (a killed go test, say), QEMU must not live on.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	console, err := cmd.StdoutPipe()
+	// A pipe of our own, not StdoutPipe: Wait would close that one while
+	// the last console lines (a panic's, say) are still unread.
+	console, consoleW, err := os.Pipe()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	vm := &VM{Cmd: cmd, Console: console, Stderr: &strings.Builder{}, dir: dir}
-	cmd.Stderr = vm.Stderr
-	if err := cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = consoleW, vm.Stderr
+	err = cmd.Start()
+	consoleW.Close()
+	if err != nil {
+		console.Close()
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -148,6 +152,7 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 	if err != nil {
 		cmd.Process.Kill()
 		vm.Wait()
+		vm.Close()
 		return nil, fmt.Errorf("QEMU did not connect its results port: %w: %s", err, strings.TrimSpace(vm.Stderr.String()))
 	}
 	vm.Results = conn
@@ -181,14 +186,20 @@ func processGone(cmd *exec.Cmd) bool {
 // Kill stops QEMU at once.
 func (vm *VM) Kill() { vm.Cmd.Process.Kill() }
 
-// Wait waits for QEMU to exit and cleans up.
+// Wait waits for QEMU to exit and removes its socket. The console and the
+// results stay readable to their end; Close them after.
 func (vm *VM) Wait() error {
 	err := vm.Cmd.Wait()
+	os.RemoveAll(vm.dir)
+	return err
+}
+
+// Close releases the console and results channels.
+func (vm *VM) Close() {
+	vm.Console.Close()
 	if vm.Results != nil {
 		vm.Results.Close()
 	}
-	os.RemoveAll(vm.dir)
-	return err
 }
 
 // Repro is the QEMU command for a person to rerun by hand: the same VM,
