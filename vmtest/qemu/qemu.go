@@ -107,8 +107,8 @@ func (c Config) Args(results string) []string {
 // VM is a running QEMU.
 type VM struct {
 	Cmd     *exec.Cmd
-	Console *os.File  // the kernel console and everything the guest's init prints
-	Results net.Conn  // the guest runner's events
+	Console *os.File // the kernel console and everything the guest's init prints
+	Results net.Conn // the guest runner's events
 	Stderr  *strings.Builder
 
 	dir string
