@@ -47,11 +47,7 @@ type Kernel mg.Namespace
 
 // Fetch downloads and unpacks the selected kernel (PIDLAB_KERNEL, default Debian's cloud-amd64) into the cache.
 func (Kernel) Fetch(ctx context.Context) error {
-	c, err := config()
-	if err != nil {
-		return fail(err)
-	}
-	k, err := kernel.Provision(ctx, c.Kernel, c.CacheDir, c.Log)
+	_, k, err := provision(ctx)
 	if err != nil {
 		return fail(err)
 	}
@@ -64,11 +60,7 @@ type Module mg.Namespace
 
 // Build compiles module/ against the selected kernel and prints the .ko path.
 func (Module) Build(ctx context.Context) error {
-	c, err := config()
-	if err != nil {
-		return fail(err)
-	}
-	k, err := kernel.Provision(ctx, c.Kernel, c.CacheDir, c.Log)
+	c, k, err := provision(ctx)
 	if err != nil {
 		return fail(err)
 	}
@@ -95,6 +87,16 @@ func (Vm) Initramfs(ctx context.Context) error {
 	}
 	fmt.Println(p.Initramfs)
 	return nil
+}
+
+// provision returns the configuration and the kernel it selects.
+func provision(ctx context.Context) (vmtest.Config, *kernel.Kernel, error) {
+	c, err := config()
+	if err != nil {
+		return c, nil, err
+	}
+	k, err := kernel.Provision(ctx, c.Kernel, c.CacheDir, c.Log)
+	return c, k, err
 }
 
 func config() (vmtest.Config, error) {
