@@ -47,11 +47,11 @@ func Decide(o Observations) *Error {
 	var failed []string
 	for _, t := range o.Tests {
 		if t.Outcome == Failed && !hasFailedSubtest(o.Tests, t.Name) {
-			failed = append(failed, fmt.Sprintf("%s:\n%s", t.Name, indent(strings.TrimRight(t.Output, "\n"))))
+			failed = append(failed, t.Name+":\n"+indent(gist(t.Output)))
 		}
 	}
 	if len(failed) > 0 {
-		return Errorf(TestFailed, "%d test(s) failed:\n%s", len(failed), strings.Join(failed, "\n"))
+		return Errorf(TestFailed, "%d test(s) failed:\n%s", len(failed), summarize(failed))
 	}
 	if len(o.BinaryErrs) > 0 {
 		return Errorf(TestFailed, "%s", strings.Join(o.BinaryErrs, "\n"))
@@ -63,6 +63,46 @@ func Decide(o Observations) *Error {
 		return Errorf(TestFailed, "the module did not unload: %s", o.UnloadErr)
 	}
 	return nil
+}
+
+// Limits of a failure summary; each test's whole output is printed as it
+// finishes, and is in the results.
+const (
+	gistLines      = 8
+	listedFailures = 10
+)
+
+// gist keeps what a person needs of a failed test's output: its messages,
+// expected and actual values, without testify's stack of file names.
+func gist(output string) string {
+	var keep []string
+	inTrace := false
+	for _, l := range strings.Split(strings.TrimRight(output, "\n"), "\n") {
+		t := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(t, "Error Trace:"):
+			inTrace = true
+			continue
+		case inTrace && strings.HasSuffix(t, ".go") || inTrace && strings.Contains(t, ".go:") && !strings.Contains(t, " "):
+			continue
+		case t == "":
+			continue
+		}
+		inTrace = false
+		keep = append(keep, t)
+		if len(keep) == gistLines {
+			keep = append(keep, "…")
+			break
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+func summarize(failed []string) string {
+	if len(failed) <= listedFailures {
+		return strings.Join(failed, "\n")
+	}
+	return strings.Join(failed[:listedFailures], "\n") + fmt.Sprintf("\n(and %d more failed tests, printed above)", len(failed)-listedFailures)
 }
 
 // hasFailedSubtest reports whether a failed test failed only because one of

@@ -116,3 +116,32 @@ func errOrNil(e *Error) error {
 	}
 	return e
 }
+
+func TestFailureGistKeepsMessagesDropsTrace(t *testing.T) {
+	out := `    stat_test.go:75: 
+        	Error Trace:	/work/main/userspace/conformance/compare_test.go:117
+        	            				/work/main/userspace/conformance/stat_test.go:75
+        	Error:      	Not equal: 
+        	            	expected: 96
+        	            	actual  : 114
+        	Test:       	TestThreadCount
+        	Messages:   	ppid: module vs /proc/114/stat field 4
+`
+	g := gist(out)
+	assert.NotContains(t, g, "compare_test.go:117")
+	for _, want := range []string{"expected: 96", "actual  : 114", "Messages:   \tppid: module vs /proc/114/stat field 4"} {
+		assert.Contains(t, g, want)
+	}
+}
+
+func TestManyFailuresAreSummarized(t *testing.T) {
+	var tests []TestResult
+	for i := 0; i < 15; i++ {
+		tests = append(tests, TestResult{Name: "Test" + string(rune('A'+i)), Outcome: Failed, Output: "boom"})
+	}
+	err := Decide(Observations{RunnerStarted: true, Done: true, Tests: tests})
+	require.NotNil(t, err)
+	assert.Contains(t, err.Error(), "15 test(s) failed")
+	assert.Contains(t, err.Error(), "(and 5 more failed tests, printed above)")
+	assert.NotContains(t, err.Error(), "TestO:")
+}
