@@ -161,7 +161,8 @@ func buildInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, 
 			Module:     guestKO,
 			ModuleName: mod.Name,
 			Tests:      []guest.TestBinary{{Path: guestTests, Args: testArgs(c)}},
-			Env:        []string{"PIDLAB_GUEST=1", "PIDLAB_TARGET=" + guestTarget},
+			Env: []string{"PIDLAB_GUEST=1", "PIDLAB_TARGET=" + guestTarget,
+				"PIDLAB_MODULE=" + guestKO, "PIDLAB_MODULE_NAME=" + mod.Name},
 		},
 	}
 	path, _, err := initramfs.Build(ctx, spec, c.CacheDir, c.Log)
