@@ -273,7 +273,15 @@ func (f *follower) onEvent(line string) {
 		} else {
 			f.c.Log.Info("module %s unloaded", f.res.Module.Name)
 		}
+		f.phase = "scanning for leaks"
+	case guest.KindLeaks:
+		if ev.Err != "" {
+			f.c.Log.Info("kmemleak scan failed: %s", ev.Err)
+			return
+		}
+		o.Leaks = ev.Line
 		f.phase = "powering off"
+		f.c.Log.Debug("kmemleak scan after unload: %d report(s)", strings.Count(ev.Line, "unreferenced object"))
 	case guest.KindDone:
 		o.Done = true
 		o.NewTaint = verdict.NewTaint(f.before, ev.Taint)

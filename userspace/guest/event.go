@@ -15,6 +15,7 @@ const (
 	KindTestOutput Kind = "test-output" // one output line of a test binary (test2json framing)
 	KindTestExit   Kind = "test-exit"   // a test binary ended: ExitCode or Err
 	KindUnload     Kind = "unload"      // module unloaded, or Err
+	KindLeaks      Kind = "leaks"       // kmemleak's reports after the unload (Line; empty: none), or Err
 	KindDone       Kind = "done"        // runner finished: Taint; the VM powers off next
 )
 

@@ -16,12 +16,21 @@ import (
 )
 
 // System is what the runner needs from the kernel. The guest uses the real
-// one (NewSystem); tests on the host use a fake.
+// one (LinuxSystem); tests on the host use a fake.
 type System interface {
 	LoadModule(path string) error
 	UnloadModule(name string) error
 	Taint() (uint64, error)
 	Kernel() string
+	// Leaks is nil on a kernel without kmemleak.
+	Leaks() LeakDetector
+}
+
+// LeakDetector is kmemleak: Forget marks every allocation reported so far
+// as known; Scan returns the reports of leaks found since.
+type LeakDetector interface {
+	Forget() error
+	Scan() (string, error)
 }
 
 // Runner carries out a Manifest and reports it as Events on Out.
@@ -52,6 +61,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err := r.emit(Event{Kind: KindStart, Kernel: r.Sys.Kernel(), Taint: r.taint()}); err != nil {
 		return err
 	}
+	leaks := r.Sys.Leaks()
+	if leaks != nil {
+		// What boot leaked (or kmemleak thinks it did) is not the module's.
+		if err := leaks.Forget(); err != nil {
+			r.emit(Event{Kind: KindLeaks, Err: err.Error()})
+		}
+	}
 	if err := r.Sys.LoadModule(r.Manifest.Module); err != nil {
 		r.emit(Event{Kind: KindLoad, Err: err.Error()})
 		return r.emit(Event{Kind: KindDone, Taint: r.taint()})
@@ -60,8 +76,20 @@ func (r *Runner) Run(ctx context.Context) error {
 	for _, tb := range r.Manifest.Tests {
 		r.runTests(ctx, tb)
 	}
-	r.emit(r.unload())
+	unload := r.unload()
+	r.emit(unload)
+	if leaks != nil && unload.Err == "" {
+		r.emit(scanLeaks(leaks))
+	}
 	return r.emit(Event{Kind: KindDone, Taint: r.taint()})
+}
+
+func scanLeaks(leaks LeakDetector) Event {
+	report, err := leaks.Scan()
+	if err != nil {
+		return Event{Kind: KindLeaks, Err: err.Error()}
+	}
+	return Event{Kind: KindLeaks, Line: report}
 }
 
 func (r *Runner) emit(ev Event) error {

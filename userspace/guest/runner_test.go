@@ -19,6 +19,7 @@ type fakeSystem struct {
 	loadErr, unloadErr error
 	unloadBusy         int // unload answers EBUSY this many times first
 	loaded, unloaded   []string
+	leaks              *fakeLeaks
 }
 
 func (f *fakeSystem) LoadModule(path string) error {
@@ -37,6 +38,21 @@ func (f *fakeSystem) UnloadModule(name string) error {
 
 func (f *fakeSystem) Taint() (uint64, error) { return 12288, nil }
 func (f *fakeSystem) Kernel() string         { return "6.1.0-test" }
+func (f *fakeSystem) Leaks() LeakDetector {
+	if f.leaks == nil {
+		return nil // a plain interface nil, as on a kernel without kmemleak
+	}
+	return f.leaks
+}
+
+// fakeLeaks stands in for kmemleak.
+type fakeLeaks struct {
+	forgot bool
+	report string
+}
+
+func (l *fakeLeaks) Forget() error         { l.forgot = true; return nil }
+func (l *fakeLeaks) Scan() (string, error) { return l.report, nil }
 
 type busyErr struct{}
 
@@ -107,4 +123,15 @@ func TestRunnerIsNotHeldByALeftoverProcess(t *testing.T) {
 	evs := runEvents(t, &fakeSystem{}, Manifest{ModuleName: "x", Tests: []TestBinary{{Path: bin}}})
 	assert.Less(t, time.Since(start), 30*time.Second, "the runner waited for a leftover process")
 	assert.Contains(t, kinds(evs), KindDone)
+}
+
+func TestRunnerReportsLeaksAfterUnloadOnly(t *testing.T) {
+	leaks := &fakeLeaks{report: "unreferenced object 0xffff888003a1b200 (size 224):"}
+	evs := runEvents(t, &fakeSystem{leaks: leaks}, Manifest{ModuleName: "x", Tests: []TestBinary{{Path: script(t, "true\n")}}})
+	assert.True(t, leaks.forgot, "leaks from boot are forgotten before the module loads")
+	assert.Equal(t, []Kind{KindStart, KindLoad, KindTestExit, KindUnload, KindLeaks, KindDone}, kinds(evs))
+	assert.Equal(t, leaks.report, evs[4].Line)
+
+	evs = runEvents(t, &fakeSystem{leaks: leaks, unloadErr: errors.New("EBUSY")}, Manifest{ModuleName: "x"})
+	assert.NotContains(t, kinds(evs), KindLeaks, "a module still loaded still holds its memory: no scan")
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/u-root/u-root/pkg/kmodule"
 	"golang.org/x/sys/unix"
@@ -51,6 +52,59 @@ func (LinuxSystem) Kernel() string {
 		return "unknown"
 	}
 	return unix.ByteSliceToString(u.Release[:])
+}
+
+// kmemleakFile is kmemleak's control file in debugfs.
+const (
+	debugfs      = "/sys/kernel/debug"
+	kmemleakFile = debugfs + "/kmemleak"
+)
+
+// Leaks returns kmemleak when the kernel has it, mounting debugfs first.
+func (LinuxSystem) Leaks() LeakDetector {
+	if _, err := os.Stat(kmemleakFile); err != nil {
+		if err := unix.Mount("debugfs", debugfs, "debugfs", 0, ""); err != nil {
+			return nil
+		}
+	}
+	if _, err := os.Stat(kmemleakFile); err != nil {
+		return nil
+	}
+	return kmemleak{}
+}
+
+type kmemleak struct{}
+
+// kmemleakMinAge is how old an unreferenced object must be before kmemleak
+// reports it (jiffies_min_age, 5 s), plus a margin.
+const kmemleakMinAge = 6 * time.Second
+
+func (kmemleak) Forget() error {
+	if err := kmemleakCommand("scan"); err != nil {
+		return err
+	}
+	return kmemleakCommand("clear")
+}
+
+// Scan waits until what the run allocated last is old enough to report,
+// scans twice (a leak must stay unreferenced across scans) and returns
+// the reports.
+func (kmemleak) Scan() (string, error) {
+	time.Sleep(kmemleakMinAge)
+	for range 2 {
+		if err := kmemleakCommand("scan"); err != nil {
+			return "", err
+		}
+	}
+	b, err := os.ReadFile(kmemleakFile)
+	return string(b), err
+}
+
+func kmemleakCommand(cmd string) error {
+	if err := os.WriteFile(kmemleakFile, []byte(cmd), 0); err != nil {
+		return fmt.Errorf("kmemleak %s: %w", cmd, err)
+	}
+	return nil
 }
 
 func isBusy(err error) bool {

@@ -15,6 +15,7 @@ type Observations struct {
 	Tests         []TestResult
 	Troubles      []Trouble
 	NewTaint      string // taint letters beyond the expected O and E
+	Leaks         string // kmemleak's reports after the module was unloaded
 	Stopped       string // why the host stopped the VM (a hang), if it did
 	ConsoleTail   []string
 }
@@ -26,6 +27,11 @@ func Decide(o Observations) *Error {
 	if len(o.Troubles) > 0 {
 		t := o.Troubles[0]
 		return Errorf(KernelTrouble, "kernel %s:\n%s%s", t.Kind, indent(t.Report), moreTroubles(o.Troubles[1:]))
+	}
+	if o.Leaks != "" {
+		n := strings.Count(o.Leaks, "unreferenced object")
+		return Errorf(KernelTrouble, "kmemleak: %d suspected memory leak(s) after the module was unloaded (a missing put_pid, kfree or mmput?):\n%s",
+			n, indent(firstLines(o.Leaks, reportLines)))
 	}
 	if o.NewTaint != "" {
 		return Errorf(KernelTrouble, "the kernel became tainted (%s) during the run; see %s",
@@ -114,6 +120,14 @@ func hasFailedSubtest(tests []TestResult, name string) bool {
 		}
 	}
 	return false
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitAfter(s, "\n")
+	if len(lines) <= n {
+		return s
+	}
+	return strings.Join(lines[:n], "") + "…"
 }
 
 func moreTroubles(ts []Trouble) string {
