@@ -40,6 +40,26 @@ var DebianKernel = []Need{
 	{Glob: "/usr/lib/*/libssl.so.3", Package: "libssl3"},
 }
 
+// DebugKernel is what building pidlab's debug kernel from Debian's
+// linux-source-6.1 needs: apt and dpkg-deb to fetch and unpack the source,
+// tar and xz for its tarball, and the kernel's own build tools (Kconfig:
+// flex and bison; bc and perl for generated headers; libelf for objtool;
+// OpenSSL's headers for the signing and certificate tools).
+var DebugKernel = []Need{
+	{Program: "apt-get", Package: "apt"},
+	{Program: "dpkg-deb", Package: "dpkg"},
+	{Program: "tar", Package: "tar"},
+	{Program: "xz", Package: "xz-utils"},
+	{Program: "make", Package: "make"},
+	{Program: "gcc", Package: "gcc"},
+	{Program: "flex", Package: "flex"},
+	{Program: "bison", Package: "bison"},
+	{Program: "bc", Package: "bc"},
+	{Program: "perl", Package: "perl"},
+	{Glob: "/usr/include/libelf.h", Package: "libelf-dev"},
+	{Glob: "/usr/include/openssl/opensslv.h", Package: "libssl-dev"},
+}
+
 func (n Need) present() bool {
 	if n.Program != "" {
 		_, err := exec.LookPath(n.Program)

@@ -17,7 +17,7 @@ import (
 
 // Kernel is a bootable image and the kbuild tree for its modules.
 type Kernel struct {
-	Name    string // a flavour name ("cloud") or "custom"
+	Name    string // a flavour name ("cloud"), "debug" or "custom"
 	Release string // uname -r of the booted kernel
 	Image   string // bzImage
 	KDIR    string // make -C $KDIR M=… builds modules for Image
@@ -41,7 +41,7 @@ var Flavours = map[string]string{
 
 // Selection is which kernel a run asked for.
 type Selection struct {
-	Flavour string // a key of Flavours, when Image is empty
+	Flavour string // a key of Flavours or DebugName, when Image is empty
 	Image   string // a user's bzImage
 	KDIR    string // its build tree
 }
@@ -52,16 +52,16 @@ func SelectionFromEnv() (Selection, error) {
 }
 
 // ParseSelection interprets a PIDLAB_KERNEL value: empty for the default,
-// a flavour name, or a bzImage path that needs kdir.
+// a flavour name, "debug", or a bzImage path that needs kdir.
 func ParseSelection(kernel, kdir string) (Selection, error) {
 	if kernel == "" {
 		kernel = DefaultFlavour
 	}
-	if _, ok := Flavours[kernel]; ok {
+	if _, ok := Flavours[kernel]; ok || kernel == DebugName {
 		return Selection{Flavour: kernel}, nil
 	}
 	if !strings.ContainsRune(kernel, '/') {
-		return Selection{}, verdict.SetupError("PIDLAB_KERNEL=cloud (or generic, rt, or the path of a bzImage with PIDLAB_KDIR)",
+		return Selection{}, verdict.SetupError("PIDLAB_KERNEL=cloud (or generic, rt, debug, or the path of a bzImage with PIDLAB_KDIR)",
 			"%s=%q is neither a kernel name (%s) nor a path to a bzImage", EnvKernel, kernel, flavourNames())
 	}
 	if kdir == "" {
@@ -72,8 +72,11 @@ func ParseSelection(kernel, kdir string) (Selection, error) {
 }
 
 func flavourNames() string {
-	return "cloud, generic, rt"
+	return "cloud, generic, rt, debug"
 }
+
+// IsDebug reports whether the selection is pidlab's own debug kernel.
+func (s Selection) IsDebug() bool { return s.Image == "" && s.Flavour == DebugName }
 
 // Custom checks a user's own kernel and returns it.
 func Custom(image, kdir string) (*Kernel, error) {
@@ -92,10 +95,13 @@ func Custom(image, kdir string) (*Kernel, error) {
 }
 
 // Provision returns the selected kernel, fetching Debian's packages into
-// cacheDir when they are not there yet.
+// cacheDir when they are not there yet, or building the debug kernel.
 func Provision(ctx context.Context, sel Selection, cacheDir string, log *progress.Log) (*Kernel, error) {
 	if sel.Image != "" {
 		return Custom(sel.Image, sel.KDIR)
+	}
+	if sel.IsDebug() {
+		return Debug{CacheDir: filepath.Join(cacheDir, "kernels"), Log: log}.Provision(ctx)
 	}
 	d := Debian{Flavour: sel.Flavour, CacheDir: filepath.Join(cacheDir, "kernels"), Log: log}
 	return d.Provision(ctx)

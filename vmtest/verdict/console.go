@@ -42,6 +42,7 @@ type ConsoleScanner struct {
 	Troubles []Trouble
 	current  *strings.Builder // the report being collected
 	left     int
+	preamble []string // lines since a "cut here" marker: a WARN's own message comes before its WARNING: line
 }
 
 // Scan takes one console line.
@@ -55,9 +56,13 @@ func (s *ConsoleScanner) Scan(line string) {
 			s.Troubles = append(s.Troubles, Trouble{Kind: kind})
 			s.current = &strings.Builder{}
 			s.left = reportLines
+			for _, p := range s.preamble {
+				s.current.WriteString(p + "\n")
+			}
 		}
 	}
 	if s.current == nil {
+		s.keepPreamble(line, text)
 		return
 	}
 	s.current.WriteString(line + "\n")
@@ -65,6 +70,21 @@ func (s *ConsoleScanner) Scan(line string) {
 	s.Troubles[len(s.Troubles)-1].Report = s.current.String()
 	if s.left == 0 || isReportEnd(text) {
 		s.current = nil
+		s.preamble = nil
+	}
+}
+
+// preambleLines bounds what is kept after a "cut here" marker.
+const preambleLines = 3
+
+func (s *ConsoleScanner) keepPreamble(line, text string) {
+	switch {
+	case strings.Contains(text, "[ cut here ]"):
+		s.preamble = []string{line}
+	case s.preamble != nil && len(s.preamble) < preambleLines:
+		s.preamble = append(s.preamble, line)
+	default:
+		s.preamble = nil
 	}
 }
 

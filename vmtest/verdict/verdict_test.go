@@ -145,3 +145,23 @@ func TestManyFailuresAreSummarized(t *testing.T) {
 	assert.Contains(t, err.Error(), "(and 5 more failed tests, printed above)")
 	assert.NotContains(t, err.Error(), "TestO:")
 }
+
+func TestWarningReportStartsAtCutHere(t *testing.T) {
+	var s ConsoleScanner
+	for _, l := range []string{
+		"[   10.0] procpid: loaded: /proc/pid",
+		"[   10.0] ------------[ cut here ]------------",
+		"[   10.0] proc_dir_entry '/pid' already registered",
+		"[   10.0] WARNING: CPU: 1 PID: 119 at fs/proc/generic.c:400 proc_register+0x19f/0x240",
+		"[   10.0] ---[ end trace 0000000000000000 ]---",
+		"[   11.0] procpid: unloaded",
+	} {
+		s.Scan(l)
+	}
+	require.Len(t, s.Troubles, 1)
+	assert.Equal(t, "WARNING", s.Troubles[0].Kind)
+	assert.True(t, strings.HasPrefix(s.Troubles[0].Report, "[   10.0] ------------[ cut here ]"), s.Troubles[0].Report)
+	assert.Contains(t, s.Troubles[0].Report, "already registered", "a WARN's message comes before its WARNING: line")
+	assert.NotContains(t, s.Troubles[0].Report, "loaded: /proc/pid")
+	assert.NotContains(t, s.Troubles[0].Report, "unloaded")
+}
