@@ -50,7 +50,9 @@
 #include <linux/seq_file.h>
 #include <linux/seqlock.h>
 #include <linux/spinlock.h>
+#include <linux/string.h>
 #include <linux/threads.h>
+#include <linux/uaccess.h>
 #include <linux/uidgid.h>
 #include <linux/version.h>
 
@@ -211,16 +213,22 @@ static ssize_t procpid_write(struct file *file, const char __user *ubuf,
 			     size_t count, loff_t *ppos)
 {
 	struct pid *new = NULL, *old, *pid;
-	int nr, ret;
+	char buf[PROCPID_WRITE_MAX + 1];
+	int nr;
 
 	if (*ppos != 0 || count > PROCPID_WRITE_MAX)
 		return -EINVAL;
 
-	/* Keep -EFAULT; a syntax error or an int overflow is -EINVAL. */
-	ret = kstrtoint_from_user(ubuf, count, 10, &nr);
-	if (ret == -EFAULT)
-		return ret;
-	if (ret || nr < 1 || nr > PID_MAX_LIMIT)
+	/*
+	 * What kstrtoint_from_user() does, plus one check it lacks: kstrtoint()
+	 * stops at a NUL, so "1\0002" would read as 1. A syntax error or an
+	 * int overflow is -EINVAL.
+	 */
+	if (copy_from_user(buf, ubuf, count))
+		return -EFAULT;
+	buf[count] = '\0';
+	if (strlen(buf) != count || kstrtoint(buf, 10, &nr) ||
+	    nr < 1 || nr > PID_MAX_LIMIT)
 		return -EINVAL;
 
 	/*
