@@ -8,11 +8,13 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/pidlab/pidlab/userspace/guest"
 	"github.com/pidlab/pidlab/userspace/procfs"
 )
 
@@ -112,12 +114,17 @@ func requireWritePID(t *testing.T, pid int) {
 
 // readRaw reads /proc/pid to end of file on a fresh descriptor.
 func readRaw() ([]byte, error) {
+	return readRawBy(4096)
+}
+
+// readRawBy is readRaw with chunk bytes per read(2).
+func readRawBy(chunk int) ([]byte, error) {
 	fd, err := openModule(unix.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
-	return readAll(fd, 4096)
+	return readAll(fd, chunk)
 }
 
 // readAll reads fd from its current offset to end of file, chunk bytes
@@ -190,3 +197,68 @@ func requireStatus(t *testing.T, pid int) procfs.Status {
 	require.NoError(t, err)
 	return s
 }
+
+// taintWarn is TAINT_WARN, bit 9 ('W') of /proc/sys/kernel/tainted: set
+// by the first WARN_ON or WARN the kernel prints, and never cleared.
+const taintWarn = 1 << 9
+
+// noNewKernelWarning asserts, when t ends, that the kernel printed no
+// warning while t ran: the taint flag W must not have appeared. The flag
+// is sticky, so once set it proves nothing more; the host's scan of the
+// console for WARNING, BUG and Oops reports is the backstop that quotes
+// them.
+func noNewKernelWarning(t *testing.T) {
+	t.Helper()
+	before, err := guest.LinuxSystem{}.Taint()
+	require.NoError(t, err, "read the kernel's taint mask")
+	if before&taintWarn != 0 {
+		t.Logf("the kernel was already tainted W (%#x) before %s: the host's console scan reports the warning", before, t.Name())
+		return
+	}
+	t.Cleanup(func() {
+		after, err := guest.LinuxSystem{}.Taint()
+		if assert.NoError(t, err, "read the kernel's taint mask") {
+			assert.Zerof(t, after&taintWarn,
+				"%s: the kernel printed a warning (taint %#x -> %#x, flag W); the console holds it", t.Name(), before, after)
+		}
+	})
+}
+
+// guardPage is two pages of memory: the first readable and writable, the
+// second PROT_NONE, so that any access to it faults. Unlike an unmapped
+// address, the Go runtime cannot map something there meanwhile.
+type guardPage struct {
+	mem []byte
+}
+
+func newGuardPage(t *testing.T) guardPage {
+	t.Helper()
+	size := os.Getpagesize()
+	mem, err := unix.Mmap(-1, 0, 2*size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	require.NoError(t, err, "mmap two pages")
+	t.Cleanup(func() { unix.Munmap(mem) })
+	require.NoError(t, unix.Mprotect(mem[size:], unix.PROT_NONE), "mprotect the second page PROT_NONE")
+	return guardPage{mem: mem}
+}
+
+// fault is the address of the inaccessible page.
+func (g guardPage) fault() uintptr {
+	return uintptr(unsafe.Pointer(&g.mem[len(g.mem)/2]))
+}
+
+// tail puts text at the very end of the accessible page and returns its
+// address: a read of more than len(text) bytes from it runs into the
+// inaccessible page.
+func (g guardPage) tail(text string) uintptr {
+	end := len(g.mem) / 2
+	copy(g.mem[end-len(text):end], text)
+	return uintptr(unsafe.Pointer(&g.mem[end-len(text)]))
+}
+
+// Addresses a process can never access. Address 1 is a user address (so
+// the VFS passes it on) in page 0, which mmap_min_addr keeps unmapped; the
+// kernel address fails access_ok() in the VFS before the module sees it.
+const (
+	pageZeroAddr uintptr = 1
+	kernelAddr   uintptr = 0xffffffff81000000
+)

@@ -3,7 +3,10 @@
 package conformance
 
 import (
+	"bytes"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -127,4 +130,162 @@ func TestReadIsSnapshotAcrossWrite(t *testing.T) {
 
 	rec := requireRecord(t)
 	assert.Equal(t, second.PID, rec.PID, "pid: a new descriptor must see the new selection")
+}
+
+func TestReadBadBufferIsEFAULT(t *testing.T) {
+	// A bad buffer fails the read(2) (raw: Go would not pass such a
+	// pointer) and loses nothing: seq_file keeps the formatted record, the
+	// position stays where it was, and the next read on the same
+	// descriptor gets the rest of the record, whole.
+	_, whole := sleepingRecord(t)
+	guard := newGuardPage(t)
+	tests := []struct {
+		name string
+		addr uintptr
+	}{
+		{"page 0", pageZeroAddr},
+		{"inaccessible page", guard.fault()},
+		{"kernel address", kernelAddr},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			noNewKernelWarning(t)
+			fd := requireOpen(t, unix.O_RDONLY)
+			_, _, errno := unix.Syscall(unix.SYS_READ, uintptr(fd), tt.addr, 4096)
+			assert.Equal(t, unix.EFAULT, errno, "errno of read(fd, %#x, 4096) from /proc/pid", tt.addr)
+			off, err := unix.Seek(fd, 0, unix.SEEK_CUR)
+			require.NoError(t, err, "lseek(0, SEEK_CUR)")
+			assert.Zero(t, off, "file position after the failed read")
+			got, err := readAll(fd, 4096)
+			require.NoError(t, err, "read on the same descriptor after EFAULT")
+			assert.Equal(t, string(whole), string(got), "record read on the same descriptor after EFAULT")
+		})
+	}
+
+	t.Run("buffer running into an inaccessible page", func(t *testing.T) {
+		// The copy stops at the fault: a short read, or EFAULT if nothing
+		// was copied; either way the record continues where it stopped.
+		noNewKernelWarning(t)
+		const room = 10
+		fd := requireOpen(t, unix.O_RDONLY)
+		addr := guard.fault() - room
+		n, _, errno := unix.Syscall(unix.SYS_READ, uintptr(fd), addr, 4096)
+		var head []byte
+		if errno != 0 {
+			assert.Equal(t, unix.EFAULT, errno, "errno of read(fd, %#x, 4096) with %d bytes of room", addr, room)
+		} else {
+			require.LessOrEqual(t, int(n), room, "bytes read into a buffer with %d bytes of room", room)
+			head = append(head, guard.mem[len(guard.mem)/2-room:][:n]...)
+		}
+		rest, err := readAll(fd, 4096)
+		require.NoError(t, err, "read on the same descriptor after a read into a faulting buffer")
+		assert.Equal(t, string(whole), string(head)+string(rest),
+			"record read as %d bytes into a faulting buffer, then the rest", len(head))
+	})
+}
+
+func TestReadersSharingADescriptor(t *testing.T) {
+	// A dup'd descriptor shares the open file and its position: readers on
+	// both get, between them, exactly one record, each byte once.
+	_, whole := sleepingRecord(t)
+	openPair := func(t *testing.T) (int, int) {
+		fd := requireOpen(t, unix.O_RDONLY)
+		dup, err := unix.Dup(fd)
+		require.NoError(t, err, "dup")
+		t.Cleanup(func() { unix.Close(dup) })
+		return fd, dup
+	}
+
+	t.Run("alternating", func(t *testing.T) {
+		fd, dup := openPair(t)
+		var got []byte
+		buf := make([]byte, 3)
+		for i := 0; ; i++ {
+			n, err := unix.Read([]int{fd, dup}[i%2], buf)
+			require.NoError(t, err, "read %d, 3 bytes, alternating between a descriptor and its dup", i)
+			if n == 0 {
+				break
+			}
+			got = append(got, buf[:n]...)
+			require.LessOrEqual(t, len(got), len(whole), "bytes read by both so far: more than one record: %q", got)
+		}
+		assert.Equal(t, string(whole), string(got), "record read 3 bytes at a time, alternating between a descriptor and its dup")
+		for name, d := range map[string]int{"descriptor": fd, "dup": dup} {
+			n, err := unix.Read(d, buf)
+			assert.NoError(t, err, "read on the %s at end of file", name)
+			assert.Zero(t, n, "bytes read on the %s at end of file", name)
+		}
+	})
+
+	t.Run("concurrent", func(t *testing.T) {
+		fd, dup := openPair(t)
+		got := make([][]byte, 2)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for i, d := range []int{fd, dup} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got[i], errs[i] = readAll(d, 1)
+			}()
+		}
+		wg.Wait()
+		require.NoError(t, errs[0], "reader on the descriptor")
+		require.NoError(t, errs[1], "reader on the dup")
+		assert.Equal(t, len(whole), len(got[0])+len(got[1]),
+			"bytes read by two concurrent readers of one open file: %d and %d, want one record in all", len(got[0]), len(got[1]))
+		assert.Equal(t, sortedBytes(whole), sortedBytes(append(append([]byte{}, got[0]...), got[1]...)),
+			"the bytes read by two concurrent readers, together, vs the record's")
+		for i, g := range got {
+			assert.True(t, isSubsequence(g, whole), "reader %d's bytes %q are not in record order %q", i, g, whole)
+		}
+	})
+}
+
+func sortedBytes(b []byte) string {
+	s := []byte(string(b))
+	slices.Sort(s)
+	return string(s)
+}
+
+// isSubsequence reports whether sub is seq with some bytes left out.
+func isSubsequence(sub, seq []byte) bool {
+	for _, c := range sub {
+		i := bytes.IndexByte(seq, c)
+		if i < 0 {
+			return false
+		}
+		seq = seq[i+1:]
+	}
+	return true
+}
+
+func TestAbandonedReadDoesNotDisturbOthers(t *testing.T) {
+	// A reader that stops halfway holds its own snapshot: other readers
+	// get whole records meanwhile, and it can still finish its own.
+	_, whole := sleepingRecord(t)
+	const half = 20
+
+	stopped := requireOpen(t, unix.O_RDONLY)
+	head := make([]byte, half)
+	n, err := unix.Read(stopped, head)
+	require.NoError(t, err, "read %d bytes", half)
+	require.Equal(t, half, n, "bytes read")
+
+	got, err := readRaw()
+	require.NoError(t, err, "read on a new descriptor while another stopped halfway")
+	assert.Equal(t, string(whole), string(got), "record read while another reader stopped halfway")
+
+	rest, err := readAll(stopped, 4096)
+	require.NoError(t, err, "the stopped reader's rest")
+	assert.Equal(t, string(whole), string(head)+string(rest), "record of the reader that stopped halfway, then went on")
+
+	closed, err := openModule(unix.O_RDONLY)
+	require.NoError(t, err)
+	_, err = unix.Read(closed, head)
+	require.NoError(t, err, "read %d bytes", half)
+	require.NoError(t, unix.Close(closed), "close a descriptor after reading half of the record")
+	got, err = readRaw()
+	require.NoError(t, err, "read after another reader closed halfway")
+	assert.Equal(t, string(whole), string(got), "record read after another reader closed halfway")
 }

@@ -40,7 +40,7 @@ type target struct {
 // blockingModes are the pidlab-target modes that block once ready.
 var blockingModes = map[string]bool{
 	"sleep": true, "threads": true, "comm": true, "creds": true,
-	"view": true, "open-modes": true, "exit-child": true,
+	"view": true, "view-in": true, "open-modes": true, "exit-child": true,
 }
 
 // startTarget runs pidlab-target with args and waits for its ready line;

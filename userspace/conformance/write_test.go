@@ -3,10 +3,12 @@
 package conformance
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -53,110 +55,198 @@ func TestWriteReturnsByteCount(t *testing.T) {
 	}
 }
 
-func TestWriteRejectsInvalidInput(t *testing.T) {
-	tg := startTarget(t, "sleep")
-	tests := []struct{ name, text string }{
-		{"empty", ""},
-		{"newline only", "\n"},
-		{"letters", "abc"},
-		{"digits then letters", "12abc"},
-		{"zero", "0"},
-		{"negative", "-1"},
-		{"PID_MAX_LIMIT+1", strconv.Itoa(pidMaxLimit+1) + "\n"},
-		{"int overflow", "2147483648\n"},
-		{"hexadecimal", "0x10\n"},
-		{"leading space", " " + strconv.Itoa(tg.PID)},
-		{"trailing space", strconv.Itoa(tg.PID) + " "},
-		{"two newlines", strconv.Itoa(tg.PID) + "\n\n"},
-		// A valid number one byte over the limit: only the length is wrong.
-		{"33 bytes", padded(tg.PID, writeMax+1)},
-		{"4 KiB", padded(tg.PID, 4096)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			requireWritePID(t, tg.PID)
-			_, err := writeRaw([]byte(tt.text))
-			assert.ErrorIs(t, err, unix.EINVAL, "write(%q) to /proc/pid", tt.text)
-			assertStillSelected(t, tg, fmt.Sprintf("the rejected write(%q)", tt.text))
-		})
-	}
+// badWrite is one attempt to write something the module must reject.
+type badWrite struct {
+	name string
+	want unix.Errno
+	// text is written in one write(2) at offset 0 on a fresh O_WRONLY
+	// descriptor, unless do is set.
+	text string
+	// do makes the attempt some other way and returns the errno of the
+	// call under test (0 if it succeeded).
+	do func(t *testing.T) unix.Errno
 }
 
-func TestWriteMissingPIDIsESRCH(t *testing.T) {
+func TestBadWritesLeaveSelection(t *testing.T) {
+	// Every rejected write must fail with its errno, leave the earlier
+	// selection exactly as it was (the same process, not just the same
+	// number) and make the kernel print nothing.
 	tg := startTarget(t, "sleep")
 	gone := startTarget(t, "sleep")
 	gone.reap(t)
-	tests := []struct {
-		name string
-		pid  int
-	}{
-		{"reaped process", gone.PID},
+	pid := strconv.Itoa(tg.PID)
+	guard := newGuardPage(t)
+
+	tests := []badWrite{
+		// Not one decimal integer, optionally followed by one newline.
+		{name: "empty", text: "", want: unix.EINVAL},
+		{name: "newline only", text: "\n", want: unix.EINVAL},
+		{name: "spaces", text: "   ", want: unix.EINVAL},
+		{name: "tab", text: "\t", want: unix.EINVAL},
+		{name: "letters", text: "abc", want: unix.EINVAL},
+		{name: "digits then letters", text: "12abc", want: unix.EINVAL},
+		{name: "two numbers", text: "1 2", want: unix.EINVAL},
+		{name: "leading space", text: " " + pid, want: unix.EINVAL},
+		{name: "trailing space", text: pid + " ", want: unix.EINVAL},
+		{name: "leading newline", text: "\n" + pid, want: unix.EINVAL},
+		{name: "two newlines", text: pid + "\n\n", want: unix.EINVAL},
+		{name: "CRLF", text: pid + "\r\n", want: unix.EINVAL},
+		{name: "trailing tab", text: pid + "\t", want: unix.EINVAL},
+		{name: "hexadecimal", text: "0x10\n", want: unix.EINVAL},
+		{name: "exponent", text: "1e3", want: unix.EINVAL},
+		{name: "fraction", text: "1.0", want: unix.EINVAL},
+		{name: "two signs", text: "+-1", want: unix.EINVAL},
+		{name: "fullwidth digit", text: "\uff11", want: unix.EINVAL},
+		{name: "NUL only", text: "\x00", want: unix.EINVAL},
+		{name: "embedded NUL", text: "1\x002", want: unix.EINVAL},
+		{name: "NUL after the number", text: pid + "\x00", want: unix.EINVAL},
+		// Integers outside 1..PID_MAX_LIMIT.
+		{name: "zero", text: "0", want: unix.EINVAL},
+		{name: "zeros", text: "000\n", want: unix.EINVAL},
+		{name: "minus zero", text: "-0", want: unix.EINVAL},
+		{name: "negative", text: "-1", want: unix.EINVAL},
+		{name: "negative of the target", text: "-" + pid, want: unix.EINVAL},
+		{name: "PID_MAX_LIMIT+1", text: strconv.Itoa(pidMaxLimit+1) + "\n", want: unix.EINVAL},
+		{name: "int overflow", text: "2147483648\n", want: unix.EINVAL},
+		{name: "int underflow", text: "-2147483649", want: unix.EINVAL},
+		// Would be 1 if truncated to 32 or 64 bits.
+		{name: "2^32+1", text: "4294967297", want: unix.EINVAL},
+		{name: "2^64+1", text: "18446744073709551617", want: unix.EINVAL},
+		{name: "20 digits", text: "99999999999999999999", want: unix.EINVAL},
+		// Too long, whatever the content.
+		{name: "32 letters", text: strings.Repeat("x", writeMax), want: unix.EINVAL},
+		{name: "32 nines", text: strings.Repeat("9", writeMax), want: unix.EINVAL},
+		// A valid number one byte over the limit: only the length is wrong.
+		{name: "33 bytes", text: padded(tg.PID, writeMax+1), want: unix.EINVAL},
+		{name: "4 KiB", text: padded(tg.PID, 4096), want: unix.EINVAL},
+		{name: "1 MiB", text: padded(tg.PID, 1<<20), want: unix.EINVAL},
+		// Valid numbers that name no process.
+		{name: "reaped process", text: strconv.Itoa(gone.PID) + "\n", want: unix.ESRCH},
 		// In range, but pid_max <= PID_MAX_LIMIT so no process has it.
-		{"PID_MAX_LIMIT", pidMaxLimit},
+		{name: "PID_MAX_LIMIT", text: strconv.Itoa(pidMaxLimit) + "\n", want: unix.ESRCH},
+		// A PID must come whole in one write(2) at offset 0 (module: EINVAL).
+		{name: "write after lseek to 1", want: unix.EINVAL, do: func(t *testing.T) unix.Errno {
+			fd := requireOpen(t, unix.O_WRONLY)
+			off, err := unix.Seek(fd, 1, unix.SEEK_SET)
+			require.NoError(t, err, "lseek(1, SEEK_SET)")
+			require.Equal(t, int64(1), off, "offset after lseek")
+			return errnoOf(unix.Write(fd, []byte(pid+"\n")))
+		}},
+		{name: "write after a read on O_RDWR", want: unix.EINVAL, do: func(t *testing.T) unix.Errno {
+			fd := requireOpen(t, unix.O_RDWR)
+			n, err := unix.Read(fd, make([]byte, 1))
+			require.NoError(t, err, "read 1 byte")
+			require.Equal(t, 1, n, "bytes read")
+			return errnoOf(unix.Write(fd, []byte(pid+"\n")))
+		}},
+		// Each write(2) is a whole selection of its own, also on one
+		// descriptor (the module leaves the position at 0): "0" after a
+		// good write is zero, not the good number with a 0 appended.
+		{name: "second write of a split number", want: unix.EINVAL, do: func(t *testing.T) unix.Errno {
+			fd := requireOpen(t, unix.O_WRONLY)
+			n, err := unix.Write(fd, []byte(pid))
+			require.NoError(t, err, "first write(%q)", pid)
+			require.Equal(t, len(pid), n, "return value of the first write(%q)", pid)
+			return errnoOf(unix.Write(fd, []byte("0")))
+		}},
+		// seq_open() clears FMODE_PWRITE: the VFS refuses every pwrite,
+		// even at offset 0, before the module sees it.
+		{name: "pwrite at offset 0", want: unix.ESPIPE, do: pwriteAt(pid, 0)},
+		{name: "pwrite at offset 1", want: unix.ESPIPE, do: pwriteAt(pid, 1)},
+		{name: "pwrite at offset 32", want: unix.ESPIPE, do: pwriteAt(pid, writeMax)},
+		// Bad buffers (raw write(2): Go would not pass such a pointer).
+		{name: "buffer in page 0", want: unix.EFAULT, do: writeFrom(pageZeroAddr, 4)},
+		{name: "buffer in an inaccessible page", want: unix.EFAULT, do: writeFrom(guard.fault(), 4)},
+		{name: "buffer running into an inaccessible page", want: unix.EFAULT,
+			do: writeFrom(guard.tail(pid), uintptr(len(pid)+1))},
+		{name: "kernel address", want: unix.EFAULT, do: writeFrom(kernelAddr, 4)},
+		// The VFS checks the open mode.
+		{name: "write on a read-only descriptor", want: unix.EBADF, do: func(t *testing.T) unix.Errno {
+			fd := requireOpen(t, unix.O_RDONLY)
+			return errnoOf(unix.Write(fd, []byte(pid+"\n")))
+		}},
 	}
+	require.GreaterOrEqual(t, len(tests), 40, "cases")
 	for _, tt := range tests {
-		pid := tt.pid
 		t.Run(tt.name, func(t *testing.T) {
 			requireWritePID(t, tg.PID)
-			err := writePID(t, pid)
-			assert.ErrorIs(t, err, unix.ESRCH, "write %d (no such process) to /proc/pid", pid)
-			assertStillSelected(t, tg, fmt.Sprintf("writing missing pid %d", pid))
+			noNewKernelWarning(t)
+			var got unix.Errno
+			what := tt.name
+			if tt.do != nil {
+				got = tt.do(t)
+			} else {
+				got = errnoOf(writeRaw([]byte(tt.text)))
+				what = fmt.Sprintf("%s: write(%s)", tt.name, quoteShort(tt.text))
+			}
+			assert.Equalf(t, tt.want, got, "%s: errno %q, want %q (0: the write succeeded)", what, got, tt.want)
+			assertStillSelected(t, tg, "the rejected "+what)
 		})
 	}
 }
 
-func TestWriteBadPointerIsEFAULT(t *testing.T) {
-	tg := startTarget(t, "sleep")
-	requireWritePID(t, tg.PID)
-	fd, err := openModule(unix.O_WRONLY)
-	require.NoError(t, err)
-	defer unix.Close(fd)
-
-	// Address 1 is a user address (so the VFS passes it on) in page 0,
-	// which mmap_min_addr keeps unmapped; 4 bytes is a valid length.
-	const badAddr, length = 1, 4
-	_, _, errno := unix.Syscall(unix.SYS_WRITE, uintptr(fd), badAddr, length)
-	assert.Equal(t, unix.EFAULT, errno, "errno of write(fd, %#x, %d) to /proc/pid", badAddr, length)
-	assertStillSelected(t, tg, "a write from a bad address")
+// errnoOf is the errno of a system call's error, 0 for success. An error
+// that holds no errno (the raw helpers return none) becomes an impossible
+// errno, so that it matches no expected one.
+func errnoOf[T any](_ T, err error) unix.Errno {
+	if err == nil {
+		return 0
+	}
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return unix.Errno(^uintptr(0))
 }
 
-func TestWriteAtNonzeroOffset(t *testing.T) {
-	// A PID must arrive whole in one write at offset 0: EINVAL from the
-	// module. pwrite never reaches it: seq_open() clears FMODE_PWRITE, so
-	// the VFS answers ESPIPE.
-	tg := startTarget(t, "sleep")
-	other := startTarget(t, "sleep")
-	text := []byte(strconv.Itoa(other.PID) + "\n")
+// quoteShort quotes text for a message, eliding the middle of long ones.
+func quoteShort(text string) string {
+	if len(text) <= 48 {
+		return strconv.Quote(text)
+	}
+	return fmt.Sprintf("%q...%q (%d bytes)", text[:16], text[len(text)-8:], len(text))
+}
 
-	t.Run("pwrite", func(t *testing.T) {
-		requireWritePID(t, tg.PID)
+// pwriteAt is a pwrite(2) of "<pid>\n" at off.
+func pwriteAt(pid string, off int64) func(t *testing.T) unix.Errno {
+	return func(t *testing.T) unix.Errno {
 		fd := requireOpen(t, unix.O_WRONLY)
-		for _, off := range []int64{1, writeMax} {
-			_, err := unix.Pwrite(fd, text, off)
-			assert.ErrorIs(t, err, unix.ESPIPE, "pwrite(%q) at offset %d", text, off)
-			assertStillSelected(t, tg, fmt.Sprintf("pwrite at offset %d", off))
-		}
-	})
-	t.Run("write after lseek", func(t *testing.T) {
-		requireWritePID(t, tg.PID)
+		return errnoOf(unix.Pwrite(fd, []byte(pid+"\n"), off))
+	}
+}
+
+// writeFrom is a raw write(2) of length bytes from addr.
+func writeFrom(addr, length uintptr) func(t *testing.T) unix.Errno {
+	return func(t *testing.T) unix.Errno {
 		fd := requireOpen(t, unix.O_WRONLY)
-		off, err := unix.Seek(fd, 1, unix.SEEK_SET)
-		require.NoError(t, err, "lseek(1, SEEK_SET)")
-		require.Equal(t, int64(1), off, "offset after lseek")
-		_, err = unix.Write(fd, text)
-		assert.ErrorIs(t, err, unix.EINVAL, "write(%q) at offset 1", text)
-		assertStillSelected(t, tg, "a write at offset 1 after lseek")
-	})
-	t.Run("write after read", func(t *testing.T) {
-		requireWritePID(t, tg.PID)
-		fd := requireOpen(t, unix.O_RDWR)
-		n, err := unix.Read(fd, make([]byte, 1))
-		require.NoError(t, err, "read 1 byte")
-		require.Equal(t, 1, n, "bytes read")
-		_, err = unix.Write(fd, text)
-		assert.ErrorIs(t, err, unix.EINVAL, "write(%q) at offset 1 after a 1-byte read on O_RDWR", text)
-		assertStillSelected(t, tg, "a write at offset 1 after a read")
-	})
+		_, _, errno := unix.Syscall(unix.SYS_WRITE, uintptr(fd), addr, length)
+		return errno
+	}
+}
+
+func TestSplitWriteIsTwoSelections(t *testing.T) {
+	// Decision: a descriptor's position stays 0 after a write, so every
+	// write(2) is a complete selection of its own and the last good one
+	// wins. A PID split over two writes is two PIDs: "1" then "23" selects
+	// init, then 23 (or fails with ESRCH/EINVAL on its own merits); it is
+	// never 123. (The rejected half of a split is in TestBadWritesLeaveSelection.)
+	tg := startTarget(t, "sleep")
+	pid := strconv.Itoa(tg.PID)
+	fd := requireOpen(t, unix.O_WRONLY)
+
+	n, err := unix.Write(fd, []byte("1"))
+	require.NoError(t, err, "first write(\"1\")")
+	require.Equal(t, 1, n, "return value of write(\"1\")")
+	assert.Equal(t, 1, requireRecord(t).PID, "pid selected by the first write(\"1\")")
+	off, err := unix.Seek(fd, 0, unix.SEEK_CUR)
+	require.NoError(t, err, "lseek(0, SEEK_CUR)")
+	assert.Zero(t, off, "file position after a write: it stays 0, so the next write is a new selection")
+
+	n, err = unix.Write(fd, []byte(pid+"\n"))
+	require.NoError(t, err, "second write(%q) on the same descriptor", pid)
+	assert.Equal(t, len(pid)+1, n, "return value of the second write(%q)", pid)
+	rec := requireRecord(t)
+	assert.Equal(t, tg.PID, rec.PID, "pid after writing \"1\" then %q: the second write alone, not \"1%s\"", pid, pid)
 }
 
 // requireOpen opens /proc/pid; t.Cleanup closes it.
@@ -170,14 +260,23 @@ func requireOpen(t *testing.T, flags int) int {
 
 func TestNonRootAccess(t *testing.T) {
 	// Mode 0644: others may read; only root, who bypasses the mode, may
-	// open it for writing.
+	// open it for writing. A refused writer changes nothing.
 	tg := startTarget(t, "sleep")
+	other := startTarget(t, "sleep")
 	requireWritePID(t, tg.PID)
 	opener := startTargetWith(t, asUser(1234, 5678), "open-modes")
 	want := fmt.Sprintf("read=0 write=%d", int(unix.EACCES))
 	assert.Equal(t, want, strings.Join(opener.Info, " "),
 		"errno of open(/proc/pid) by uid 1234 for reading and for writing (0: success; EACCES is %d)", int(unix.EACCES))
 	assertStillSelected(t, tg, "open attempts by uid 1234")
+
+	// uid 1000 tries to select other, then reads: it still sees tg.
+	_, view := startViewWith(t, asUser(1000, 1000), "view", strconv.Itoa(other.PID))
+	assert.Equal(t, unix.EACCES, view.writeErr, "errno of uid 1000's write of %d (its open for writing)", other.PID)
+	assert.Equal(t, unix.Errno(0), view.readErr, "errno of uid 1000's read")
+	assert.Equal(t, strconv.Itoa(tg.PID), view.pid, "pid read by uid 1000 after its refused write of %d", other.PID)
+	assert.Equal(t, strconv.Itoa(os.Getpid()), view.ppid, "ppid read by uid 1000")
+	assertStillSelected(t, tg, fmt.Sprintf("uid 1000's refused write of %d", other.PID))
 }
 
 // nsView is what a pidlab-target "view" reported from its namespaces.
@@ -190,7 +289,21 @@ type nsView struct {
 // namespace and parses its report.
 func startView(t *testing.T, text ...string) (*target, nsView) {
 	t.Helper()
-	tg := startTargetWith(t, inNewPIDNamespace(), append([]string{"view"}, text...)...)
+	return startViewWith(t, inNewPIDNamespace(), append([]string{"view"}, text...)...)
+}
+
+// startViewIn runs "pidlab-target view-in <ns.PID> [text]": a view from a
+// second process in the PID namespace of ns.
+func startViewIn(t *testing.T, ns *target, text ...string) (*target, nsView) {
+	t.Helper()
+	return startViewWith(t, nil, append([]string{"view-in", strconv.Itoa(ns.PID)}, text...)...)
+}
+
+// startViewWith runs pidlab-target with args (a view mode) and attr, and
+// parses its report.
+func startViewWith(t *testing.T, attr *syscall.SysProcAttr, args ...string) (*target, nsView) {
+	t.Helper()
+	tg := startTargetWith(t, attr, args...)
 	var v nsView
 	var werr, rerr int
 	_, err := fmt.Sscanf(strings.Join(tg.Info, " "), "write=%d read=%d pid=%s ppid=%s", &werr, &rerr, &v.pid, &v.ppid)
@@ -198,6 +311,20 @@ func startView(t *testing.T, text ...string) (*target, nsView) {
 	v.writeErr, v.readErr = unix.Errno(werr), unix.Errno(rerr)
 	return tg, v
 }
+
+// PID namespaces. The decision, which the README states: a written number
+// is resolved in the writer's active PID namespace (find_vpid, as kill(2)
+// resolves its argument), and what is stored is the process (its struct
+// pid), not the number. Each reader then sees that process's ID in its own
+// namespace (pid_nr_ns, as /proc/<pid> does), so a writer and a reader may
+// see different numbers for one selection, and a reader that cannot see
+// the process at all gets ESRCH, as it could not open /proc/<n> either.
+// Storing the number and resolving it per reader would make one write name
+// a different process for each reader, and a stranger after PID reuse.
+// The tests cover both directions: written inside and read outside
+// (TestWriteResolvesInWriterPIDNamespace), written outside and read inside
+// (TestReadResolvesInReaderPIDNamespace), and a process invisible to the
+// reader (TestReadFromOtherPIDNamespaceIsESRCH).
 
 func TestWriteResolvesInWriterPIDNamespace(t *testing.T) {
 	tg := startTarget(t, "sleep")
@@ -220,6 +347,28 @@ func TestWriteResolvesInWriterPIDNamespace(t *testing.T) {
 	rec := requireStoredMatchesStat(t, self.PID)
 	assert.Equal(t, self.PID, rec.PID, "pid read here of the process that wrote 1 in its own namespace")
 	assert.Equal(t, os.Getpid(), rec.PPID, "ppid read here of the process that wrote 1 in its own namespace")
+
+	// A second process in a namespace writes "1": that namespace's init,
+	// not the writer and not the global init.
+	ns := startTargetWith(t, inNewPIDNamespace(), "sleep")
+	_, second := startViewIn(t, ns, "1")
+	require.Equal(t, unix.Errno(0), second.writeErr, "errno of writing 1 from the second process of a PID namespace")
+	assert.Equal(t, "1", second.pid, "pid read inside the namespace after its second process wrote 1")
+	rec = requireStoredMatchesStat(t, ns.PID)
+	assert.Equal(t, ns.PID, rec.PID, "pid read here after \"1\" was written inside the namespace of pid %d", ns.PID)
+}
+
+func TestReadResolvesInReaderPIDNamespace(t *testing.T) {
+	// Written here with its global number, a namespace's init reads as 1
+	// inside that namespace, with its parent (outside) as 0.
+	ns := startTargetWith(t, inNewPIDNamespace(), "sleep")
+	requireWritePID(t, ns.PID)
+	_, view := startViewIn(t, ns)
+	require.Equal(t, unix.Errno(0), view.readErr, "errno of reading, inside the namespace of pid %d, the selection %d", ns.PID, ns.PID)
+	assert.Equal(t, "1", view.pid, "pid of global pid %d read inside its own namespace", ns.PID)
+	assert.Equal(t, "0", view.ppid, "ppid of global pid %d read inside its own namespace: the parent is outside it", ns.PID)
+	rec := requireStoredMatchesStat(t, ns.PID)
+	assert.Equal(t, ns.PID, rec.PID, "pid read here after the namespace read it: the selection is unchanged")
 }
 
 func TestReadFromOtherPIDNamespaceIsESRCH(t *testing.T) {
@@ -255,10 +404,13 @@ func TestReadAfterPIDReuseIsESRCH(t *testing.T) {
 	requireWritePID(t, old.PID)
 	old.reap(t)
 
-	startTargetAtPID(t, old.PID)
+	reused := startTargetAtPID(t, old.PID)
 	_, err := readRecord(t)
 	assert.ErrorIs(t, err, unix.ESRCH,
 		"read /proc/pid after the selected process exited and pid %d went to a new process", old.PID)
+
+	// Only a new write of the number selects the new process.
+	requireMatchesStat(t, reused.PID)
 }
 
 // startTargetAtPID starts a sleeping target that gets the number pid, by

@@ -25,6 +25,9 @@
  *                         write(2) if given, then read /proc/pid and block;
  *                         info: "write=<errno> read=<errno> pid=<v> ppid=<v>"
  *                         (errno 0 for success; v is "-" if not read)
+ *   view-in PID [TEXT]    enter the PID namespace of process PID and fork a
+ *                         child there that does what view does (the child
+ *                         prints the line); then block
  *   open-modes            try to open /proc/pid for reading and for writing,
  *                         then block; info: "read=<errno> write=<errno>"
  *                         (0 for success), or "stat=<errno>" if the path
@@ -41,6 +44,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -274,6 +278,33 @@ static void mode_view(const char *text)
 	block_forever();
 }
 
+/*
+ * setns() moves only the children that are forked afterwards into the PID
+ * namespace of pid, so the view runs in a child, which stays there (a
+ * process in the namespace whose parent is not) until the namespace's
+ * init dies, which kills it.
+ */
+static void mode_view_in(const char *pid, const char *text)
+{
+	char path[64];
+	pid_t child;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%s/ns/pid", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("open %s: %s", path, strerror(errno));
+	if (setns(fd, CLONE_NEWPID))
+		die("setns %s: %s", path, strerror(errno));
+	close(fd);
+	child = fork();
+	if (child < 0)
+		die("fork: %s", strerror(errno));
+	if (child == 0)
+		mode_view(text);
+	block_forever();
+}
+
 /* errno of open(path, flags), or 0 if it opened. */
 static int open_errno(const char *path, int flags)
 {
@@ -314,7 +345,7 @@ static void mode_exit_child(void)
 static void usage(void)
 {
 	die("usage: pidlab-target sleep|spin|syscalls|threads N|spin-threads N|"
-	    "comm NAME|creds RUID EUID RGID EGID|view [TEXT]|open-modes|exit|exit-child");
+	    "comm NAME|creds RUID EUID RGID EGID|view [TEXT]|view-in PID [TEXT]|open-modes|exit|exit-child");
 }
 
 int main(int argc, char **argv)
@@ -343,6 +374,8 @@ int main(int argc, char **argv)
 		mode_creds(argv + 2);
 	} else if (!strcmp(mode, "view") && nargs <= 1) {
 		mode_view(nargs ? argv[2] : NULL);
+	} else if (!strcmp(mode, "view-in") && (nargs == 1 || nargs == 2)) {
+		mode_view_in(argv[2], nargs == 2 ? argv[3] : NULL);
 	} else if (!strcmp(mode, "open-modes") && nargs == 0) {
 		mode_open_modes();
 	} else if (!strcmp(mode, "exit") && nargs == 0) {
