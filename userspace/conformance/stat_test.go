@@ -189,6 +189,45 @@ func TestTracedProcess(t *testing.T) {
 	assert.Equal(t, "t", rec.State, "state in a ptrace stop")
 }
 
+func TestPPIDIsRealParentWhileTracedByAnother(t *testing.T) {
+	// Stat's ppid is the real parent (task->real_parent), not the tracer
+	// (task->parent). The two differ only while a process other than the
+	// real parent traces the task, so TestTracedProcess, whose tracer is
+	// the real parent, cannot tell them apart; here a sibling traces.
+	tg := startTarget(t, "sleep")
+	// Registered later, the tracer is killed first at cleanup, which
+	// detaches it: only then can the test process reap the tracee.
+	tracer := startTarget(t, "trace", strconv.Itoa(tg.PID))
+	require.Equal(t, tracer.PID, requireTracerPID(t, tg.PID),
+		"TracerPid: in /proc/%d/status: the tracer must be pid %d (precondition)", tg.PID, tracer.PID)
+	require.Equal(t, os.Getpid(), requireStat(t, tg.PID).PPID,
+		"ppid in /proc/%d/stat: the real parent (precondition)", tg.PID)
+
+	rec := requireMatchesStat(t, tg.PID)
+	assert.Equal(t, os.Getpid(), rec.PPID,
+		"ppid of pid %d: want its real parent, the test process (%d), not its tracer (%d); got %d",
+		tg.PID, os.Getpid(), tracer.PID, rec.PPID)
+	assert.Equal(t, "S", rec.State, "state of a seized tracee in pause(): seizing does not stop it")
+}
+
+// requireTracerPID returns TracerPid: from /proc/<pid>/status, the PID of
+// the thread tracing pid, or 0.
+func requireTracerPID(t *testing.T, pid int) int {
+	t.Helper()
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "TracerPid:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			require.NoError(t, err, "TracerPid: in %s", path)
+			return n
+		}
+	}
+	require.Failf(t, "no TracerPid: line", "%s:\n%s", path, b)
+	return 0
+}
+
 func TestZombie(t *testing.T) {
 	t.Run("child of the test", func(t *testing.T) {
 		// os/exec reaps only in Wait, which runs at cleanup.

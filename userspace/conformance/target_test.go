@@ -41,6 +41,7 @@ type target struct {
 var blockingModes = map[string]bool{
 	"sleep": true, "threads": true, "comm": true, "creds": true,
 	"view": true, "view-in": true, "open-modes": true, "exit-child": true,
+	"trace": true,
 }
 
 // startTarget runs pidlab-target with args and waits for its ready line;

@@ -35,6 +35,9 @@
  *   exit                  exit at once after "ready" (for a zombie)
  *   exit-child            fork a child that exits at once and is never
  *                         reaped, then block; info: the child's PID
+ *   trace PID             become the tracer of process PID (PTRACE_SEIZE:
+ *                         it keeps running), then block; the kernel
+ *                         detaches it when this process dies
  */
 
 #define _GNU_SOURCE
@@ -50,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -342,10 +346,26 @@ static void mode_exit_child(void)
 	block_forever();
 }
 
+/*
+ * Seize rather than attach: the tracee is not stopped, so its state stays
+ * what it was, and only its tracer (task->parent) changes, not its real
+ * parent. Never waiting for it is harmless: a seized tracee that is not
+ * stopped sends its tracer nothing, and a SIGCHLD only ends one pause().
+ */
+static void mode_trace(const char *arg)
+{
+	pid_t pid = (pid_t)parse_long(arg, 1, INT_MAX);
+
+	if (ptrace(PTRACE_SEIZE, pid, NULL, NULL))
+		die("PTRACE_SEIZE %d: %s", (int)pid, strerror(errno));
+	ready(NULL);
+	block_forever();
+}
+
 static void usage(void)
 {
 	die("usage: pidlab-target sleep|spin|syscalls|threads N|spin-threads N|"
-	    "comm NAME|creds RUID EUID RGID EGID|view [TEXT]|view-in PID [TEXT]|open-modes|exit|exit-child");
+	    "comm NAME|creds RUID EUID RGID EGID|view [TEXT]|view-in PID [TEXT]|open-modes|exit|exit-child|trace PID");
 }
 
 int main(int argc, char **argv)
@@ -383,6 +403,8 @@ int main(int argc, char **argv)
 		return 0;
 	} else if (!strcmp(mode, "exit-child") && nargs == 0) {
 		mode_exit_child();
+	} else if (!strcmp(mode, "trace") && nargs == 1) {
+		mode_trace(argv[2]);
 	}
 	usage();
 	return 2;
