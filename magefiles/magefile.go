@@ -12,6 +12,7 @@ import (
 	"github.com/magefile/mage/mg"
 
 	"github.com/pidlab/pidlab/vmtest"
+	"github.com/pidlab/pidlab/vmtest/hostdeps"
 	"github.com/pidlab/pidlab/vmtest/kbuild"
 	"github.com/pidlab/pidlab/vmtest/kernel"
 	"github.com/pidlab/pidlab/vmtest/progress"
@@ -48,6 +49,23 @@ type Kernel mg.Namespace
 // Fetch downloads and unpacks the selected kernel (PIDLAB_KERNEL, default Debian's cloud-amd64) into the cache.
 func (Kernel) Fetch(ctx context.Context) error {
 	_, k, err := provision(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	fmt.Printf("kernel %s\n  image %s\n  kdir  %s\n", k.Release, k.Image, k.KDIR)
+	return nil
+}
+
+// Debug builds the debug kernel (KASAN, lockdep, kmemleak …) from Debian's linux-source-6.1 into the cache.
+func (Kernel) Debug(ctx context.Context) error {
+	c, err := config()
+	if err != nil {
+		return fail(err)
+	}
+	if err := hostdeps.Ensure(ctx, c.Log, hostdeps.DebugKernel...); err != nil {
+		return fail(err)
+	}
+	k, err := kernel.Provision(ctx, kernel.Selection{Flavour: kernel.DebugName}, c.CacheDir, c.Log)
 	if err != nil {
 		return fail(err)
 	}

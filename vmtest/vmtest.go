@@ -114,7 +114,10 @@ type Prepared struct {
 // guest programs and the initramfs.
 func Prepare(ctx context.Context, c Config) (*Prepared, error) {
 	needs := hostdeps.Boot
-	if c.Kernel.Image == "" {
+	switch {
+	case c.Kernel.IsDebug():
+		needs = append(needs, hostdeps.DebugKernel...)
+	case c.Kernel.Image == "":
 		needs = append(needs, hostdeps.DebianKernel...)
 	}
 	if err := hostdeps.Ensure(ctx, c.Log, needs...); err != nil {

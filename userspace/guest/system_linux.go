@@ -79,7 +79,12 @@ type kmemleak struct{}
 // reports it (jiffies_min_age, 5 s), plus a margin.
 const kmemleakMinAge = 6 * time.Second
 
+// Forget waits until what boot allocated is old enough to be reported,
+// then scans and clears, so that boot's leaks are not blamed on the module.
 func (kmemleak) Forget() error {
+	if up, err := uptime(); err == nil && up < kmemleakMinAge {
+		time.Sleep(kmemleakMinAge - up)
+	}
 	if err := kmemleakCommand("scan"); err != nil {
 		return err
 	}
@@ -98,6 +103,15 @@ func (kmemleak) Scan() (string, error) {
 	}
 	b, err := os.ReadFile(kmemleakFile)
 	return string(b), err
+}
+
+func uptime() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0, err
+	}
+	secs, _, _ := strings.Cut(string(b), " ")
+	return time.ParseDuration(secs + "s")
 }
 
 func kmemleakCommand(cmd string) error {

@@ -58,7 +58,7 @@ var (
 
 // debugCCEstimate is how many "CC" lines the build printed when measured;
 // progress shows it as "CC n/~N" and caps the percentage below 100.
-const debugCCEstimate = 1500
+const debugCCEstimate = 1180
 
 // Debug provisions pidlab's debug kernel: Debian's linux-source-6.1,
 // tinyconfig plus DebugFragment, built once into the cache.
@@ -74,10 +74,9 @@ const debugDirPrefix = "debug-"
 
 // debugSource is one version of the source package, as apt offers it.
 type debugSource struct {
-	Version  string // Debian version, e.g. 6.1.192-2
-	File     string // the .deb's name
-	Size     int64
-	Checksum string // SHA256:… as apt prints it
+	Version string // Debian version, e.g. 6.1.192-2
+	File    string // the .deb's name
+	Size    int64
 }
 
 // Provision returns the debug kernel, building it when the cache has none
@@ -119,7 +118,8 @@ func (d Debug) Provision(ctx context.Context) (*Kernel, error) {
 func debugKey(version, fragment, compiler string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s %s\nrecipe %s\n", DebugSourcePackage, version, debugRecipeVersion)
-	for _, c := range append(debugConfigure, debugMake) {
+	steps := append(append([][]string(nil), debugConfigure...), debugMake)
+	for _, c := range steps {
 		fmt.Fprintf(h, "%q\n", c)
 	}
 	fmt.Fprintf(h, "compiler %s\nfragment\n%s", compiler, fragment)
@@ -139,7 +139,7 @@ func (d Debug) compiler(ctx context.Context) string {
 
 // printURIs matches apt-get download --print-uris:
 // 'http://…/linux-source-6.1_6.1.192-2_all.deb' linux-source-6.1_6.1.192-2_all.deb 139331676 SHA256:…
-var printURIs = regexp.MustCompile(`'[^']+' (` + regexp.QuoteMeta(DebugSourcePackage) + `_([^_ ]+)_all\.deb) (\d+) (\S+)`)
+var printURIs = regexp.MustCompile(`'[^']+' (` + regexp.QuoteMeta(DebugSourcePackage) + `_([^_ ]+)_all\.deb) (\d+) `)
 
 // resolve asks apt which version of the source package it would download.
 func (d Debug) resolve(ctx context.Context) (debugSource, error) {
@@ -159,7 +159,7 @@ func (d Debug) resolve(ctx context.Context) (debugSource, error) {
 	}
 	var size int64
 	fmt.Sscan(string(m[3]), &size)
-	return debugSource{Version: version, File: string(m[1]), Size: size, Checksum: string(m[4])}, nil
+	return debugSource{Version: version, File: string(m[1]), Size: size}, nil
 }
 
 // The ready marker of a debug build holds its release and source version.
@@ -236,7 +236,7 @@ func (d Debug) build(ctx context.Context, src debugSource, frag []Option, key, d
 	if jobs <= 0 {
 		jobs = runtime.NumCPU()
 	}
-	d.Log.Step("building the debug kernel from %s %s (first time only: about 10 minutes on 2 cores)", DebugSourcePackage, src.Version)
+	d.Log.Step("building the debug kernel from %s %s (first time only: about 7 minutes on 2 cores)", DebugSourcePackage, src.Version)
 	if err := os.MkdirAll(d.CacheDir, 0o755); err != nil {
 		return err
 	}
@@ -504,14 +504,13 @@ type DroppedOption struct {
 }
 
 func (d DroppedOption) String() string {
-	got := d.Got
-	switch got {
+	switch d.Got {
 	case "":
-		got = "absent (its dependencies are not met)"
+		return fmt.Sprintf("%s (line %d): not in .config (a dependency is off)", d.Option, d.Line)
 	case "n":
-		got = "not set"
+		return fmt.Sprintf("%s (line %d): not set in .config", d.Option, d.Line)
 	}
-	return fmt.Sprintf("%s (line %d): .config has %s", d.Option, d.Line, got)
+	return fmt.Sprintf("%s (line %d): .config has %s=%s", d.Option, d.Line, d.Name, d.Got)
 }
 
 // Dropped lists the options of frag that config does not have as asked:

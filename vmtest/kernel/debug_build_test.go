@@ -20,7 +20,7 @@ import (
 // module against it.
 func TestDebugKernelBuilds(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the debug kernel from source: about 10 minutes on 2 cores the first time, then cached")
+		t.Skip("builds the debug kernel from source: about 7 minutes on 2 cores the first time, then cached")
 	}
 	log := &progress.Log{W: testWriter{t}}
 	require.NoError(t, hostdeps.Ensure(t.Context(), log, hostdeps.DebugKernel...), "host tools for the kernel build")
