@@ -28,10 +28,26 @@ func TestBinary(ctx context.Context, repo, pkg, outDir string, log *progress.Log
 		return "", err
 	}
 	out := filepath.Join(outDir, filepath.Base(pkg)+".test")
-	if _, err := log.CombinedOutput(ctx, repo, []string{"CGO_ENABLED=0"}, "go", "test", "-c", "-tags", GuestTag, "-o", out, pkg); err != nil {
+	// Built aside and renamed: runs in parallel share outDir.
+	tmp, err := tempPath(out)
+	if err != nil {
+		return "", err
+	}
+	if _, err := log.CombinedOutput(ctx, repo, []string{"CGO_ENABLED=0"}, "go", "test", "-c", "-tags", GuestTag, "-o", tmp, pkg); err != nil {
+		os.Remove(tmp)
 		return "", verdict.Errorf(verdict.BuildFailed, "the guest tests did not compile: %v", detail(err))
 	}
-	return out, nil
+	return out, os.Rename(tmp, out)
+}
+
+// tempPath names a fresh file beside path.
+func tempPath(path string) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return "", err
+	}
+	f.Close()
+	return f.Name(), nil
 }
 
 // CProgram compiles a one-file C program statically, reusing an earlier
@@ -50,8 +66,12 @@ func CProgram(ctx context.Context, src, outDir string, log *progress.Log) (strin
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return "", err
 	}
-	tmp := out + ".tmp"
+	tmp, err := tempPath(out)
+	if err != nil {
+		return "", err
+	}
 	if _, err := log.CombinedOutput(ctx, "", nil, "gcc", "-static", "-O2", "-Wall", "-Wextra", "-pthread", "-o", tmp, src); err != nil {
+		os.Remove(tmp)
 		return "", verdict.Errorf(verdict.BuildFailed, "the guest helper %s did not build: %v", src, detail(err))
 	}
 	return out, os.Rename(tmp, out)
