@@ -6,11 +6,8 @@ package initramfs
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -22,6 +19,7 @@ import (
 	"github.com/u-root/uio/llog"
 
 	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/vmtest/internal/contenthash"
 	"github.com/pidlab/pidlab/vmtest/progress"
 )
 
@@ -109,23 +107,22 @@ func create(spec Spec, manifestPath, tmp, out string, log *progress.Log) error {
 // manifest, the Go toolchain and pidlab's module (which pins u-root and
 // holds the runner's source).
 func contentKey(spec Spec, manifest []byte) (string, error) {
-	h := sha256.New()
-	fmt.Fprintf(h, "go %s %s\nmanifest %s\n", runtime.Version(), runtime.GOARCH, manifest)
+	k := contenthash.New()
+	k.Printf("layout 2\ngo %s %s\nmanifest %s\n", runtime.Version(), runtime.GOARCH, manifest)
 	inputs, err := runnerSources(spec.RepoDir)
 	if err != nil {
 		return "", err
 	}
 	for _, f := range spec.Files {
 		inputs = append(inputs, f.Host)
-		fmt.Fprintf(h, "guest %s\n", f.Guest)
+		k.Printf("guest %s\n", f.Guest)
 	}
 	for _, p := range inputs {
-		fmt.Fprintf(h, "file %s\n", filepath.Base(p))
-		if err := hashFile(h, p); err != nil {
+		if err := k.File(filepath.Base(p), p); err != nil {
 			return "", err
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
+	return k.String(), nil
 }
 
 // runnerSources are the files the runner's build depends on.
@@ -143,16 +140,6 @@ func runnerSources(repo string) ([]string, error) {
 	}
 	sort.Strings(srcs)
 	return srcs, nil
-}
-
-func hashFile(w io.Writer, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(w, f)
-	return err
 }
 
 func trimSlash(p string) string {

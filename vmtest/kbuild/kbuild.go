@@ -5,17 +5,15 @@ package kbuild
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/pidlab/pidlab/vmtest/internal/contenthash"
 	"github.com/pidlab/pidlab/vmtest/kernel"
 	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/verdict"
@@ -139,25 +137,14 @@ func isBuildOutput(name string) bool {
 }
 
 func cacheKey(k *kernel.Kernel, srcDir string, files []string) (string, error) {
-	h := sha256.New()
-	fmt.Fprintf(h, "kernel %s %s\n", k.Release, k.KDIR)
+	key := contenthash.New()
+	key.Printf("kernel %s %s\n", k.Release, k.KDIR)
 	for _, f := range files {
-		fmt.Fprintf(h, "file %s\n", f)
-		if err := hashFile(h, filepath.Join(srcDir, f)); err != nil {
+		if err := key.File(f, filepath.Join(srcDir, f)); err != nil {
 			return "", err
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
-}
-
-func hashFile(w io.Writer, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(w, f)
-	return err
+	return key.String(), nil
 }
 
 func copyFiles(src, dst string, files []string) error {
