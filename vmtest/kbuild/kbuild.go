@@ -64,9 +64,10 @@ func build(ctx context.Context, k *kernel.Kernel, srcDir string, files []string,
 	out, err := log.CombinedOutput(ctx, "", asciiMessages, "make", "-C", k.KDIR, "M="+tmp, "W=1", "modules")
 	var ce *progress.CommandError
 	if errors.As(err, &ce) {
+		output := strings.TrimRight(relativize(ce.Output, tmp, srcDir), "\n")
 		return nil, &verdict.Error{
 			Code:   verdict.BuildFailed,
-			Reason: fmt.Sprintf("the module did not build (%v):\n%s", ce.Err, strings.TrimRight(relativize(ce.Output, tmp, srcDir), "\n")),
+			Reason: withHints(fmt.Sprintf("the module did not build (%v):\n%s", ce.Err, output), output),
 		}
 	} else if err != nil {
 		return nil, err
