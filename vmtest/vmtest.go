@@ -7,7 +7,6 @@ package vmtest
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"github.com/pidlab/pidlab/vmtest/guestbin"
 	"github.com/pidlab/pidlab/vmtest/hostdeps"
 	"github.com/pidlab/pidlab/vmtest/initramfs"
+	"github.com/pidlab/pidlab/vmtest/internal/cachedir"
 	"github.com/pidlab/pidlab/vmtest/kbuild"
 	"github.com/pidlab/pidlab/vmtest/kernel"
 	"github.com/pidlab/pidlab/vmtest/progress"
@@ -85,16 +85,7 @@ func durationEnv(name string, def time.Duration) (time.Duration, error) {
 }
 
 // DefaultCacheDir is $XDG_CACHE_HOME/pidlab, else ~/.cache/pidlab.
-func DefaultCacheDir() (string, error) {
-	if x := os.Getenv("XDG_CACHE_HOME"); x != "" {
-		return filepath.Join(x, "pidlab"), nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("no cache directory: set XDG_CACHE_HOME (%w)", err)
-	}
-	return filepath.Join(home, ".cache", "pidlab"), nil
-}
+func DefaultCacheDir() (string, error) { return cachedir.Default() }
 
 // Guest paths of the files a run puts in the initramfs.
 const (

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pidlab/pidlab/vmtest/internal/cachedir"
 	"github.com/pidlab/pidlab/vmtest/kernel"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
@@ -19,13 +20,8 @@ func debianKernel(t *testing.T) (*kernel.Kernel, string) {
 	if testing.Short() {
 		t.Skip("needs Debian's kernel headers (a 40 MB download on first use)")
 	}
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		require.NoError(t, err)
-		cache = filepath.Join(home, ".cache")
-	}
-	cache = filepath.Join(cache, "pidlab")
+	cache, err := cachedir.Default()
+	require.NoError(t, err)
 	k, err := kernel.Provision(t.Context(), kernel.Selection{Flavour: kernel.DefaultFlavour}, cache, nil)
 	require.NoError(t, err)
 	return k, cache

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pidlab/pidlab/vmtest/hostdeps"
+	"github.com/pidlab/pidlab/vmtest/internal/cachedir"
 	"github.com/pidlab/pidlab/vmtest/kbuild"
 	"github.com/pidlab/pidlab/vmtest/kernel"
 	"github.com/pidlab/pidlab/vmtest/progress"
@@ -45,12 +46,9 @@ func TestDebugKernelBuilds(t *testing.T) {
 
 func cacheDir(t *testing.T) string {
 	t.Helper()
-	if x := os.Getenv("XDG_CACHE_HOME"); x != "" {
-		return filepath.Join(x, "pidlab")
-	}
-	home, err := os.UserHomeDir()
+	dir, err := cachedir.Default()
 	require.NoError(t, err)
-	return filepath.Join(home, ".cache", "pidlab")
+	return dir
 }
 
 type testWriter struct{ t *testing.T }
