@@ -11,6 +11,7 @@ tool (
 )
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/magefile/mage v1.17.2
 	github.com/stretchr/testify v1.12.1
 	github.com/u-root/gobusybox/src v0.0.0-20250101170133-2e884e4509c7

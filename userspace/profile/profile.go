@@ -1,0 +1,245 @@
+// Package profile describes what a /proc/pid module must print, as data: the
+// /proc entry, how a PID is written to it, how a record read back is parsed,
+// which fields it holds in which units, and which robustness checks apply.
+//
+// A course writes its own profile as a TOML file (PIDLAB_PROFILE=path); the
+// built-in ones are embedded from profiles/. The host loads and validates a
+// profile and hands it to the guest's checker (userspace/profilecheck) as
+// JSON, so a bad profile is reported before anything boots.
+package profile
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Profile is one module contract.
+type Profile struct {
+	Name        string   `toml:"name" json:"name"`
+	Description string   `toml:"description" json:"description"`
+	Entry       string   `toml:"entry" json:"entry"`   // the /proc file, e.g. /proc/pid
+	Write       string   `toml:"write" json:"write"`   // how a PID is written: a format with one %d
+	Checks      []string `toml:"checks" json:"checks"` // robustness checks that apply; empty: all
+	Suites      []string `toml:"suites" json:"suites"` // more guest suites: "conformance" is pidlab's full contract
+	Record      Record   `toml:"record" json:"record"`
+	Fields      []Field  `toml:"field" json:"fields"`
+}
+
+// Record says how the text of one read becomes named values.
+type Record struct {
+	// Style is "lines" (one "key<sep>value" per line) or "regex" (one
+	// regular expression with a named group per field).
+	Style      string   `toml:"style" json:"style"`
+	Separators []string `toml:"separators" json:"separators"` // lines: between key and value; default ":" and "="
+	Regex      string   `toml:"regex" json:"regex"`
+}
+
+// Field is one value of the record and the fact it must equal.
+type Field struct {
+	Name      string  `toml:"name" json:"name"` // key (lines) or group name (regex)
+	Fact      string  `toml:"fact" json:"fact"` // what it is: one of Facts
+	Unit      string  `toml:"unit" json:"unit"` // how it is expressed: one of the fact's units; empty: the first
+	Tolerance float64 `toml:"tolerance" json:"tolerance"`
+	Hint      string  `toml:"hint" json:"hint"` // likely cause when this field is wrong
+}
+
+// Robustness checks, by the names profiles use.
+const (
+	CheckReadBeforeWrite = "read-before-write" // a read before any write returns, without a crash
+	CheckEOF             = "eof"               // a read reaches end of file with exactly one record
+	CheckSmallReads      = "small-reads"       // dd bs=4: no read returns more than asked
+	CheckSecondReader    = "second-reader"     // a reader after one that stopped early gets the record
+	CheckMissingPID      = "missing-pid"       // a PID with no process is refused or reported, not crashed on
+	CheckBadInput        = "bad-input"         // garbage writes get an errno or are consumed, and the module lives on
+	CheckUnload          = "unload"            // rmmod works
+	CheckNoWarnings      = "no-warnings"       // no oops, warning or new taint
+)
+
+// AllChecks are the robustness checks, in the order the guest runs them.
+var AllChecks = []string{CheckReadBeforeWrite, CheckEOF, CheckSmallReads, CheckSecondReader,
+	CheckMissingPID, CheckBadInput, CheckUnload, CheckNoWarnings}
+
+// SuiteConformance is pidlab's own full test suite (userspace/conformance).
+const SuiteConformance = "conformance"
+
+// Applies reports whether a robustness check is part of the profile.
+func (p *Profile) Applies(check string) bool {
+	return len(p.Checks) == 0 || slices.Contains(p.Checks, check)
+}
+
+// HasSuite reports whether the profile asks for a guest suite.
+func (p *Profile) HasSuite(s string) bool { return slices.Contains(p.Suites, s) }
+
+// WriteText is what the checker writes to select pid.
+func (p *Profile) WriteText(pid int) string { return fmt.Sprintf(p.Write, pid) }
+
+//go:embed profiles/*.toml
+var builtin embed.FS
+
+// Builtin names the embedded profiles.
+func Builtin() []string {
+	entries, _ := builtin.ReadDir("profiles")
+	var names []string
+	for _, e := range entries {
+		names = append(names, strings.TrimSuffix(e.Name(), ".toml"))
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Load returns a built-in profile by name, or reads a profile file when
+// nameOrPath names a file (anything with a slash or a .toml suffix).
+func Load(nameOrPath string) (*Profile, error) {
+	if strings.ContainsRune(nameOrPath, filepath.Separator) || strings.HasSuffix(nameOrPath, ".toml") {
+		b, err := os.ReadFile(nameOrPath)
+		if err != nil {
+			return nil, err
+		}
+		return Parse(b, nameOrPath)
+	}
+	b, err := builtin.ReadFile("profiles/" + nameOrPath + ".toml")
+	if err != nil {
+		return nil, fmt.Errorf("no built-in profile %q (built in: %s; or give a path to a .toml file)",
+			nameOrPath, strings.Join(Builtin(), ", "))
+	}
+	return Parse(b, nameOrPath)
+}
+
+// Parse reads a profile in TOML and validates it; source names it in errors.
+func Parse(b []byte, source string) (*Profile, error) {
+	var p Profile
+	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&p)
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: %w", source, err)
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		return nil, fmt.Errorf("profile %s: unknown key %q (see the README's profile format)", source, undecoded[0].String())
+	}
+	if err := p.validate(); err != nil {
+		return nil, fmt.Errorf("profile %s: %w", source, err)
+	}
+	return &p, nil
+}
+
+// FromJSON is how the guest receives a profile the host validated.
+func FromJSON(b []byte) (*Profile, error) {
+	var p Profile
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, err
+	}
+	return &p, p.validate()
+}
+
+// defaults fills what a profile may leave out.
+func (p *Profile) defaults() {
+	if p.Entry == "" {
+		p.Entry = "/proc/pid"
+	}
+	if p.Write == "" {
+		p.Write = "%d\n" // what `echo PID > /proc/pid` writes
+	}
+	if p.Record.Style == "" {
+		p.Record.Style = "lines"
+	}
+	if p.Record.Style == "lines" && len(p.Record.Separators) == 0 {
+		p.Record.Separators = []string{":", "="}
+	}
+	for i := range p.Fields {
+		if p.Fields[i].Fact == "" {
+			p.Fields[i].Fact = p.Fields[i].Name
+		}
+		if f, ok := facts[p.Fields[i].Fact]; ok && p.Fields[i].Unit == "" {
+			p.Fields[i].Unit = f.units[0]
+		}
+	}
+}
+
+func (p *Profile) validate() error {
+	p.defaults()
+	var errs []error
+	if p.Name == "" {
+		errs = append(errs, errors.New("name is missing"))
+	}
+	if !strings.HasPrefix(p.Entry, "/proc/") {
+		errs = append(errs, fmt.Errorf("entry %q is not under /proc", p.Entry))
+	}
+	if n := strings.Count(p.Write, "%"); n != 1 || !strings.Contains(p.Write, "%d") {
+		errs = append(errs, fmt.Errorf("write %q must hold exactly one %%d (the PID)", p.Write))
+	}
+	for _, c := range p.Checks {
+		if !slices.Contains(AllChecks, c) {
+			errs = append(errs, fmt.Errorf("unknown check %q (known: %s)", c, strings.Join(AllChecks, ", ")))
+		}
+	}
+	for _, s := range p.Suites {
+		if s != SuiteConformance {
+			errs = append(errs, fmt.Errorf("unknown suite %q (known: %s)", s, SuiteConformance))
+		}
+	}
+	if len(p.Fields) == 0 {
+		errs = append(errs, errors.New("no [[field]]: a profile names at least one field"))
+	}
+	errs = append(errs, p.validateFields()...)
+	errs = append(errs, p.Record.validate(p.Fields)...)
+	return errors.Join(errs...)
+}
+
+func (p *Profile) validateFields() []error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, f := range p.Fields {
+		if seen[f.Name] {
+			errs = append(errs, fmt.Errorf("field %q is listed twice", f.Name))
+		}
+		seen[f.Name] = true
+		fact, ok := facts[f.Fact]
+		if !ok {
+			errs = append(errs, fmt.Errorf("field %q: unknown fact %q (known: %s)", f.Name, f.Fact, strings.Join(FactNames(), ", ")))
+			continue
+		}
+		if !slices.Contains(fact.units, f.Unit) {
+			errs = append(errs, fmt.Errorf("field %q: fact %s has no unit %q (units: %s)", f.Name, f.Fact, f.Unit, strings.Join(fact.units, ", ")))
+		}
+		if f.Tolerance < 0 || (f.Tolerance > 0 && fact.kind != numeric) {
+			errs = append(errs, fmt.Errorf("field %q: a tolerance needs a numeric fact and must not be negative", f.Name))
+		}
+	}
+	return errs
+}
+
+func (r Record) validate(fields []Field) []error {
+	switch r.Style {
+	case "lines":
+		if r.Regex != "" {
+			return []error{errors.New(`record: regex is for style "regex"`)}
+		}
+		return nil
+	case "regex":
+		re, err := regexp.Compile(r.Regex)
+		if err != nil {
+			return []error{fmt.Errorf("record: regex: %w", err)}
+		}
+		var errs []error
+		for _, f := range fields {
+			if re.SubexpIndex(f.Name) < 0 {
+				errs = append(errs, fmt.Errorf("record: regex has no group (?P<%s>…) for field %q", f.Name, f.Name))
+			}
+		}
+		return errs
+	}
+	return []error{fmt.Errorf(`record: style %q is neither "lines" nor "regex"`, r.Style)}
+}
+
+// JSON is the profile as the guest receives it.
+func (p *Profile) JSON() ([]byte, error) { return json.MarshalIndent(p, "", "  ") }

@@ -1,0 +1,181 @@
+package profile
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pidlab/pidlab/userspace/procfs"
+)
+
+func TestBuiltinProfilesLoad(t *testing.T) {
+	assert.Equal(t, []string{"osc10e", "reference"}, Builtin())
+	for _, name := range Builtin() {
+		p, err := Load(name)
+		require.NoError(t, err, name)
+		assert.Equal(t, name, p.Name)
+		assert.Equal(t, "/proc/pid", p.Entry)
+		assert.Equal(t, "42\n", p.WriteText(42), "what echo 42 > /proc/pid writes")
+		for _, c := range AllChecks {
+			assert.True(t, p.Applies(c), "%s: robustness check %s applies to every built-in profile", name, c)
+		}
+	}
+	_, err := Load("osc9e")
+	assert.ErrorContains(t, err, "built in: osc10e, reference")
+}
+
+func TestOSC10eIsTolerantOfLayout(t *testing.T) {
+	p, err := Load("osc10e")
+	require.NoError(t, err)
+	layouts := []string{
+		"command = [bash] pid = [1437] state = [1]\n", // the book's
+		"command = [bash] pid = [1437] state = [1]",
+		"command = [bash], pid = [1437], state = [1]\n",
+		"command = [bash]\npid = [1437]\nstate = [1]\n",
+		"command=[bash]\tpid=[1437]\tstate=[1]\n",
+		"command: bash, pid: 1437, state: 1\n",
+		"Command = [bash] PID = [1437] State = [1]\n",
+		"command = [ bash] pid = [ 1437 ] state = [ 1 ]\r\n",
+	}
+	for _, text := range layouts {
+		v, err := p.ParseRecord(text)
+		if assert.NoError(t, err, "%q", text) {
+			assert.Equal(t, map[string]string{"command": "bash", "pid": "1437", "state": "1"}, trimmed(v), "%q", text)
+		}
+	}
+	for _, text := range []string{
+		"",
+		"command = [bash] pid = [1437]\n", // no state
+		"command = [bash] pid = [1437] state = [1]\ncommand = [bash] pid = [1437] state = [1]\n", // printed twice
+		"pid = [1437] command = [bash] state = [1]\n",
+	} {
+		_, err := p.ParseRecord(text)
+		assert.Error(t, err, "%q", text)
+	}
+}
+
+// trimmed drops the spaces Field.Check ignores.
+func trimmed(v map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, s := range v {
+		out[k] = strings.TrimSpace(s)
+	}
+	return out
+}
+
+func TestOSC10eIsStrictOnValues(t *testing.T) {
+	p, err := Load("osc10e")
+	require.NoError(t, err)
+	sleeping := Snapshot{Stat: procfs.Stat{PID: 1437, Comm: "bash", State: "S"}}
+	stopped := Snapshot{Stat: procfs.Stat{PID: 1437, Comm: "bash", State: "T"}}
+	field := func(name string) Field {
+		for _, f := range p.Fields {
+			if f.Name == name {
+				return f
+			}
+		}
+		t.Fatalf("no field %s", name)
+		return Field{}
+	}
+	assert.Nil(t, field("state").Check("1", sleeping, sleeping))
+	assert.Nil(t, field("state").Check("0x1", sleeping, sleeping), "hex is a number too")
+	assert.Nil(t, field("state").Check("8193", sleeping, sleeping), "TASK_INTERRUPTIBLE|TASK_FREEZABLE")
+	assert.Nil(t, field("state").Check("260", stopped, stopped), "TASK_STOPPED is __TASK_STOPPED|TASK_WAKEKILL")
+	assert.Nil(t, field("state").Check("0", sleeping, Snapshot{Stat: procfs.Stat{State: "R"}}), "woke up between the snapshots")
+	m := field("state").Check("0", sleeping, sleeping)
+	require.NotNil(t, m, "a sleeping task is not running")
+	assert.Equal(t, "1 (the __state word of a task in state S, stat field 3)", m.Want)
+	assert.NotNil(t, field("state").Check("S", sleeping, sleeping), "a letter is not the state word")
+	assert.NotNil(t, field("state").Check("2", sleeping, sleeping))
+	assert.NotNil(t, field("state").Check("4", sleeping, sleeping))
+	assert.NotNil(t, field("state").Check("1", Snapshot{Stat: procfs.Stat{State: "R"}}, Snapshot{Stat: procfs.Stat{State: "R"}}))
+
+	assert.Nil(t, field("pid").Check("1437", sleeping, sleeping))
+	assert.NotNil(t, field("pid").Check("1438", sleeping, sleeping))
+	assert.NotNil(t, field("pid").Check("01437x", sleeping, sleeping))
+	assert.Nil(t, field("command").Check("bash", sleeping, sleeping))
+	m = field("command").Check("bas", sleeping, sleeping)
+	require.NotNil(t, m)
+	assert.Equal(t, `"bash" (stat field 2)`, m.Want)
+	assert.Equal(t, `"bas"`, m.Got)
+}
+
+func TestUnitsAndTolerances(t *testing.T) {
+	before := Snapshot{Stat: procfs.Stat{UTime: 12, VSize: 8192, RSS: 3}}
+	after := Snapshot{Stat: procfs.Stat{UTime: 14, VSize: 8192, RSS: 3}}
+	cases := []struct {
+		field Field
+		got   string
+		ok    bool
+	}{
+		{Field{Fact: "utime", Unit: "ticks"}, "13", true},
+		{Field{Fact: "utime", Unit: "ticks"}, "15", false},
+		{Field{Fact: "utime", Unit: "ticks", Tolerance: 1}, "15", true},
+		{Field{Fact: "utime", Unit: "ticks"}, "130000000", false}, // nanoseconds where ticks are due
+		{Field{Fact: "utime", Unit: "ns"}, "130000000", true},
+		{Field{Fact: "utime", Unit: "ms"}, "120", true},
+		{Field{Fact: "utime", Unit: "ms"}, "100", false},
+		{Field{Fact: "utime", Unit: "s"}, "0", true}, // 0.12 s, rounded down
+		{Field{Fact: "vsize", Unit: "bytes"}, "8192", true},
+		{Field{Fact: "vsize", Unit: "kB"}, "8", true},
+		{Field{Fact: "vsize", Unit: "pages"}, "2", true},
+		{Field{Fact: "vsize", Unit: "bytes"}, "2", false},
+		{Field{Fact: "rss", Unit: "pages"}, "3", true},
+		{Field{Fact: "rss", Unit: "kB"}, "12", true},
+		{Field{Fact: "rss", Unit: "kB"}, "3", false},
+		{Field{Fact: "rss", Unit: "pages"}, "", false},
+		{Field{Fact: "rss", Unit: "pages"}, "3e0", false},
+	}
+	for _, c := range cases {
+		m := c.field.Check(c.got, before, after)
+		assert.Equal(t, c.ok, m == nil, "%s in %s: %q: %+v", c.field.Fact, c.field.Unit, c.got, m)
+	}
+	m := Field{Fact: "utime", Unit: "ns"}.Check("12", before, after)
+	require.NotNil(t, m)
+	assert.Equal(t, "120000000 to 140000000 ns (12 ticks in stat field 14)", m.Want)
+}
+
+func TestBadProfilesAreExplained(t *testing.T) {
+	cases := map[string]string{
+		`name = "x"`: "no [[field]]",
+		"name = \"x\"\nwrite = \"%s\"\n[[field]]\nname = \"pid\"":                                    "exactly one %d",
+		"name = \"x\"\nchecks = [\"eof\", \"fast\"]\n[[field]]\nname = \"pid\"":                      `unknown check "fast"`,
+		"name = \"x\"\n[[field]]\nname = \"pid\"\nunit = \"ms\"":                                     `fact pid has no unit "ms"`,
+		"name = \"x\"\n[[field]]\nname = \"age\"":                                                    `unknown fact "age"`,
+		"name = \"x\"\n[record]\nstyle = \"regex\"\nregex = 'pid=(\\d+)'\n[[field]]\nname = \"pid\"": "no group (?P<pid>…)",
+		"name = \"x\"\n[record]\nstyle = \"json\"\n[[field]]\nname = \"pid\"":                        "neither",
+		"name = \"x\"\ncolour = \"red\"\n[[field]]\nname = \"pid\"":                                  `unknown key "colour"`,
+		"name = \"x\"\nentry = \"/sys/pid\"\n[[field]]\nname = \"pid\"":                              "not under /proc",
+	}
+	for text, want := range cases {
+		_, err := Parse([]byte(text), "course.toml")
+		assert.ErrorContains(t, err, want, "%s", text)
+		assert.ErrorContains(t, err, "course.toml")
+	}
+}
+
+func TestLinesRecords(t *testing.T) {
+	p, err := Load("reference")
+	require.NoError(t, err)
+	rec := procfs.Record{PID: 7, Comm: "a: b", State: "S", PPID: 1, Threads: 1}
+	v, err := p.ParseRecord(rec.String())
+	require.NoError(t, err)
+	assert.Equal(t, "a: b", v["comm"], "a comm holding the separator is kept whole")
+	assert.Equal(t, "7", v["pid"])
+	_, err = p.ParseRecord(rec.String() + rec.String())
+	assert.ErrorContains(t, err, "twice")
+	_, err = p.ParseRecord("pid: 7\n")
+	assert.ErrorContains(t, err, "has no comm, state")
+}
+
+func TestJSONRoundTrip(t *testing.T) {
+	p, err := Load("osc10e")
+	require.NoError(t, err)
+	b, err := p.JSON()
+	require.NoError(t, err)
+	q, err := FromJSON(b)
+	require.NoError(t, err)
+	assert.Equal(t, p, q)
+}

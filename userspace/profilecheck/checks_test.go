@@ -1,0 +1,261 @@
+//go:build pidlab_guest
+
+package profilecheck
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/pidlab/pidlab/userspace/procfs"
+	"github.com/pidlab/pidlab/userspace/profile"
+)
+
+// The tests run in this order: the read before any write must come first.
+
+// Hints for the bugs these checks are built to catch.
+const (
+	pposHint       = "the read handler ignores *ppos (the file offset): return 0 once *ppos is past the record and advance *ppos by what you copied; simple_read_from_buffer() or seq_file do both"
+	countHint      = "the read handler ignores count: copy at most count bytes (simple_read_from_buffer() does), or it writes past the reader's buffer"
+	staticFlagHint = "the read handler keeps end-of-file state in a static or global variable (like `completed`), which a reader that stops early leaves set for the next reader: decide end of file from *ppos instead"
+)
+
+func TestEntryExists(t *testing.T) {
+	if _, err := os.Stat(prof.Entry); err != nil {
+		fatal(t, "the module's entry", prof.Entry+" exists once the module is loaded", errnoName(err),
+			fmt.Sprintf("create it in the module's init function: proc_create(%q, 0666, NULL, &your_proc_ops)", strings.TrimPrefix(prof.Entry, "/proc/")))
+	}
+}
+
+func TestReadBeforeAnyWrite(t *testing.T) {
+	applies(t, profile.CheckReadBeforeWrite)
+	o := readEntry(4096)
+	t.Logf("got: %s", o)
+	if o.Err == nil && !o.EOF {
+		report(t, "reading before any PID was written", "an error, a message or nothing, then end of file", o.String(), pposHint)
+	}
+}
+
+func TestRecordFields(t *testing.T) {
+	subjects := []struct {
+		name string
+		pid  func(t *testing.T) int
+	}{
+		{"init", func(*testing.T) int { return 1 }},
+		{"sleeping", func(t *testing.T) int { return startTarget(t, "S", "sleep") }},
+		{"stopped", func(t *testing.T) int {
+			pid := startTarget(t, "S", "sleep")
+			stopTarget(t, pid)
+			return pid
+		}},
+		{"running", func(t *testing.T) int { return startTarget(t, "R", "spin") }},
+		{"kernel-thread", func(*testing.T) int { return 2 }}, // kthreadd: no mm
+	}
+	for _, s := range subjects {
+		t.Run(s.name, func(t *testing.T) { checkFields(t, s.pid(t)) })
+	}
+}
+
+// checkFields selects pid, reads the record and compares every field of the
+// profile with the kernel's view of pid just before and after the read.
+func checkFields(t *testing.T, pid int) {
+	before := snapshot(t, pid)
+	selectPID(t, pid)
+	o := readEntry(4096)
+	after := snapshot(t, pid)
+	values := parseRecord(t, o)
+	for _, f := range prof.Fields {
+		t.Run(f.Name, func(t *testing.T) {
+			if m := f.Check(values[f.Name], before, after); m != nil {
+				report(t, fmt.Sprintf("field %s of pid %d", f.Name, pid), m.Want, m.Got, f.Hint)
+			}
+		})
+	}
+}
+
+// parseRecord fails the test unless o is one record in the profile's layout.
+func parseRecord(t *testing.T, o readOutcome) map[string]string {
+	t.Helper()
+	if o.Err != nil || !o.EOF {
+		hint := ""
+		if o.Err == nil {
+			hint = pposHint
+		}
+		fatal(t, "reading the record", "one record, then end of file", o.String(), hint)
+	}
+	values, err := prof.ParseRecord(o.Text)
+	if err != nil {
+		hint := fmt.Sprintf("the profile %s expects: %s", prof.Name, prof.Description)
+		if strings.Contains(err.Error(), "twice") {
+			hint = pposHint
+		}
+		fatal(t, "reading the record", "one record in the profile's layout", err.Error(), hint)
+	}
+	return values
+}
+
+func snapshot(t *testing.T, pid int) profile.Snapshot {
+	t.Helper()
+	stat, err := procfs.ReadStat(pid)
+	require.NoError(t, err)
+	status, err := procfs.ReadStatus(pid)
+	require.NoError(t, err)
+	return profile.Snapshot{Stat: stat, Status: status}
+}
+
+func TestReadReachesEndOfFile(t *testing.T) {
+	applies(t, profile.CheckEOF)
+	selectPID(t, startTarget(t, "S", "sleep"))
+	parseRecord(t, readEntry(4096))
+}
+
+func TestSmallReadsAreNotOverrun(t *testing.T) {
+	applies(t, profile.CheckSmallReads)
+	selectPID(t, startTarget(t, "S", "sleep"))
+	whole := readEntry(4096)
+	if whole.Err != nil || !whole.EOF {
+		t.Skipf("reading the record whole already fails (%s); see TestReadReachesEndOfFile", whole)
+	}
+	small := readSmall(t, 4)
+	if small != whole.Text {
+		report(t, "reading 4 bytes at a time (dd bs=4)", fmt.Sprintf("the record as one read gives it: %q", whole.Text),
+			fmt.Sprintf("%q", small), pposHint)
+	}
+}
+
+// readSmall reads the entry size bytes a read, as dd bs=size does, into a
+// buffer with guard bytes behind it, and fails the test if a read returns
+// more than size or writes past it.
+func readSmall(t *testing.T, size int) string {
+	t.Helper()
+	const guard = 4096
+	fd := openEntry(t)
+	defer unix.Close(fd)
+	var text strings.Builder
+	buf := make([]byte, size+guard)
+	for reads := 0; reads < maxReads && text.Len() < maxBytes; reads++ {
+		for i := size; i < len(buf); i++ {
+			buf[i] = 0xAA
+		}
+		n, err := readInto(fd, buf[:size])
+		require.NoError(t, err, "read(fd, buf, %d)", size)
+		if n > size {
+			fatal(t, fmt.Sprintf("reading %d bytes at a time (dd bs=%d)", size, size), fmt.Sprintf("each read(fd, buf, %d) returns at most %d", size, size),
+				fmt.Sprintf("read %d returned %d bytes", reads+1, n), countHint)
+		}
+		if i := overrun(buf[size:]); i >= 0 {
+			fatal(t, fmt.Sprintf("reading %d bytes at a time (dd bs=%d)", size, size), fmt.Sprintf("nothing written past the %d bytes asked for", size),
+				fmt.Sprintf("read %d changed byte %d of the reader's memory", reads+1, size+i), countHint)
+		}
+		if n == 0 {
+			return text.String()
+		}
+		text.Write(buf[:n])
+	}
+	fatal(t, fmt.Sprintf("reading %d bytes at a time", size), "end of file after the record", fmt.Sprintf("%d bytes without end of file", text.Len()), pposHint)
+	return ""
+}
+
+func overrun(guard []byte) int {
+	for i, b := range guard {
+		if b != 0xAA {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestSecondReaderAfterEarlyStop(t *testing.T) {
+	applies(t, profile.CheckSecondReader)
+	selectPID(t, startTarget(t, "S", "sleep"))
+	whole := readEntry(4096)
+	if whole.Err != nil || !whole.EOF {
+		t.Skipf("reading the record whole already fails (%s); see TestReadReachesEndOfFile", whole)
+	}
+	for _, first := range []int{4096, 4} {
+		t.Run(fmt.Sprintf("first-read-%d-bytes", first), func(t *testing.T) {
+			fd := openEntry(t)
+			_, err := readInto(fd, make([]byte, first))
+			unix.Close(fd) // stops early: never reads to end of file
+			require.NoError(t, err)
+			second := readEntry(4096)
+			if second.Text != whole.Text || second.Err != nil {
+				report(t, fmt.Sprintf("a second reader, after one that read %d bytes and closed", first),
+					fmt.Sprintf("%q", whole.Text), second.String(), staticFlagHint)
+			}
+		})
+	}
+}
+
+func TestMissingPID(t *testing.T) {
+	applies(t, profile.CheckMissingPID)
+	pid := goneTarget(t)
+	text := prof.WriteText(pid)
+	n, err := writeEntry(text)
+	if err != nil {
+		t.Logf("got: write(%q): %s", text, errnoName(err))
+		return
+	}
+	if n != len(text) {
+		report(t, "writing a PID that has no process", fmt.Sprintf("an errno (ESRCH) or %d", len(text)), fmt.Sprintf("write returned %d", n), writeCountHint)
+	}
+	o := readEntry(4096)
+	t.Logf("got: write accepted, then read: %s", o)
+	if o.Err == nil && !o.EOF {
+		report(t, "reading after a PID that has no process", "an error, a message or nothing, then end of file", o.String(), pposHint)
+		return
+	}
+	if values, err := prof.ParseRecord(o.Text); err == nil && values["pid"] == strconv.Itoa(pid) {
+		report(t, "reading after a PID that has no process", fmt.Sprintf("no record of pid %d: write fails with ESRCH, or the read says there is no such process", pid),
+			o.String(), "pid_task() returns NULL when no process has the PID: report that instead of printing a record")
+	}
+}
+
+// badInputs are writes that name no process.
+var badInputs = []string{"", "abc\n", "-1\n", "0\n", "12abc\n", " \n", "\x00\n", "1 2\n",
+	"99999999999999999999\n", "4194305\n", strings.Repeat("7", 4096)}
+
+func TestBadInputIsHarmless(t *testing.T) {
+	applies(t, profile.CheckBadInput)
+	var got []string
+	for _, in := range badInputs {
+		n, err := writeEntry(in)
+		short := in
+		if len(short) > 24 {
+			short = fmt.Sprintf("%.12s… (%d bytes)", in, len(in))
+		}
+		if err != nil {
+			got = append(got, fmt.Sprintf("%q: %s", short, errnoName(err)))
+			continue
+		}
+		got = append(got, fmt.Sprintf("%q: %d", short, n))
+		if (n == 0 && in != "") || n > len(in) {
+			report(t, fmt.Sprintf("writing %q", short), fmt.Sprintf("an errno (EINVAL) or %d", len(in)), fmt.Sprintf("write returned %d", n), writeCountHint)
+		}
+	}
+	t.Logf("got: %s", strings.Join(got, ", "))
+	// The module lives on: a good write then works.
+	pid := startTarget(t, "S", "sleep")
+	before := snapshot(t, pid)
+	selectPID(t, pid)
+	values := parseRecord(t, readEntry(4096))
+	for _, f := range prof.Fields {
+		if f.Fact == "pid" {
+			if m := f.Check(values[f.Name], before, before); m != nil {
+				report(t, "a good write after the bad ones", m.Want, m.Got, "bad input must leave the module working")
+			}
+		}
+	}
+}
+
+func applies(t *testing.T, check string) {
+	t.Helper()
+	if !prof.Applies(check) {
+		t.Skipf("the profile %s leaves out the %s check", prof.Name, check)
+	}
+}

@@ -1,0 +1,148 @@
+//go:build pidlab_guest
+
+package profilecheck
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// Limits of one read-to-EOF: a record is a few hundred bytes, so a module
+// that passes these never ends its file.
+const (
+	maxReads = 1000
+	maxBytes = 1 << 20
+)
+
+// readOutcome is what reading the entry until end of file gave.
+type readOutcome struct {
+	Text  string
+	Reads int  // read(2) calls that returned data
+	EOF   bool // a read returned 0
+	Err   error
+}
+
+func (o readOutcome) String() string {
+	switch {
+	case o.Err != nil:
+		return fmt.Sprintf("read failed after %d bytes: %v", len(o.Text), errnoName(o.Err))
+	case !o.EOF:
+		return fmt.Sprintf("%d reads returned %d bytes and none returned 0 (end of file)", o.Reads, len(o.Text))
+	case o.Text == "":
+		return "an empty read (end of file at once)"
+	}
+	return fmt.Sprintf("%q", o.Text)
+}
+
+// readEntry opens the entry and reads it to end of file, size bytes a read.
+func readEntry(size int) readOutcome {
+	fd, err := unix.Open(prof.Entry, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return readOutcome{Err: fmt.Errorf("open: %w", err)}
+	}
+	defer unix.Close(fd)
+	return readFD(fd, size)
+}
+
+func readFD(fd, size int) readOutcome {
+	var o readOutcome
+	var text bytes.Buffer
+	buf := make([]byte, size)
+	for o.Reads < maxReads && text.Len() < maxBytes {
+		n, err := unix.Read(fd, buf)
+		if err != nil {
+			o.Err = err
+			break
+		}
+		if n == 0 {
+			o.EOF = true
+			break
+		}
+		o.Reads++
+		text.Write(buf[:n])
+	}
+	o.Text = text.String()
+	return o
+}
+
+// writeEntry writes s to the entry in one write(2), as echo does, and
+// returns what write returned.
+func writeEntry(s string) (int, error) {
+	fd, err := unix.Open(prof.Entry, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("open: %w", err)
+	}
+	defer unix.Close(fd)
+	return unix.Write(fd, []byte(s))
+}
+
+// selectPID writes pid as the profile says, failing the test unless the
+// module takes the whole write.
+func selectPID(t *testing.T, pid int) {
+	t.Helper()
+	text := prof.WriteText(pid)
+	n, err := writeEntry(text)
+	if err != nil {
+		fatal(t, "selecting a process", fmt.Sprintf("write(%q) returns %d", text, len(text)), "write failed: "+errnoName(err),
+			"the write handler must accept a PID in the profile's format ("+strings.TrimSpace(prof.Write)+") and return count")
+	}
+	if n != len(text) {
+		fatal(t, "selecting a process", fmt.Sprintf("write(%q) returns %d", text, len(text)), fmt.Sprintf("it returned %d", n),
+			writeCountHint)
+	}
+}
+
+const writeCountHint = "the write handler must return count (every byte consumed) or a negative errno; returning 0 makes `echo` retry forever and a short count makes it write the rest again"
+
+// report fails a check with the lines the host's verdict table shows.
+func report(t *testing.T, what, want, got, hint string) {
+	t.Helper()
+	msg := fmt.Sprintf("%s\nwant: %s\ngot: %s", what, want, got)
+	if hint != "" {
+		msg += "\nhint: " + hint
+	}
+	t.Error(msg)
+}
+
+func fatal(t *testing.T, what, want, got, hint string) {
+	t.Helper()
+	report(t, what, want, got, hint)
+	t.FailNow()
+}
+
+// errnoName names an errno as C does (ESRCH), else prints the error.
+func errnoName(err error) string {
+	var errno unix.Errno
+	if e, ok := err.(unix.Errno); ok {
+		errno = e
+	} else if u, ok := err.(interface{ Unwrap() error }); ok {
+		if e, ok := u.Unwrap().(unix.Errno); ok {
+			errno = e
+		}
+	}
+	if errno != 0 {
+		if name := unix.ErrnoName(errno); name != "" {
+			return name + " (" + errno.Error() + ")"
+		}
+	}
+	return err.Error()
+}
+
+// openEntry opens the entry for reading; the caller closes it.
+func openEntry(t *testing.T) int {
+	t.Helper()
+	fd, err := unix.Open(prof.Entry, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	require.NoError(t, err, "open %s", prof.Entry)
+	return fd
+}
+
+// readInto is one read(2) of len(p) bytes.
+func readInto(fd int, p []byte) (int, error) { return unix.Read(fd, p) }
+
+func itoa(n int) string { return strconv.Itoa(n) }
