@@ -53,8 +53,8 @@ const (
 // outputGrace is how long output may trail the test binary's exit.
 const outputGrace = 2 * time.Second
 
-// Run loads the module, runs every test binary, unloads the module and
-// reports Done. It returns an error only when the results channel fails;
+// Run loads the module, runs every test binary (reloading the module
+// between them), unloads the module and reports Done. It returns an error only when the results channel fails;
 // everything else is an event for the host to judge.
 func (r *Runner) Run(ctx context.Context) error {
 	r.enc = json.NewEncoder(r.Out)
@@ -73,7 +73,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		return r.emit(Event{Kind: KindDone, Taint: r.taint()})
 	}
 	r.emit(Event{Kind: KindLoad})
-	for _, tb := range r.Manifest.Tests {
+	for i, tb := range r.Manifest.Tests {
+		if i > 0 && !r.reload() {
+			return r.emit(Event{Kind: KindDone, Taint: r.taint()})
+		}
 		r.runTests(ctx, tb)
 	}
 	unload := r.unload()
@@ -166,6 +169,21 @@ func (r *Runner) forwardLines(rd io.Reader, binary string) {
 			return
 		}
 	}
+}
+
+// reload gives the next test binary a freshly loaded module, so that every
+// suite may check what a read before any write does. Only a failure is
+// reported: as the unload or load event it is.
+func (r *Runner) reload() bool {
+	if ev := r.unload(); ev.Err != "" {
+		r.emit(ev)
+		return false
+	}
+	if err := r.Sys.LoadModule(r.Manifest.Module); err != nil {
+		r.emit(Event{Kind: KindLoad, Err: "loading it again for the next test binary: " + err.Error()})
+		return false
+	}
+	return true
 }
 
 func (r *Runner) unload() Event {

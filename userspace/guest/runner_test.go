@@ -135,3 +135,17 @@ func TestRunnerReportsLeaksAfterUnloadOnly(t *testing.T) {
 	evs = runEvents(t, &fakeSystem{leaks: leaks, unloadErr: errors.New("EBUSY")}, Manifest{ModuleName: "x"})
 	assert.NotContains(t, kinds(evs), KindLeaks, "a module still loaded still holds its memory: no scan")
 }
+
+func TestRunnerReloadsTheModuleBetweenTestBinaries(t *testing.T) {
+	sys := &fakeSystem{}
+	first, second := script(t, "echo first\n"), script(t, "echo second\n")
+	evs := runEvents(t, sys, Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []TestBinary{{Path: first}, {Path: second}}})
+	assert.Equal(t, []Kind{KindStart, KindLoad, KindTestOutput, KindTestExit, KindTestOutput, KindTestExit, KindUnload, KindDone}, kinds(evs))
+	assert.Equal(t, []string{"/m/x.ko", "/m/x.ko"}, sys.loaded, "loaded once per binary")
+	assert.Equal(t, []string{"x", "x"}, sys.unloaded)
+
+	sys = &fakeSystem{unloadErr: errors.New("EBUSY")}
+	evs = runEvents(t, sys, Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []TestBinary{{Path: first}, {Path: second}}})
+	assert.Equal(t, []Kind{KindStart, KindLoad, KindTestOutput, KindTestExit, KindUnload, KindDone}, kinds(evs), "a module that will not unload ends the run")
+	assert.Equal(t, "EBUSY", evs[4].Err)
+}

@@ -30,7 +30,7 @@ type Profile struct {
 	Description string   `toml:"description" json:"description"`
 	Entry       string   `toml:"entry" json:"entry"`   // the /proc file, e.g. /proc/pid
 	Write       string   `toml:"write" json:"write"`   // how a PID is written: a format with one %d
-	Checks      []string `toml:"checks" json:"checks"` // robustness checks that apply; empty: all
+	Checks      []string `toml:"checks" json:"checks"` // robustness checks that apply (AllChecks); empty: all
 	Suites      []string `toml:"suites" json:"suites"` // more guest suites: "conformance" is pidlab's full contract
 	Record      Record   `toml:"record" json:"record"`
 	Fields      []Field  `toml:"field" json:"fields"`
@@ -62,13 +62,13 @@ const (
 	CheckSecondReader    = "second-reader"     // a reader after one that stopped early gets the record
 	CheckMissingPID      = "missing-pid"       // a PID with no process is refused or reported, not crashed on
 	CheckBadInput        = "bad-input"         // garbage writes get an errno or are consumed, and the module lives on
-	CheckUnload          = "unload"            // rmmod works
-	CheckNoWarnings      = "no-warnings"       // no oops, warning or new taint
 )
 
-// AllChecks are the robustness checks, in the order the guest runs them.
+// AllChecks are the robustness checks a profile may choose from, in the
+// order the guest runs them. Loading, unloading and a clean kernel (no
+// oops, warning, leak or new taint) are judged for every profile.
 var AllChecks = []string{CheckReadBeforeWrite, CheckEOF, CheckSmallReads, CheckSecondReader,
-	CheckMissingPID, CheckBadInput, CheckUnload, CheckNoWarnings}
+	CheckMissingPID, CheckBadInput}
 
 // SuiteConformance is pidlab's own full test suite (userspace/conformance).
 const SuiteConformance = "conformance"
@@ -241,5 +241,9 @@ func (r Record) validate(fields []Field) []error {
 	return []error{fmt.Errorf(`record: style %q is neither "lines" nor "regex"`, r.Style)}
 }
 
+// EnvGuestJSON is the guest checker's environment variable holding the
+// profile, as JSON.
+const EnvGuestJSON = "PIDLAB_PROFILE_JSON"
+
 // JSON is the profile as the guest receives it.
-func (p *Profile) JSON() ([]byte, error) { return json.MarshalIndent(p, "", "  ") }
+func (p *Profile) JSON() ([]byte, error) { return json.Marshal(p) }

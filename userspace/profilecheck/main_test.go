@@ -45,14 +45,9 @@ func setup() error {
 	if targetPath == "" {
 		return errors.New("PIDLAB_TARGET is not set: it names the pidlab-target helper (userspace/target)")
 	}
-	path := os.Getenv("PIDLAB_PROFILE_FILE")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("PIDLAB_PROFILE_FILE: %w", err)
-	}
-	prof, err = profile.FromJSON(b)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+	var err error
+	if prof, err = profile.FromJSON([]byte(os.Getenv(profile.EnvGuestJSON))); err != nil {
+		return fmt.Errorf("%s: %w", profile.EnvGuestJSON, err)
 	}
 	return nil
 }

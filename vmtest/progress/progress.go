@@ -16,7 +16,8 @@ import (
 // Log writes progress lines. The zero value discards them.
 type Log struct {
 	W       io.Writer
-	Verbose bool // also print every command run and its output
+	Verbose bool   // also print every command run and its output
+	Prefix  string // starts every line: which of several parallel runs speaks
 
 	mu sync.Mutex
 }
@@ -34,6 +35,15 @@ func (l *Log) Debug(format string, args ...any) {
 	}
 }
 
+// Named returns a log for one of several runs in parallel: its lines start
+// with [name].
+func (l *Log) Named(name string) *Log {
+	if l == nil {
+		return nil
+	}
+	return &Log{W: l.W, Verbose: l.Verbose, Prefix: l.Prefix + "[" + name + "] "}
+}
+
 // Line prints a line as it is.
 func (l *Log) Line(format string, args ...any) { l.printf(format, args...) }
 
@@ -43,7 +53,7 @@ func (l *Log) printf(format string, args ...any) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	fmt.Fprintf(l.W, format+"\n", args...)
+	fmt.Fprintf(l.W, l.Prefix+format+"\n", args...)
 }
 
 // CommandError is a command that failed: what ran, how it ended, what it said.
