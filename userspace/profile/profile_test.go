@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -178,4 +179,20 @@ func TestJSONRoundTrip(t *testing.T) {
 	q, err := FromJSON(b)
 	require.NoError(t, err)
 	assert.Equal(t, p, q)
+}
+
+// TestREADMEExampleParses keeps the README's example profile valid.
+func TestREADMEExampleParses(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(b), "```toml\nname = \"course\"")
+	require.True(t, ok, "the README has an example profile")
+	example, _, ok := strings.Cut("name = \"course\""+rest, "```")
+	require.True(t, ok)
+	p, err := Parse([]byte(example), "README.md")
+	require.NoError(t, err)
+	assert.Len(t, p.Fields, 4)
+	v, err := p.ParseRecord("pid: 42\nname: bash\nstate: S\ncpu: 120\n")
+	require.NoError(t, err)
+	assert.Equal(t, "bash", v["name"])
 }
