@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/magefile/mage/mg"
 
@@ -16,21 +17,61 @@ import (
 	"github.com/pidlab/pidlab/vmtest/kbuild"
 	"github.com/pidlab/pidlab/vmtest/kernel"
 	"github.com/pidlab/pidlab/vmtest/progress"
+	"github.com/pidlab/pidlab/vmtest/report"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
 
 // Default is what `go tool mage` runs.
 var Default = Test
 
-// Test builds the /proc/pid module, boots it in QEMU and runs the conformance tests in the guest.
+// Test builds the /proc/pid module, boots it in QEMU and runs the profile checks and conformance tests in the guest.
 func Test(ctx context.Context) error {
 	c, err := config()
 	if err != nil {
 		return fail(err)
 	}
-	res, err := vmtest.Run(ctx, c)
-	vmtest.PrintSummary(c.Log, res, err)
-	return exitCode(err)
+	return run(ctx, c, false)
+}
+
+// Validate builds the module in DIR (in a copy), boots it and prints a verdict table of the profile's checks (PIDLAB_PROFILE, default reference).
+func Validate(ctx context.Context, dir string) error {
+	c, err := config()
+	if err != nil {
+		return fail(err)
+	}
+	if c.ModuleDir, err = vmtest.ModuleDir(dir); err != nil {
+		return fail(err)
+	}
+	c.QuietTests = !mg.Verbose() // the table says it all
+	return run(ctx, c, true)
+}
+
+// run runs c on the kernels PIDLAB_KERNELS names (else PIDLAB_KERNEL's one),
+// prints the verdict (a table for a validation or a matrix), writes the
+// reports and exits with the most severe code.
+func run(ctx context.Context, c vmtest.Config, table bool) error {
+	kernels, err := vmtest.KernelsFromEnv(c)
+	if err != nil {
+		return fail(err)
+	}
+	if table || len(kernels) > 1 {
+		c.Log.Step("validating %s with profile %s on %s", c.ModuleDir, c.Profile.Name, strings.Join(kernels, ", "))
+	}
+	runs := vmtest.RunKernels(ctx, c, kernels)
+	rep := vmtest.Report(c, runs)
+	if table || len(runs) > 1 {
+		fmt.Println()
+		report.PrintTable(os.Stdout, rep)
+		for _, r := range runs {
+			vmtest.PrintWhereToLook(c.Log.Named(r.Name), r.Result, r.Err)
+		}
+	} else {
+		vmtest.PrintSummary(c.Log, runs[0].Result, runs[0].Err)
+	}
+	if err := vmtest.WriteReports(c, rep); err != nil {
+		return fail(err)
+	}
+	return exitWith(verdict.Code(rep.ExitCode))
 }
 
 // Clean removes pidlab's cache: kernels, builds, initramfs archives and run logs.
@@ -142,11 +183,10 @@ func fail(err error) error {
 	return mg.Fatalf(int(code), "%v\n(%s, exit %d)", err, code, int(code))
 }
 
-// exitCode exits with pidlab's code for an error already reported.
-func exitCode(err error) error {
-	if err == nil {
+// exitWith exits with pidlab's code for an outcome already reported.
+func exitWith(code verdict.Code) error {
+	if code == verdict.Pass {
 		return nil
 	}
-	code := verdict.CodeOf(err)
 	return mg.Fatalf(int(code), "%s (exit %d)", code, int(code))
 }

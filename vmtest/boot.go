@@ -116,6 +116,7 @@ type follower struct {
 	phase    string    // what the guest is doing, for a hang report
 	bootHung bool      // the runner did not start within BootTimeout
 	progress time.Time // when a test last started or ended
+	counted  time.Time // when printCount last spoke
 	before   uint64    // taint at start
 }
 
@@ -172,6 +173,7 @@ func (f *follower) follow() error {
 		case <-tick.C:
 			f.hungBoot()
 			f.hungTest()
+			f.printCount()
 		case <-deadline.C:
 			f.stop(fmt.Sprintf("the VM did not finish within %s (%s=%s); the guest was %s", f.c.Timeout, EnvTimeout, f.c.Timeout, f.describePhase()))
 		case qemuErr = <-exited:
@@ -182,6 +184,7 @@ func (f *follower) follow() error {
 		qemuErr = <-exited
 	}
 	f.res.Observations.ConsoleTail = f.tail
+	f.res.Observations.Running = f.tests.Running()
 	if !f.res.Observations.RunnerStarted && qemuErr != nil && f.res.Observations.Stopped == "" && len(f.tail) == 0 {
 		return verdict.SetupError("run the QEMU command by hand to see why: "+progress.Cmdline(f.vm.Repro()), "QEMU failed: %v: %s", qemuErr, strings.TrimSpace(f.vm.Stderr.String()))
 	}
@@ -303,9 +306,24 @@ func (f *follower) onTestEvent(ev verdict.TestEvent) {
 	}
 }
 
+// countEvery is how often a quiet run says how far along it is.
+const countEvery = 10 * time.Second
+
+// printCount tells a person watching a quiet run that it moves.
+func (f *follower) printCount() {
+	if !f.c.QuietTests || f.c.Log.Verbose || len(f.tests.Results) == 0 || time.Since(f.counted) < countEvery {
+		return
+	}
+	f.counted = time.Now()
+	f.c.Log.Info("%d checks done, %s", len(f.tests.Results), f.describePhase())
+}
+
 // printResult prints a finished test as go test -v does, with its output
 // when it did not pass.
 func (f *follower) printResult(r verdict.TestResult) {
+	if f.c.QuietTests && !f.c.Log.Verbose {
+		return
+	}
 	depth := strings.Count(r.Name, "/")
 	pad := strings.Repeat("    ", depth)
 	f.c.Log.Line("%s--- %s: %s (%.2fs)", pad, strings.ToUpper(string(r.Outcome)), r.Name, r.Elapsed.Seconds())

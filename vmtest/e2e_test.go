@@ -12,8 +12,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pidlab/pidlab/userspace/profile"
 	"github.com/pidlab/pidlab/vmtest/kernel"
 	"github.com/pidlab/pidlab/vmtest/progress"
+	"github.com/pidlab/pidlab/vmtest/report"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
 
@@ -89,6 +91,60 @@ func TestBrokenModulesAreCaught(t *testing.T) {
 	}
 }
 
+// TestValidateOSC10e validates a module written to the textbook's
+// assignment, and its classic bugs, against the osc10e profile: each bug
+// fails the check built for it, with that check's hint.
+func TestValidateOSC10e(t *testing.T) {
+	prof, err := profile.Load("osc10e")
+	require.NoError(t, err)
+	cases := []struct {
+		variant string // a folder of module/testdata/osc10e-buggy, or "" for the correct module
+		exit    verdict.Code
+		check   string // the check that fails
+		hint    string // in its hint
+	}{
+		{"", verdict.Pass, "", ""},
+		{"static-eof-flag", verdict.TestFailed, "TestSecondReaderAfterEarlyStop/first-read-4096-bytes", "static or global variable"},
+		{"ignored-count", verdict.TestFailed, "TestSmallReadsAreNotOverrun", "ignores count"},
+		{"task-state", verdict.BuildFailed, report.CheckBuild, "renamed __state"},
+	}
+	for _, tc := range cases {
+		name := tc.variant
+		if name == "" {
+			name = "correct"
+		}
+		t.Run(name, func(t *testing.T) {
+			patch := ""
+			if tc.variant != "" {
+				patch = repoPath(t, "module/testdata/osc10e-buggy", tc.variant, "bug.patch")
+			}
+			c := e2eConfig(t, patchedModule(t, repoPath(t, "module/testdata/osc10e"), patch), kernel.DefaultFlavour)
+			c.Profile = prof
+			res, err := Run(t.Context(), c)
+			run := RunReport(kernel.DefaultFlavour, res, err)
+			require.Equal(t, tc.exit, verdict.CodeOf(err), "verdict: %v", err)
+			if tc.exit == verdict.Pass {
+				assert.Equal(t, "12 passed, 0 failed", run.Score(), "every check of the profile ran and passed")
+				return
+			}
+			failed := checkNamed(t, run, tc.check)
+			assert.Equal(t, report.Fail, failed.Verdict)
+			assert.Contains(t, failed.Hint, tc.hint, "the hint names the bug")
+		})
+	}
+}
+
+func checkNamed(t *testing.T, run report.Run, name string) report.Check {
+	t.Helper()
+	for _, c := range run.Checks {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no check %s in %+v", name, run.Checks)
+	return report.Check{}
+}
+
 func TestBootHangIsRetriedOnceThenReported(t *testing.T) {
 	c := e2eConfig(t, repoPath(t, "module"), kernel.DefaultFlavour)
 	c.BootTimeout = time.Second // shorter than any boot: every boot "hangs"
@@ -106,11 +162,26 @@ func TestBootHangIsRetriedOnceThenReported(t *testing.T) {
 // buggyModule is a copy of the reference module with one bug patched in.
 func buggyModule(t *testing.T, patch string) string {
 	t.Helper()
+	return patchedModule(t, repoPath(t, "module"), patch)
+}
+
+// patchedModule is a copy of the module in src (its files, not its
+// testdata) with patch applied.
+func patchedModule(t *testing.T, src, patch string) string {
+	t.Helper()
 	dir := t.TempDir()
-	for _, f := range []string{"Kbuild", "Makefile", "procpid.c"} {
-		b, err := os.ReadFile(repoPath(t, "module", f))
+	entries, err := os.ReadDir(src)
+	require.NoError(t, err)
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
 		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(dir, f), b, 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644))
+	}
+	if patch == "" {
+		return dir
 	}
 	cmd := exec.Command("git", "apply", patch)
 	cmd.Dir = dir

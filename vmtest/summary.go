@@ -34,6 +34,12 @@ func PrintSummary(log *progress.Log, res *Result, err error) {
 		log.Debug("kernel %s, %s; boot to first test %s, VM %s", res.GuestKernel, res.Accel,
 			res.BootToFirstTest.Round(100*time.Millisecond), res.VMTime.Round(100*time.Millisecond))
 	}
+	PrintFailure(log, res, err)
+}
+
+// PrintFailure says why a run did not pass and where to look; nothing for
+// a run that passed.
+func PrintFailure(log *progress.Log, res *Result, err error) {
 	if err == nil {
 		return
 	}
@@ -49,4 +55,19 @@ func PrintSummary(log *progress.Log, res *Result, err error) {
 			log.Debug("rerun the VM by hand: %s", res.QEMUCmdline)
 		}
 	}
+}
+
+// PrintWhereToLook follows a verdict table: the table holds the checks,
+// so this adds only what it cannot: a build's or setup's whole message,
+// and the console log of a run that booted.
+func PrintWhereToLook(log *progress.Log, res *Result, err error) {
+	if err == nil {
+		return
+	}
+	if res == nil || res.ConsolePath == "" {
+		PrintFailure(log, res, err)
+		return
+	}
+	log.Line("console log: %s", res.ConsolePath)
+	log.Debug("rerun the VM by hand: %s", res.QEMUCmdline)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/userspace/profile"
 	"github.com/pidlab/pidlab/vmtest/guestbin"
 	"github.com/pidlab/pidlab/vmtest/hostdeps"
 	"github.com/pidlab/pidlab/vmtest/initramfs"
@@ -29,6 +30,7 @@ const (
 	EnvTimeout     = "PIDLAB_TIMEOUT"      // whole VM run, a Go duration
 	EnvTestTimeout = "PIDLAB_TEST_TIMEOUT" // one guest test, a Go duration
 	EnvRun         = "PIDLAB_RUN"          // -test.run pattern for the guest tests
+	EnvProfile     = "PIDLAB_PROFILE"      // a built-in profile's name or a profile file
 )
 
 // Defaults sized for TCG on a 2-core machine; KVM needs far less.
@@ -48,7 +50,9 @@ type Config struct {
 	Timeout     time.Duration
 	TestTimeout time.Duration
 	BootTimeout time.Duration // until the guest runner starts; one retry after a boot hang
-	TestRun     string        // -test.run pattern, empty for all
+	TestRun     string        // -test.run pattern for the guest suites, empty for all
+	Profile     *profile.Profile
+	QuietTests  bool // print tests as they end only with Log.Verbose; a count every few seconds instead
 	Log         *progress.Log
 }
 
@@ -60,6 +64,9 @@ func ConfigFromEnv() (Config, error) {
 		return Config{}, err
 	}
 	c := Config{Kernel: sel, Accel: os.Getenv(qemu.EnvAccel), TestRun: os.Getenv(EnvRun), BootTimeout: DefaultBootTimeout}
+	if c.Profile, err = profileFromEnv(); err != nil {
+		return c, err
+	}
 	if c.Timeout, err = durationEnv(EnvTimeout, DefaultTimeout); err != nil {
 		return c, err
 	}
@@ -67,6 +74,21 @@ func ConfigFromEnv() (Config, error) {
 		return c, err
 	}
 	return c, nil
+}
+
+// DefaultProfile is the contract of pidlab's own module.
+const DefaultProfile = "reference"
+
+func profileFromEnv() (*profile.Profile, error) {
+	name := os.Getenv(EnvProfile)
+	if name == "" {
+		name = DefaultProfile
+	}
+	p, err := profile.Load(name)
+	if err != nil {
+		return nil, verdict.SetupError(EnvProfile+"=reference", "%s: %v", EnvProfile, err)
+	}
+	return p, nil
 }
 
 func durationEnv(name string, def time.Duration) (time.Duration, error) {
@@ -84,14 +106,31 @@ func durationEnv(name string, def time.Duration) (time.Duration, error) {
 	return d, nil
 }
 
+// ModuleDir checks that dir holds a module to build (a Kbuild file or a
+// Makefile) and returns its absolute path.
+func ModuleDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for _, f := range []string{"Kbuild", "Makefile"} {
+		if _, err := os.Stat(filepath.Join(abs, f)); err == nil {
+			return abs, nil
+		}
+	}
+	return "", verdict.SetupError("go tool mage validate path/to/module (a folder with the module's .c files and a Kbuild file or Makefile)",
+		"%s holds no Kbuild file or Makefile, so there is no module to build", abs)
+}
+
 // DefaultCacheDir is $XDG_CACHE_HOME/pidlab, else ~/.cache/pidlab.
 func DefaultCacheDir() (string, error) { return cachedir.Default() }
 
 // Guest paths of the files a run puts in the initramfs.
 const (
-	guestModuleDir = "/pidlab/module"
-	guestTests     = "/pidlab/conformance.test"
-	guestTarget    = "/pidlab/bin/pidlab-target"
+	guestModuleDir   = "/pidlab/module"
+	guestChecks      = "/pidlab/profilecheck.test"
+	guestConformance = "/pidlab/conformance.test"
+	guestTarget      = "/pidlab/bin/pidlab-target"
 )
 
 // Prepared is everything a boot needs, built and cached.
@@ -135,7 +174,8 @@ func Prepare(ctx context.Context, c Config) (*Prepared, error) {
 
 func buildInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, error) {
 	binDir := filepath.Join(c.CacheDir, "guestbin")
-	tests, err := guestbin.TestBinary(ctx, c.RepoDir, "./userspace/conformance", binDir, c.Log)
+	prof := c.profile()
+	profJSON, err := prof.JSON()
 	if err != nil {
 		return "", err
 	}
@@ -146,21 +186,46 @@ func buildInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, 
 	guestKO := filepath.Join(guestModuleDir, filepath.Base(mod.Path))
 	spec := initramfs.Spec{
 		RepoDir: c.RepoDir,
-		Files: []initramfs.File{
-			{Host: mod.Path, Guest: guestKO},
-			{Host: tests, Guest: guestTests},
-			{Host: target, Guest: guestTarget},
-		},
+		Files:   []initramfs.File{{Host: mod.Path, Guest: guestKO}, {Host: target, Guest: guestTarget}},
 		Manifest: guest.Manifest{
 			Module:     guestKO,
 			ModuleName: mod.Name,
-			Tests:      []guest.TestBinary{{Path: guestTests, Args: testArgs(c)}},
 			Env: []string{"PIDLAB_GUEST=1", "PIDLAB_TARGET=" + guestTarget,
-				"PIDLAB_MODULE=" + guestKO, "PIDLAB_MODULE_NAME=" + mod.Name},
+				"PIDLAB_MODULE=" + guestKO, "PIDLAB_MODULE_NAME=" + mod.Name,
+				profile.EnvGuestJSON + "=" + string(profJSON)},
 		},
+	}
+	// The profile's checks run first, before anything has written to the
+	// module: one of them reads it before any write.
+	suites := []guestSuite{{"./userspace/profilecheck", guestChecks}}
+	if prof.HasSuite(profile.SuiteConformance) {
+		suites = append(suites, guestSuite{"./userspace/conformance", guestConformance})
+	}
+	for _, s := range suites {
+		bin, err := guestbin.TestBinary(ctx, c.RepoDir, s.pkg, binDir, c.Log)
+		if err != nil {
+			return "", err
+		}
+		spec.Files = append(spec.Files, initramfs.File{Host: bin, Guest: s.path})
+		spec.Manifest.Tests = append(spec.Manifest.Tests, guest.TestBinary{Path: s.path, Args: testArgs(c)})
 	}
 	path, _, err := initramfs.Build(ctx, spec, c.CacheDir, c.Log)
 	return path, err
+}
+
+// guestSuite is a Go test package built for the guest and where it goes.
+type guestSuite struct{ pkg, path string }
+
+// profile is the run's profile: the reference one unless set.
+func (c Config) profile() *profile.Profile {
+	if c.Profile != nil {
+		return c.Profile
+	}
+	p, err := profile.Load(DefaultProfile)
+	if err != nil {
+		panic(err) // embedded and tested: cannot fail
+	}
+	return p
 }
 
 // testArgs asks for test2json framing; the guest's own timeout is a
@@ -181,6 +246,11 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	return bootToVerdict(ctx, c, p)
+}
+
+// bootToVerdict boots a prepared run; the error is the verdict.
+func bootToVerdict(ctx context.Context, c Config, p *Prepared) (*Result, error) {
 	res, err := Boot(ctx, c, p)
 	if err != nil {
 		return res, err

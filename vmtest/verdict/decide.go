@@ -18,6 +18,11 @@ type Observations struct {
 	Leaks         string // kmemleak's reports after the module was unloaded
 	Stopped       string // why the host stopped the VM (a hang), if it did
 	ConsoleTail   []string
+	// Running names the tests still running when the VM ended (a crash),
+	// innermost last, as Tests.Running gives them; hints use it to tell
+	// apart causes of the same kernel report. A test the host stopped is
+	// in Tests as Hung instead.
+	Running []string
 }
 
 // Decide turns observations into a verdict: nil when everything passed.

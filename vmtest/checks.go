@@ -1,0 +1,168 @@
+package vmtest
+
+import (
+	"strings"
+
+	"github.com/pidlab/pidlab/vmtest/report"
+	"github.com/pidlab/pidlab/vmtest/verdict"
+)
+
+// RunReport turns one run (its Result, nil if it never booted, and its
+// error) into the report's checks: the module's build, load and unload,
+// every guest test, and the kernel's health.
+func RunReport(kernelName string, res *Result, err error) report.Run {
+	code := verdict.CodeOf(err)
+	run := report.Run{Kernel: kernelName, ExitCode: int(code), Outcome: code.String()}
+	if err != nil {
+		run.Reason = strings.TrimRight(err.Error(), "\n")
+	}
+	if res == nil {
+		if code == verdict.BuildFailed {
+			run.Checks = []report.Check{buildFailure(run.Reason)}
+		}
+		return run
+	}
+	run.Release = res.GuestKernel
+	if run.Release == "" && res.Kernel != nil {
+		run.Release = res.Kernel.Release
+	}
+	run.ConsoleLog = res.ConsolePath
+	run.BootSeconds = res.BootToFirstTest.Seconds()
+	run.VMSeconds = res.VMTime.Seconds()
+	o := res.Observations
+	if code == verdict.KernelTrouble || code == verdict.Timeout {
+		run.ConsoleExcerpt = consoleExcerpt(o)
+	}
+	_, _, crashHint := report.Explain(run.Reason)
+	run.Checks = append(run.Checks, report.Check{Name: report.CheckBuild, Verdict: report.Pass}, loadCheck(o))
+	run.Checks = append(run.Checks, testChecks(res.Tests, crashHint)...)
+	run.Checks = append(run.Checks, crashedChecks(o, run.Reason, crashHint)...)
+	run.Checks = append(run.Checks, unloadCheck(o), cleanCheck(o, run.Reason, crashHint))
+	return run
+}
+
+func buildFailure(reason string) report.Check {
+	c := report.Check{Name: report.CheckBuild, Verdict: report.Fail, Expected: "the module builds", Message: reason}
+	var hints []string
+	for _, l := range strings.Split(reason, "\n") {
+		t := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(t, "hint: "):
+			hints = append(hints, strings.TrimPrefix(t, "hint: "))
+		case c.Got == "" && (strings.Contains(t, "error:") || strings.Contains(t, "ERROR:")):
+			c.Got = t
+		}
+	}
+	if c.Got == "" {
+		c.Got = firstLine(reason)
+	}
+	c.Hint = strings.Join(hints, "\n")
+	return c
+}
+
+func loadCheck(o verdict.Observations) report.Check {
+	c := report.Check{Name: report.CheckLoad, Verdict: report.Pass}
+	switch {
+	case o.LoadErr != "":
+		c.Verdict, c.Expected, c.Got = report.Fail, "insmod succeeds", o.LoadErr
+		c.Hint = "the module's init function returned an error, or a symbol it needs is missing: see the console log"
+	case !o.RunnerStarted:
+		c.Verdict, c.Got = report.Error, "the guest did not start"
+	case len(o.Tests) == 0 && len(o.Running) == 0 && !o.Done:
+		c.Verdict, c.Got = report.Error, "the guest ended while loading the module"
+	}
+	return c
+}
+
+// testChecks are the guest's tests; a hung test is an ERROR with the
+// hang's hint.
+func testChecks(tests []verdict.TestResult, crashHint string) []report.Check {
+	var checks []report.Check
+	for _, t := range tests {
+		c := report.Check{Name: t.Name, Seconds: t.Elapsed.Seconds()}
+		switch t.Outcome {
+		case verdict.Passed:
+			c.Verdict = report.Pass
+		case verdict.Skipped:
+			c.Verdict, c.Message = report.Skip, cleanOutput(t.Output)
+		case verdict.Failed:
+			c.Verdict, c.Message = report.Fail, cleanOutput(t.Output)
+			c.Expected, c.Got, c.Hint = report.Explain(t.Output)
+		case verdict.Hung:
+			c.Verdict, c.Message = report.Error, cleanOutput(t.Output)
+			c.Got, c.Hint = "did not finish: it hangs", crashHint
+		}
+		checks = append(checks, c)
+	}
+	return checks
+}
+
+// crashedChecks are the tests that were running when the guest died.
+func crashedChecks(o verdict.Observations, reason, hint string) []report.Check {
+	var checks []report.Check
+	for _, name := range o.Running {
+		checks = append(checks, report.Check{Name: name, Verdict: report.Error,
+			Got: "the kernel died while it ran: " + firstLine(reason), Hint: hint})
+	}
+	return checks
+}
+
+func unloadCheck(o verdict.Observations) report.Check {
+	c := report.Check{Name: report.CheckUnload, Verdict: report.Pass}
+	switch {
+	case o.UnloadErr != "":
+		c.Verdict, c.Expected, c.Got = report.Fail, "rmmod succeeds", o.UnloadErr
+		c.Hint = "the module is still in use (a file left open, a reference held) or its exit function failed"
+	case o.LoadErr != "" && len(o.Tests) == 0:
+		c.Verdict, c.Got = report.Error, "not reached: the module did not load"
+	case !o.Done:
+		c.Verdict, c.Got = report.Error, "not reached: the run ended before the module was unloaded"
+	}
+	return c
+}
+
+func cleanCheck(o verdict.Observations, reason, hint string) report.Check {
+	c := report.Check{Name: report.CheckClean, Verdict: report.Pass}
+	if len(o.Troubles) > 0 || o.Leaks != "" || o.NewTaint != "" || (!o.Done && o.Stopped == "" && o.RunnerStarted) {
+		c.Verdict, c.Expected, c.Got, c.Hint = report.Fail, "no oops, warning, leak or new taint", firstLine(reason), hint
+		c.Message = reason
+	}
+	return c
+}
+
+// consoleExcerpt is the kernel's own report when there is one, else the
+// console's last lines.
+func consoleExcerpt(o verdict.Observations) []string {
+	if len(o.Troubles) > 0 {
+		return strings.Split(strings.TrimRight(o.Troubles[0].Report, "\n"), "\n")
+	}
+	return o.ConsoleTail
+}
+
+// cleanOutput drops testify's file:line traces from a test's output: Go
+// frames, and the assembly one (asm_amd64.s) of an assertion made in a
+// goroutine.
+func cleanOutput(out string) string {
+	var keep []string
+	inTrace := false
+	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "Error Trace:") {
+			inTrace = true
+			continue
+		}
+		if inTrace && !strings.Contains(t, ": ") && (strings.Contains(t, ".go:") || strings.Contains(t, ".s:")) {
+			continue
+		}
+		inTrace = false
+		if t != "" {
+			keep = append(keep, t)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return line
+}

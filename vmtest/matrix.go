@@ -1,0 +1,153 @@
+package vmtest
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/pidlab/pidlab/vmtest/kernel"
+	"github.com/pidlab/pidlab/vmtest/report"
+	"github.com/pidlab/pidlab/vmtest/verdict"
+)
+
+// Environment for the kernel matrix and the reports, documented in the README.
+const (
+	EnvKernels = "PIDLAB_KERNELS" // comma-separated kernel names: one run on each
+	EnvReport  = "PIDLAB_REPORT"  // write the JSON report here
+	EnvJUnit   = "PIDLAB_JUNIT"   // write JUnit XML here
+)
+
+// KernelRun is one kernel's run of a matrix.
+type KernelRun struct {
+	Name   string // as selected: cloud, rt, …
+	Result *Result
+	Err    error
+}
+
+// KernelsFromEnv returns the kernels to run on: PIDLAB_KERNELS's list, or
+// the one kernel of c (PIDLAB_KERNEL) when it is not set.
+func KernelsFromEnv(c Config) ([]string, error) {
+	v := os.Getenv(EnvKernels)
+	if v == "" {
+		return []string{kernelName(c.Kernel)}, nil
+	}
+	var names []string
+	for _, n := range strings.Split(v, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		if _, err := kernel.ParseSelection(n, ""); err != nil || strings.Contains(n, "/") {
+			return nil, verdict.SetupError(EnvKernels+"=cloud,generic,rt",
+				"%s=%q: %q is not a kernel name (cloud, generic, rt or debug; a bzImage goes in %s)", EnvKernels, v, n, kernel.EnvKernel)
+		}
+		names = append(names, n)
+	}
+	if len(names) == 0 {
+		return nil, verdict.SetupError(EnvKernels+"=cloud,generic,rt", "%s=%q names no kernel", EnvKernels, v)
+	}
+	return names, nil
+}
+
+// RunKernels runs c on each kernel: it prepares them one after the other
+// (downloads and builds say what they do, in order), then boots the VMs in
+// parallel, up to one per CPU.
+func RunKernels(ctx context.Context, c Config, names []string) []KernelRun {
+	if len(names) == 1 {
+		sel, _ := kernel.ParseSelection(names[0], "")
+		if names[0] == kernelName(c.Kernel) {
+			sel = c.Kernel // keeps a custom image and its KDIR
+		}
+		c.Kernel = sel
+		res, err := Run(ctx, c)
+		return []KernelRun{{names[0], res, err}}
+	}
+	runs := make([]KernelRun, len(names))
+	prepared := make([]*Prepared, len(names))
+	configs := make([]Config, len(names))
+	for i, name := range names {
+		configs[i] = c
+		configs[i].Kernel, _ = kernel.ParseSelection(name, "")
+		configs[i].Log = c.Log.Named(name)
+		runs[i].Name = name
+		prepared[i], runs[i].Err = Prepare(ctx, configs[i])
+	}
+	sem := make(chan struct{}, runtime.NumCPU())
+	var wg sync.WaitGroup
+	for i := range names {
+		if prepared[i] == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			runs[i].Result, runs[i].Err = bootToVerdict(ctx, configs[i], prepared[i])
+		}()
+	}
+	wg.Wait()
+	return runs
+}
+
+// Report gathers a matrix's runs into one report.
+func Report(c Config, runs []KernelRun) report.Report {
+	r := report.Report{Schema: report.Schema, Module: c.ModuleDir, Profile: c.profile().Name}
+	var codes []verdict.Code
+	for _, kr := range runs {
+		r.Runs = append(r.Runs, RunReport(kr.Name, kr.Result, kr.Err))
+		codes = append(codes, verdict.CodeOf(kr.Err))
+	}
+	r.ExitCode = int(Worst(codes...))
+	return r
+}
+
+// Worst is a matrix's exit code: the most severe of its runs', a setup
+// problem first, then a build failure, kernel trouble, a timeout, a
+// failed check.
+func Worst(codes ...verdict.Code) verdict.Code {
+	worst := verdict.Pass
+	for _, c := range codes {
+		if severity(c) > severity(worst) {
+			worst = c
+		}
+	}
+	return worst
+}
+
+func severity(c verdict.Code) int {
+	for i, s := range []verdict.Code{verdict.Pass, verdict.TestFailed, verdict.Timeout, verdict.KernelTrouble, verdict.BuildFailed, verdict.Setup} {
+		if c == s {
+			return i
+		}
+	}
+	return 0
+}
+
+// kernelName is how reports name a selected kernel.
+func kernelName(s kernel.Selection) string {
+	if s.Image != "" {
+		return s.Image
+	}
+	return s.Flavour
+}
+
+// WriteReports writes the JSON report and JUnit XML where PIDLAB_REPORT and
+// PIDLAB_JUNIT say, if they do.
+func WriteReports(c Config, r report.Report) error {
+	if path := os.Getenv(EnvReport); path != "" {
+		if err := report.WriteJSON(path, r); err != nil {
+			return verdict.SetupError(EnvReport+"=pidlab-report.json", "%s: %v", EnvReport, err)
+		}
+		c.Log.Info("JSON report: %s", path)
+	}
+	if path := os.Getenv(EnvJUnit); path != "" {
+		if err := report.WriteJUnit(path, r); err != nil {
+			return verdict.SetupError(EnvJUnit+"=pidlab-junit.xml", "%s: %v", EnvJUnit, err)
+		}
+		c.Log.Info("JUnit XML: %s", path)
+	}
+	return nil
+}

@@ -1,0 +1,89 @@
+// Package report is what a validation says, in the three forms people and
+// CI systems read: a verdict table on the terminal, a JSON report
+// (PIDLAB_REPORT) and JUnit XML (PIDLAB_JUNIT). The schema is in the README.
+package report
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+)
+
+// Schema names the JSON layout; it changes when a field changes meaning.
+const Schema = "pidlab-report/1"
+
+// Verdict of one check.
+type Verdict string
+
+// Verdicts: ERROR is a check that could not finish (a crash, a hang) or
+// never ran because the module did not build or load.
+const (
+	Pass  Verdict = "PASS"
+	Fail  Verdict = "FAIL"
+	Error Verdict = "ERROR"
+	Skip  Verdict = "SKIP"
+)
+
+// Report is one validation: a module, a profile, one run per kernel.
+type Report struct {
+	Schema   string `json:"schema"`
+	Module   string `json:"module"`  // the module's folder
+	Profile  string `json:"profile"` // profile name
+	ExitCode int    `json:"exit_code"`
+	Runs     []Run  `json:"runs"`
+}
+
+// Run is the validation on one kernel.
+type Run struct {
+	Kernel         string   `json:"kernel"`            // as selected: cloud, generic, rt, debug, or an image path
+	Release        string   `json:"release,omitempty"` // uname -r
+	ExitCode       int      `json:"exit_code"`
+	Outcome        string   `json:"outcome"`          // pass, test failed, build failed, kernel trouble, timeout, setup problem
+	Reason         string   `json:"reason,omitempty"` // why it did not pass
+	Checks         []Check  `json:"checks"`
+	ConsoleExcerpt []string `json:"console_excerpt,omitempty"` // on trouble: the report, else the last lines
+	ConsoleLog     string   `json:"console_log,omitempty"`
+	BootSeconds    float64  `json:"boot_to_first_test_seconds,omitempty"`
+	VMSeconds      float64  `json:"vm_seconds,omitempty"`
+}
+
+// Check is one check's outcome. Name is a guest test's name (subtests
+// after a slash) or one of the run's own checks (CheckBuild, …).
+type Check struct {
+	Name     string  `json:"name"`
+	Verdict  Verdict `json:"verdict"`
+	Expected string  `json:"expected,omitempty"`
+	Got      string  `json:"got,omitempty"`
+	Hint     string  `json:"hint,omitempty"`
+	Message  string  `json:"message,omitempty"` // what the check printed when it did not pass
+	Seconds  float64 `json:"duration_seconds"`
+}
+
+// The checks every run has besides the guest's tests.
+const (
+	CheckBuild  = "module builds"
+	CheckLoad   = "module loads"
+	CheckUnload = "module unloads"
+	CheckClean  = "kernel stays clean" // no oops, warning, lockdep/KASAN/kmemleak report or new taint
+)
+
+// TopLevel reports whether a check is a row of the table: not a subtest.
+func (c Check) TopLevel() bool { return !strings.Contains(c.Name, "/") }
+
+// WriteJSON writes r to path. Runs and checks are lists even when empty
+// (a run that never built has no checks), never null.
+func WriteJSON(path string, r Report) error {
+	runs := make([]Run, len(r.Runs))
+	for i, run := range r.Runs {
+		if run.Checks == nil {
+			run.Checks = []Check{}
+		}
+		runs[i] = run
+	}
+	r.Runs = runs
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
