@@ -1,6 +1,7 @@
 package vmtest
 
 import (
+	"regexp"
 	"strings"
 
 	"github.com/pidlab/pidlab/vmtest/report"
@@ -102,7 +103,7 @@ func crashedChecks(o verdict.Observations, reason, hint string) []report.Check {
 	var checks []report.Check
 	for _, name := range o.Running {
 		checks = append(checks, report.Check{Name: name, Verdict: report.Error,
-			Got: "the kernel died while it ran: " + firstLine(reason), Hint: hint})
+			Got: "the kernel died while it ran: " + troubleLine(o, reason), Hint: hint})
 	}
 	return checks
 }
@@ -124,10 +125,23 @@ func unloadCheck(o verdict.Observations) report.Check {
 func cleanCheck(o verdict.Observations, reason, hint string) report.Check {
 	c := report.Check{Name: report.CheckClean, Verdict: report.Pass}
 	if len(o.Troubles) > 0 || o.Leaks != "" || o.NewTaint != "" || (!o.Done && o.Stopped == "" && o.RunnerStarted) {
-		c.Verdict, c.Expected, c.Got, c.Hint = report.Fail, "no oops, warning, leak or new taint", firstLine(reason), hint
+		c.Verdict, c.Expected, c.Got, c.Hint = report.Fail, "no oops, warning, leak or new taint", troubleLine(o, reason), hint
 		c.Message = reason
+	} else if !o.RunnerStarted {
+		c.Verdict, c.Got = report.Error, "not judged: the guest did not boot"
 	}
 	return c
+}
+
+// troubleLine is the headline of what went wrong in the kernel: the first
+// line of its report (BUG: kernel NULL pointer dereference, …).
+func troubleLine(o verdict.Observations, reason string) string {
+	if len(o.Troubles) > 0 {
+		if line := firstLine(o.Troubles[0].Report); line != "" {
+			return printkTime.ReplaceAllString(line, "")
+		}
+	}
+	return firstLine(reason)
 }
 
 // consoleExcerpt is the kernel's own report when there is one, else the
@@ -161,6 +175,9 @@ func cleanOutput(out string) string {
 	}
 	return strings.Join(keep, "\n")
 }
+
+// printkTime is the console's "[    2.869527] " timestamp.
+var printkTime = regexp.MustCompile(`^\[\s*\d+\.\d+\]\s*`)
 
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")

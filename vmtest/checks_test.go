@@ -316,12 +316,12 @@ func TestRunReportCrash(t *testing.T) {
 
 	crashed := findCheck(t, run, "TestKthreadd")
 	assert.Equal(t, report.Error, crashed.Verdict, "the test that was running when the kernel died")
-	assert.Equal(t, "the kernel died while it ran: kernel Oops:", crashed.Got)
+	assert.Equal(t, "the kernel died while it ran: BUG: kernel NULL pointer dereference, address: 00000000000000c0", crashed.Got)
 	assert.Equal(t, hintNoMM, crashed.Hint)
 
 	clean := findCheck(t, run, report.CheckClean)
 	assert.Equal(t, report.Fail, clean.Verdict)
-	assert.Equal(t, "kernel Oops:", clean.Got)
+	assert.Equal(t, "BUG: kernel NULL pointer dereference, address: 00000000000000c0", clean.Got)
 	assert.Equal(t, hintNoMM, clean.Hint)
 	assert.Contains(t, clean.Message, "RIP: 0010:procpid_show+0x209/0x4b3 [procpid]", "the kernel's report")
 

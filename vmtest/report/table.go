@@ -45,7 +45,7 @@ func (run Run) Score() string {
 	}
 	s := fmt.Sprintf("%d passed, %d failed", n[Pass], n[Fail])
 	if n[Error] > 0 {
-		s += fmt.Sprintf(", %d errors", n[Error])
+		s += fmt.Sprintf(", %d error%s", n[Error], plural(n[Error]))
 	}
 	if n[Skip] > 0 {
 		s += fmt.Sprintf(", %d skipped", n[Skip])
@@ -160,4 +160,11 @@ func (run Run) hasFailedSubcheck(name string) bool {
 		}
 	}
 	return false
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }

@@ -130,6 +130,6 @@ func TestScore(t *testing.T) {
 		{Name: "TestC", Verdict: Error}, {Name: "TestD", Verdict: Skip}, {Name: "TestE", Verdict: Skip},
 		pass("TestF/sub"),
 	}}
-	assert.Equal(t, "1 passed, 1 failed, 1 errors, 2 skipped", run.Score(), "top-level checks only")
+	assert.Equal(t, "1 passed, 1 failed, 1 error, 2 skipped", run.Score(), "top-level checks only")
 	assert.Equal(t, "0 passed, 0 failed", Run{}.Score())
 }
