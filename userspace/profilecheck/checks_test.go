@@ -116,16 +116,25 @@ func TestReadReachesEndOfFile(t *testing.T) {
 
 func TestSmallReadsAreNotOverrun(t *testing.T) {
 	applies(t, profile.CheckSmallReads)
-	selectPID(t, startTarget(t, "S", "sleep"))
-	whole := readEntry(4096)
-	if whole.Err != nil || !whole.EOF {
-		t.Skipf("reading the record whole already fails (%s); see TestReadReachesEndOfFile", whole)
-	}
+	whole := wholeRecordOfSleeper(t)
 	small := readSmall(t, 4)
 	if small != whole.Text {
 		report(t, "reading 4 bytes at a time (dd bs=4)", fmt.Sprintf("the record as one read gives it: %q", whole.Text),
 			fmt.Sprintf("%q", small), pposHint)
 	}
+}
+
+// wholeRecordOfSleeper selects a sleeping process and reads its record in
+// one piece, skipping the test if even that fails: TestReadReachesEndOfFile
+// reports it.
+func wholeRecordOfSleeper(t *testing.T) readOutcome {
+	t.Helper()
+	selectPID(t, startTarget(t, "S", "sleep"))
+	whole := readEntry(4096)
+	if whole.Err != nil || !whole.EOF {
+		t.Skipf("reading the record whole already fails (%s); see TestReadReachesEndOfFile", whole)
+	}
+	return whole
 }
 
 // readSmall reads the entry size bytes a read, as dd bs=size does, into a
@@ -172,11 +181,7 @@ func overrun(guard []byte) int {
 
 func TestSecondReaderAfterEarlyStop(t *testing.T) {
 	applies(t, profile.CheckSecondReader)
-	selectPID(t, startTarget(t, "S", "sleep"))
-	whole := readEntry(4096)
-	if whole.Err != nil || !whole.EOF {
-		t.Skipf("reading the record whole already fails (%s); see TestReadReachesEndOfFile", whole)
-	}
+	whole := wholeRecordOfSleeper(t)
 	for _, first := range []int{4096, 4} {
 		t.Run(fmt.Sprintf("first-read-%d-bytes", first), func(t *testing.T) {
 			fd := openEntry(t)
