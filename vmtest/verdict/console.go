@@ -21,7 +21,7 @@ var troublePatterns = []struct {
 	{"Oops", regexp.MustCompile(`^Oops: |^BUG: unable to handle|^BUG: kernel NULL pointer dereference`)},
 	{"general protection fault", regexp.MustCompile(`^general protection fault`)},
 	{"KASAN", regexp.MustCompile(`^BUG: KASAN: `)},
-	{"lockdep", regexp.MustCompile(`^WARNING: (possible .*locking|inconsistent lock state|suspicious RCU usage|bad unlock balance|lock held when returning|held lock freed)|^BUG: (held lock freed|lock held)`)},
+	{"lockdep", regexp.MustCompile(`^WARNING: (possible .*locking|inconsistent lock state|suspicious RCU usage|bad unlock balance|lock held when returning|held lock freed)|^BUG: (held lock freed|lock held)|^\[ BUG: Invalid wait context \]`)},
 	{"sleeping in atomic context", regexp.MustCompile(`^BUG: (sleeping function called from invalid context|scheduling while atomic)`)},
 	{"BUG", regexp.MustCompile(`^(kernel )?BUG[: ]`)},
 	{"WARNING", regexp.MustCompile(`^WARNING: `)},

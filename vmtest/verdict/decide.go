@@ -25,25 +25,62 @@ type Observations struct {
 	Running []string
 }
 
+// onlyLeakNotice reports whether the console's reports are only kmemleak's
+// notice of the scan after unload, whose reports Leaks holds in full.
+func (o Observations) onlyLeakNotice() bool {
+	if o.Leaks == "" {
+		return false
+	}
+	for _, t := range o.Troubles {
+		if t.Kind != "kmemleak" {
+			return false
+		}
+	}
+	return true
+}
+
+// running names the tests that were running when the run ended, innermost
+// last: those still running at a crash, and those the host stopped as
+// hung. When the guest crashed with no test known to be running, it is
+// the last test that ended: the crash came during or after it. (The last
+// events before a panic may be lost with the UART's buffer, and test2json
+// closes a test still running at the end of its input as failed once an
+// earlier binary in the stream failed.)
+func (o Observations) running() []string {
+	names := append([]string(nil), o.Running...)
+	for _, t := range o.Tests {
+		if t.Outcome == Hung {
+			names = append(names, t.Name)
+		}
+	}
+	if len(names) == 0 && !o.Done && len(o.Tests) > 0 {
+		names = append(names, o.Tests[len(o.Tests)-1].Name)
+	}
+	return names
+}
+
 // Decide turns observations into a verdict: nil when everything passed.
 // Kernel trouble outranks a hang (a hung test after an oops is the oops's
 // fault), and a hang outranks failed tests.
 func Decide(o Observations) *Error {
-	if len(o.Troubles) > 0 {
+	if len(o.Troubles) > 0 && !o.onlyLeakNotice() {
 		t := o.Troubles[0]
-		return Errorf(KernelTrouble, "kernel %s:\n%s%s", t.Kind, indent(t.Report), moreTroubles(o.Troubles[1:]))
+		msg := fmt.Sprintf("kernel %s:\n%s%s", t.Kind, indent(t.Report), moreTroubles(o.Troubles[1:]))
+		return Errorf(KernelTrouble, "%s", withHints(msg, firstTroubleHint(o.Troubles, o.running())))
 	}
 	if o.Leaks != "" {
 		n := strings.Count(o.Leaks, "unreferenced object")
-		return Errorf(KernelTrouble, "kmemleak: %d suspected memory leak(s) after the module was unloaded (a missing put_pid, kfree or mmput?):\n%s",
+		msg := fmt.Sprintf("kmemleak: %d suspected memory leak(s) after the module was unloaded:\n%s",
 			n, indent(firstLines(o.Leaks, reportLines)))
+		return Errorf(KernelTrouble, "%s", withHints(msg, leakHints(o.Leaks)...))
 	}
 	if o.NewTaint != "" {
 		return Errorf(KernelTrouble, "the kernel became tainted (%s) during the run; see %s",
 			o.NewTaint, "Documentation/admin-guide/tainted-kernels.rst")
 	}
 	if o.Stopped != "" {
-		return Errorf(Timeout, "%s\nlast console lines:\n%s", o.Stopped, indent(strings.Join(o.ConsoleTail, "\n")))
+		msg := fmt.Sprintf("%s\nlast console lines:\n%s", o.Stopped, indent(strings.Join(o.ConsoleTail, "\n")))
+		return Errorf(Timeout, "%s", withHints(msg, hangHint(o.running())))
 	}
 	if !o.Done {
 		what := "the guest ended before the runner finished (a crash or reboot)"
@@ -84,29 +121,48 @@ const (
 )
 
 // gist keeps what a person needs of a failed test's output: its messages,
-// expected and actual values, without testify's stack of file names.
+// expected and actual values, without testify's stack of file names. Past
+// gistLines it keeps only the hints ("hint: …" lines), each once.
 func gist(output string) string {
-	var keep []string
-	inTrace := false
+	var keep, hints []string
+	seen := map[string]bool{}
+	inTrace, dropped := false, false
 	for _, l := range strings.Split(strings.TrimRight(output, "\n"), "\n") {
 		t := strings.TrimSpace(l)
 		switch {
 		case strings.HasPrefix(t, "Error Trace:"):
 			inTrace = true
 			continue
-		case inTrace && strings.HasSuffix(t, ".go") || inTrace && strings.Contains(t, ".go:") && !strings.Contains(t, " "):
+		case inTrace && isTraceFrame(t):
 			continue
 		case t == "":
 			continue
 		}
 		inTrace = false
-		keep = append(keep, t)
-		if len(keep) == gistLines {
-			keep = append(keep, "…")
-			break
+		isHint := strings.HasPrefix(t, "hint: ")
+		switch {
+		case len(keep) < gistLines:
+			keep = append(keep, t)
+		case isHint && !seen[t]:
+			hints = append(hints, t)
+		default:
+			dropped = true
+		}
+		if isHint {
+			seen[t] = true
 		}
 	}
-	return strings.Join(keep, "\n")
+	if dropped {
+		keep = append(keep, "…")
+	}
+	return strings.Join(append(keep, hints...), "\n")
+}
+
+// isTraceFrame matches a line of testify's Error Trace: a file and line,
+// Go or assembly (a goroutine's start), with no message text.
+func isTraceFrame(t string) bool {
+	return strings.HasSuffix(t, ".go") ||
+		(strings.Contains(t, ".go:") || strings.Contains(t, ".s:")) && !strings.Contains(t, " ")
 }
 
 func summarize(failed []string) string {

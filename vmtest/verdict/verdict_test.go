@@ -45,6 +45,7 @@ func TestReportKinds(t *testing.T) {
 		"[    5.1] BUG: sleeping function called from invalid context at mm/slab.h:723":            "sleeping in atomic context",
 		"[    5.1] BUG: KASAN: slab-out-of-bounds in procpid_write+0x5a/0x90":                      "KASAN",
 		"[    5.1] WARNING: possible recursive locking detected":                                   "lockdep",
+		"[   11.0] [ BUG: Invalid wait context ]":                                                  "lockdep",
 		"[    5.1] kernel BUG at mm/slub.c:123!":                                                   "BUG",
 		"[    5.1] general protection fault, probably for non-canonical address 0xdead":            "general protection fault",
 		"[    5.1] Kernel panic - not syncing: Fatal exception":                                    "kernel panic",
