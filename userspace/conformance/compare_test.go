@@ -111,21 +111,21 @@ func requireStable(t *testing.T, before, after procfs.Stat) {
 func assertMatches(t *testing.T, o observation) {
 	t.Helper()
 	id, b, a, r := o.id, o.before, o.after, o.rec
-	assert.Equal(t, b.PID, r.PID, "pid: module vs /proc/%d/stat field 1", id)
-	assert.Equal(t, b.Comm, r.Comm, "comm: module vs /proc/%d/stat field 2", id)
+	assert.Equal(t, b.PID, r.PID, withHint(hintPID, "pid: module vs /proc/%d/stat field 1", id))
+	assert.Equal(t, b.Comm, r.Comm, withHint(hintComm, "comm: module vs /proc/%d/stat field 2", id))
 	assertState(t, id, r.State, b.State, a.State)
-	assert.Equal(t, b.PPID, r.PPID, "ppid: module vs /proc/%d/stat field 4", id)
-	assert.Equal(t, o.status.Uid[0], r.UID, "uid: module vs /proc/%d/status Uid: (real)", id)
-	assert.Equal(t, o.status.Gid[0], r.GID, "gid: module vs /proc/%d/status Gid: (real)", id)
-	assert.Equal(t, b.Priority, r.Priority, "priority: module vs /proc/%d/stat field 18", id)
-	assert.Equal(t, b.Nice, r.Nice, "nice: module vs /proc/%d/stat field 19", id)
+	assert.Equal(t, b.PPID, r.PPID, withHint(ppidHint(r.PPID, b.PPID, id, o.status.Tgid), "ppid: module vs /proc/%d/stat field 4", id))
+	assert.Equal(t, o.status.Uid[0], r.UID, withHint(idHint(r.UID, o.status.Uid), "uid: module vs /proc/%d/status Uid: (real)", id))
+	assert.Equal(t, o.status.Gid[0], r.GID, withHint(idHint(r.GID, o.status.Gid), "gid: module vs /proc/%d/status Gid: (real)", id))
+	assert.Equal(t, b.Priority, r.Priority, withHint(hintPriority, "priority: module vs /proc/%d/stat field 18", id))
+	assert.Equal(t, b.Nice, r.Nice, withHint(hintNice, "nice: module vs /proc/%d/stat field 19", id))
 	assertTicks(t, "utime", id, r.UTime, b.UTime, a.UTime, splitSlack(o))
 	assertTicks(t, "stime", id, r.STime, b.STime, a.STime, splitSlack(o))
 	assertTicks(t, "utime+stime", id, r.UTime+r.STime, b.UTime+b.STime, a.UTime+a.STime, cpuSumSlack)
-	assert.Equal(t, b.StartTime, r.StartTime, "start_time: module vs /proc/%d/stat field 22", id)
-	assertBetween(t, "vsize", "field 23", id, r.VSize, b.VSize, a.VSize)
-	assertBetween(t, "rss", "field 24", id, r.RSS, b.RSS, a.RSS)
-	assertBetween(t, "threads", "field 20", id, r.Threads, b.Threads, a.Threads)
+	assert.Equal(t, b.StartTime, r.StartTime, withHint(startTimeHint(r.StartTime, b.StartTime), "start_time: module vs /proc/%d/stat field 22", id))
+	assertBetween(t, "vsize", "field 23", id, r.VSize, b.VSize, a.VSize, vsizeHint(r.VSize, a.VSize))
+	assertBetween(t, "rss", "field 24", id, r.RSS, b.RSS, a.RSS, rssHint(r.RSS, a.RSS))
+	assertBetween(t, "threads", "field 20", id, r.Threads, b.Threads, a.Threads, hintThreads)
 }
 
 // assertState checks the state letter: equal to stat's when stat agreed
@@ -133,24 +133,24 @@ func assertMatches(t *testing.T, o observation) {
 func assertState(t *testing.T, id int, got, before, after string) bool {
 	t.Helper()
 	if before == after {
-		return assert.Equal(t, before, got, "state: module vs /proc/%d/stat field 3", id)
+		return assert.Equal(t, before, got, withHint(hintState, "state: module vs /proc/%d/stat field 3", id))
 	}
 	return assert.Contains(t, []string{before, after}, got,
-		"state: module vs /proc/%d/stat field 3, which changed from %s to %s during the read", id, before, after)
+		withHint(hintState, "state: module vs /proc/%d/stat field 3, which changed from %s to %s during the read", id, before, after))
 }
 
 // assertBetween checks a number that may change while it is read: equal
 // to the kernel's value when stat agreed before and after, else within
-// that range.
-func assertBetween[T ~int | ~uint64](t *testing.T, field, source string, id int, got, before, after T) bool {
+// that range. h is the hint a failure carries.
+func assertBetween[T ~int | ~uint64](t *testing.T, field, source string, id int, got, before, after T, h hint) bool {
 	t.Helper()
 	if before == after {
-		return assert.Equal(t, before, got, "%s: module vs /proc/%d/stat %s", field, id, source)
+		return assert.Equal(t, before, got, withHint(h, "%s: module vs /proc/%d/stat %s", field, id, source))
 	}
 	lo, hi := min(before, after), max(before, after)
-	return assert.Truef(t, lo <= got && got <= hi,
-		"%s: module reports %v; /proc/%d/stat %s went from %v to %v during the read",
-		field, got, id, source, before, after)
+	return assert.True(t, lo <= got && got <= hi,
+		withHint(h, "%s: module reports %v; /proc/%d/stat %s went from %v to %v during the read",
+			field, got, id, source, before, after))
 }
 
 // assertTicks checks a CPU time against stat read before and after, with
@@ -160,8 +160,8 @@ func assertTicks(t *testing.T, field string, id int, got, before, after, slack u
 	lo, hi := min(before, after), max(before, after)
 	lo -= min(lo, slack)
 	hi += slack
-	return assert.Truef(t, lo <= got && got <= hi,
-		"%s: module reports %d ticks; /proc/%d/stat says %d before the read and %d after, "+
+	return assert.True(t, lo <= got && got <= hi,
+		withHint(cpuTimeHint(got, hi), "%s: module reports %d ticks; /proc/%d/stat says %d before the read and %d after, "+
 			"so it must lie within [%d, %d] (slack %d ticks)",
-		field, got, id, before, after, lo, hi, slack)
+			field, got, id, before, after, lo, hi, slack))
 }

@@ -102,7 +102,7 @@ func writePID(t *testing.T, pid int) error {
 	text := strconv.Itoa(pid) + "\n"
 	n, err := writeRaw([]byte(text))
 	if err == nil {
-		assert.Equal(t, len(text), n, "return value of write(%q) to /proc/pid", text)
+		assert.Equal(t, len(text), n, withHint(hintWriteCount, "return value of write(%q) to /proc/pid", text))
 	}
 	return err
 }
@@ -142,7 +142,20 @@ func readAll(fd, chunk int) ([]byte, error) {
 		}
 		out = append(out, buf[:n]...)
 	}
-	return out, errors.New("/proc/pid: no end of file after 64 KiB")
+	return out, errNoEOF
+}
+
+// errNoEOF is a read that never reached end of file. Its text carries its
+// hint, for every require.NoError that prints it.
+var errNoEOF = errors.New(withHint(hintReadNoEOF, "/proc/pid: no end of file after 64 KiB"))
+
+// readHint is the hint for a read that failed with err where h's cause was
+// expected: a read without end of file has its own.
+func readHint(err error, h hint) hint {
+	if errors.Is(err, errNoEOF) {
+		return hintReadNoEOF
+	}
+	return h
 }
 
 // readRecord reads and parses the module's record. A read error is
@@ -159,7 +172,7 @@ func readRecord(t *testing.T) (procfs.Record, error) {
 func requireParse(t *testing.T, raw []byte) procfs.Record {
 	t.Helper()
 	rec, err := procfs.ParseRecord(raw)
-	require.NoError(t, err, "the module's record is not 14 \"key: value\" lines:\n%s", raw)
+	require.NoError(t, err, withHint(hintRecordFormat, "the module's record is not 14 \"key: value\" lines:\n%s", raw))
 	return rec
 }
 
@@ -176,12 +189,12 @@ func requireRecord(t *testing.T) procfs.Record {
 func assertStillSelected(t *testing.T, tg *target, after string) {
 	t.Helper()
 	rec, err := readRecord(t)
-	if !assert.NoError(t, err, "read /proc/pid after %s", after) {
+	if !assert.NoError(t, err, withHint(hintWriteKeeps, "read /proc/pid after %s", after)) {
 		return
 	}
-	assert.Equal(t, tg.PID, rec.PID, "pid: the stored PID must be unchanged after %s", after)
+	assert.Equal(t, tg.PID, rec.PID, withHint(hintWriteKeeps, "pid: the stored PID must be unchanged after %s", after))
 	assert.Equal(t, requireStat(t, tg.PID).StartTime, rec.StartTime,
-		"start_time: the stored process must be unchanged after %s", after)
+		withHint(hintWriteKeeps, "start_time: the stored process must be unchanged after %s", after))
 }
 
 func requireStat(t *testing.T, pid int) procfs.Stat {

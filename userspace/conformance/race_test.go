@@ -81,27 +81,29 @@ func raceRound(t *testing.T, round int, attr *os.ProcAttr, comms []string) strin
 	raw, err := readRaw()
 	outcome := "ESRCH"
 	if err != nil {
-		require.ErrorIs(t, err, unix.ESRCH, "round %d: read racing the exit of pid %d: only ESRCH may fail it", round, pid)
+		require.ErrorIs(t, err, unix.ESRCH, withHint(readHint(err, ""), "round %d: read racing the exit of pid %d: only ESRCH may fail it", round, pid))
 	} else {
 		rec, err := procfs.ParseRecord(raw)
-		require.NoError(t, err, "round %d: record of pid %d read while it exits is torn or malformed:\n%s", round, pid, raw)
-		require.Equal(t, pid, rec.PID, "round %d: pid in the record read while pid %d exits: another process's record", round, pid)
+		require.NoError(t, err, withHint(hintOneSnapshot, "round %d: record of pid %d read while it exits is torn or malformed:\n%s", round, pid, raw))
+		require.Equal(t, pid, rec.PID, withHint(hintStorePid, "round %d: pid in the record read while pid %d exits: another process's record", round, pid))
 		// os.StartProcess returns when the child's exec has released the
 		// parent's memory (vfork), a moment before exec sets the comm.
 		assert.Contains(t, comms, rec.Comm, "round %d: comm of pid %d", round, pid)
 		if rec.State == "X" {
 			// Being reaped: unhashed, so task_ppid_nr_ns() gives 0 (as
 			// /proc/<pid>/stat would) once its pid is detached.
-			assert.Contains(t, []int{os.Getpid(), 0}, rec.PPID, "round %d: ppid of pid %d in state X", round, pid)
+			assert.Contains(t, []int{os.Getpid(), 0}, rec.PPID, withHint(ppidHint(rec.PPID, os.Getpid(), pid, pid),
+				"round %d: ppid of pid %d in state X", round, pid))
 		} else {
-			assert.Equal(t, os.Getpid(), rec.PPID, "round %d: ppid of pid %d in state %s", round, pid, rec.State)
+			assert.Equal(t, os.Getpid(), rec.PPID, withHint(ppidHint(rec.PPID, os.Getpid(), pid, pid),
+				"round %d: ppid of pid %d in state %s", round, pid, rec.State))
 		}
 		outcome = rec.State
 	}
 
 	<-reaped
 	_, err = readRaw()
-	require.ErrorIs(t, err, unix.ESRCH, "round %d: read after pid %d was reaped", round, pid)
+	require.ErrorIs(t, err, unix.ESRCH, withHint(readHint(err, hintReadExited), "round %d: read after pid %d was reaped", round, pid))
 	return outcome
 }
 
@@ -211,16 +213,16 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 					return
 				}
 				rec, err := procfs.ParseRecord(raw)
-				if !assert.NoError(t, err, "%s: torn or malformed record:\n%s", what, raw) {
+				if !assert.NoError(t, err, withHint(hintOneSnapshot, "%s: torn or malformed record:\n%s", what, raw)) {
 					return
 				}
 				want, ok := known[rec.PID]
 				if !assert.True(t, ok, "%s: pid %d was never written; record:\n%s", what, rec.PID, raw) {
 					return
 				}
-				if !assert.Equal(t, want.comm, rec.Comm, "%s: comm of pid %d: a record mixed from two processes?\n%s", what, rec.PID, raw) ||
-					!assert.Equal(t, want.startTime, rec.StartTime, "%s: start_time of pid %d: a record mixed from two processes?\n%s", what, rec.PID, raw) ||
-					!assert.Equal(t, os.Getpid(), rec.PPID, "%s: ppid of pid %d", what, rec.PID) ||
+				if !assert.Equal(t, want.comm, rec.Comm, withHint(hintOneSnapshot, "%s: comm of pid %d: a record mixed from two processes?\n%s", what, rec.PID, raw)) ||
+					!assert.Equal(t, want.startTime, rec.StartTime, withHint(hintOneSnapshot, "%s: start_time of pid %d: a record mixed from two processes?\n%s", what, rec.PID, raw)) ||
+					!assert.Equal(t, os.Getpid(), rec.PPID, withHint(ppidHint(rec.PPID, os.Getpid(), rec.PID, rec.PID), "%s: ppid of pid %d", what, rec.PID)) ||
 					!assert.Equal(t, "S", rec.State, "%s: state of pid %d, asleep in pause()", what, rec.PID) ||
 					!assert.Equal(t, 1, rec.Threads, "%s: threads of pid %d", what, rec.PID) {
 					return

@@ -19,8 +19,8 @@ import (
 func TestReadBeforeAnyWriteIsENODATA(t *testing.T) {
 	// Taken before any write, whichever test came first (see firstRead).
 	takeFirstRead()
-	assert.ErrorIs(t, firstRead.err, unix.ENODATA,
-		"first read of /proc/pid after the module loaded, before any write; it returned %q", firstRead.data)
+	assert.ErrorIs(t, firstRead.err, unix.ENODATA, withHint(readHint(firstRead.err, hintNoSelection),
+		"first read of /proc/pid after the module loaded, before any write; it returned %q", firstRead.data))
 }
 
 // sleepingRecord selects a sleeping target, whose record cannot change
@@ -38,14 +38,14 @@ func sleepingRecord(t *testing.T) (*target, []byte) {
 func TestRecordFormat(t *testing.T) {
 	_, raw := sleepingRecord(t)
 	text := string(raw)
-	require.True(t, strings.HasSuffix(text, "\n"), "record must end in a newline: %q", text)
+	require.True(t, strings.HasSuffix(text, "\n"), withHint(hintRecordFormat, "record must end in a newline: %q", text))
 	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
-	require.Len(t, lines, len(procfs.RecordKeys), "lines in the record %q", text)
+	require.Len(t, lines, len(procfs.RecordKeys), withHint(hintRecordFormat, "lines in the record %q", text))
 	for i, line := range lines {
 		key, value, ok := strings.Cut(line, ": ")
-		if assert.True(t, ok, "line %d %q has no \": \"", i+1, line) {
-			assert.Equal(t, procfs.RecordKeys[i], key, "key of line %d", i+1)
-			assert.NotEmpty(t, value, "value of %s", key)
+		if assert.True(t, ok, withHint(hintRecordFormat, "line %d %q has no \": \"", i+1, line)) {
+			assert.Equal(t, procfs.RecordKeys[i], key, withHint(hintRecordFormat, "key of line %d", i+1))
+			assert.NotEmpty(t, value, withHint(hintRecordFormat, "value of %s", key))
 		}
 	}
 }
@@ -58,7 +58,7 @@ func TestReadOneByteAtATime(t *testing.T) {
 		got, err := readAll(fd, chunk)
 		unix.Close(fd)
 		require.NoError(t, err, "read /proc/pid %d bytes at a time", chunk)
-		assert.Equal(t, string(whole), string(got), "record read %d bytes at a time vs in one read", chunk)
+		assert.Equal(t, string(whole), string(got), withHint(hintReadPos, "record read %d bytes at a time vs in one read", chunk))
 	}
 }
 
@@ -74,17 +74,17 @@ func TestPreadAtEveryOffset(t *testing.T) {
 	for off := len(whole) - 1; off >= 0; off-- {
 		n, err := unix.Pread(fd, buf, int64(off))
 		require.NoError(t, err, "pread 1 byte at offset %d", off)
-		require.Equal(t, 1, n, "bytes returned by pread at offset %d", off)
-		require.Equal(t, string(whole[off]), string(buf), "byte at offset %d of %q", off, whole)
+		require.Equal(t, 1, n, withHint(hintReadPos, "bytes returned by pread at offset %d", off))
+		require.Equal(t, string(whole[off]), string(buf), withHint(hintReadPos, "byte at offset %d of %q", off, whole))
 	}
 	n, err := unix.Pread(fd, make([]byte, 16), int64(len(whole)))
 	require.NoError(t, err, "pread at end of file")
-	assert.Zero(t, n, "bytes returned by pread at end of file (offset %d)", len(whole))
+	assert.Zero(t, n, withHint(hintReadPos, "bytes returned by pread at end of file (offset %d)", len(whole)))
 
 	big := make([]byte, 2*len(whole))
 	n, err = unix.Pread(fd, big, 5)
 	require.NoError(t, err, "pread from offset 5")
-	assert.Equal(t, string(whole[5:]), string(big[:n]), "pread from offset 5")
+	assert.Equal(t, string(whole[5:]), string(big[:n]), withHint(hintReadPos, "pread from offset 5"))
 }
 
 func TestLseekToZeroRereads(t *testing.T) {
@@ -97,15 +97,15 @@ func TestLseekToZeroRereads(t *testing.T) {
 	require.NoError(t, err)
 	eof, err := readAll(fd, 4096)
 	require.NoError(t, err, "read again at end of file")
-	assert.Empty(t, eof, "a read at end of file returns nothing")
+	assert.Empty(t, eof, withHint(hintReadPos, "a read at end of file returns nothing"))
 
 	off, err := unix.Seek(fd, 0, unix.SEEK_SET)
 	require.NoError(t, err, "lseek(0, SEEK_SET)")
 	require.Zero(t, off, "offset returned by lseek")
 	again, err := readAll(fd, 4096)
 	require.NoError(t, err, "read after lseek to 0")
-	assert.Equal(t, string(whole), string(first), "first read on this descriptor")
-	assert.Equal(t, string(first), string(again), "read after lseek to 0 vs first read")
+	assert.Equal(t, string(whole), string(first), withHint(hintReadPos, "first read on this descriptor"))
+	assert.Equal(t, string(first), string(again), withHint(hintReadPos, "read after lseek to 0 vs first read"))
 }
 
 func TestReadIsSnapshotAcrossWrite(t *testing.T) {
@@ -125,8 +125,8 @@ func TestReadIsSnapshotAcrossWrite(t *testing.T) {
 	requireWritePID(t, second.PID)
 	rest, err := readAll(fd, 4096)
 	require.NoError(t, err, "rest of the read after selecting pid %d", second.PID)
-	assert.Equal(t, string(whole), string(append(head, rest...)),
-		"a read begun while pid %d was selected must finish with its record", first.PID)
+	assert.Equal(t, string(whole), string(append(head, rest...)), withHint(hintReadPos,
+		"a read begun while pid %d was selected must finish with its record", first.PID))
 
 	rec := requireRecord(t)
 	assert.Equal(t, second.PID, rec.PID, "pid: a new descriptor must see the new selection")
@@ -152,13 +152,13 @@ func TestReadBadBufferIsEFAULT(t *testing.T) {
 			noNewKernelWarning(t)
 			fd := requireOpen(t, unix.O_RDONLY)
 			_, _, errno := unix.Syscall(unix.SYS_READ, uintptr(fd), tt.addr, 4096)
-			assert.Equal(t, unix.EFAULT, errno, "errno of read(fd, %#x, 4096) from /proc/pid", tt.addr)
+			assert.Equal(t, unix.EFAULT, errno, withHint(hintReadFault, "errno of read(fd, %#x, 4096) from /proc/pid", tt.addr))
 			off, err := unix.Seek(fd, 0, unix.SEEK_CUR)
 			require.NoError(t, err, "lseek(0, SEEK_CUR)")
-			assert.Zero(t, off, "file position after the failed read")
+			assert.Zero(t, off, withHint(hintReadFault, "file position after the failed read"))
 			got, err := readAll(fd, 4096)
 			require.NoError(t, err, "read on the same descriptor after EFAULT")
-			assert.Equal(t, string(whole), string(got), "record read on the same descriptor after EFAULT")
+			assert.Equal(t, string(whole), string(got), withHint(hintReadFault, "record read on the same descriptor after EFAULT"))
 		})
 	}
 
@@ -179,8 +179,8 @@ func TestReadBadBufferIsEFAULT(t *testing.T) {
 		}
 		rest, err := readAll(fd, 4096)
 		require.NoError(t, err, "read on the same descriptor after a read into a faulting buffer")
-		assert.Equal(t, string(whole), string(head)+string(rest),
-			"record read as %d bytes into a faulting buffer, then the rest", len(head))
+		assert.Equal(t, string(whole), string(head)+string(rest), withHint(hintReadFault,
+			"record read as %d bytes into a faulting buffer, then the rest", len(head)))
 	})
 }
 
@@ -209,7 +209,7 @@ func TestReadersSharingADescriptor(t *testing.T) {
 			got = append(got, buf[:n]...)
 			require.LessOrEqual(t, len(got), len(whole), "bytes read by both so far: more than one record: %q", got)
 		}
-		assert.Equal(t, string(whole), string(got), "record read 3 bytes at a time, alternating between a descriptor and its dup")
+		assert.Equal(t, string(whole), string(got), withHint(hintReadPos, "record read 3 bytes at a time, alternating between a descriptor and its dup"))
 		for name, d := range map[string]int{"descriptor": fd, "dup": dup} {
 			n, err := unix.Read(d, buf)
 			assert.NoError(t, err, "read on the %s at end of file", name)
@@ -274,11 +274,11 @@ func TestAbandonedReadDoesNotDisturbOthers(t *testing.T) {
 
 	got, err := readRaw()
 	require.NoError(t, err, "read on a new descriptor while another stopped halfway")
-	assert.Equal(t, string(whole), string(got), "record read while another reader stopped halfway")
+	assert.Equal(t, string(whole), string(got), withHint(hintReadPos, "record read while another reader stopped halfway"))
 
 	rest, err := readAll(stopped, 4096)
 	require.NoError(t, err, "the stopped reader's rest")
-	assert.Equal(t, string(whole), string(head)+string(rest), "record of the reader that stopped halfway, then went on")
+	assert.Equal(t, string(whole), string(head)+string(rest), withHint(hintReadPos, "record of the reader that stopped halfway, then went on"))
 
 	closed, err := openModule(unix.O_RDONLY)
 	require.NoError(t, err)

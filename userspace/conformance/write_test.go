@@ -19,9 +19,9 @@ import (
 func TestProcEntryMode(t *testing.T) {
 	var st unix.Stat_t
 	require.NoError(t, unix.Stat(procPID, &st), "stat %s", procPID)
-	assert.Equal(t, uint32(unix.S_IFREG), st.Mode&unix.S_IFMT, "file type of %s (S_IFREG)", procPID)
-	assert.Equal(t, "0644", fmt.Sprintf("%04o", st.Mode&0o7777), "permission bits of %s", procPID)
-	assert.Zero(t, st.Uid, "owner of %s", procPID)
+	assert.Equal(t, uint32(unix.S_IFREG), st.Mode&unix.S_IFMT, withHint(hintEntryMode, "file type of %s (S_IFREG)", procPID))
+	assert.Equal(t, "0644", fmt.Sprintf("%04o", st.Mode&0o7777), withHint(hintEntryMode, "permission bits of %s", procPID))
+	assert.Zero(t, st.Uid, withHint(hintEntryMode, "owner of %s", procPID))
 }
 
 // padded returns "<pid>\n" padded with leading zeros to size bytes. The
@@ -47,10 +47,10 @@ func TestWriteReturnsByteCount(t *testing.T) {
 			other := startTarget(t, "sleep")
 			requireWritePID(t, other.PID)
 			n, err := writeRaw([]byte(text))
-			require.NoError(t, err, "write(%q)", text)
-			assert.Equal(t, len(text), n, "return value of write(%q)", text)
+			require.NoError(t, err, withHint(hintWriteParse, "write(%q)", text))
+			assert.Equal(t, len(text), n, withHint(hintWriteCount, "return value of write(%q)", text))
 			rec := requireRecord(t)
-			assert.Equal(t, tg.PID, rec.PID, "pid selected by write(%q)", text)
+			assert.Equal(t, tg.PID, rec.PID, withHint(hintWriteParse, "pid selected by write(%q)", text))
 		})
 	}
 }
@@ -65,6 +65,8 @@ type badWrite struct {
 	// do makes the attempt some other way and returns the errno of the
 	// call under test (0 if it succeeded).
 	do func(t *testing.T) unix.Errno
+	// hint overrides the one badWriteHint derives from want and text.
+	hint hint
 }
 
 func TestBadWritesLeaveSelection(t *testing.T) {
@@ -125,14 +127,14 @@ func TestBadWritesLeaveSelection(t *testing.T) {
 		// In range, but pid_max <= PID_MAX_LIMIT so no process has it.
 		{name: "PID_MAX_LIMIT", text: strconv.Itoa(pidMaxLimit) + "\n", want: unix.ESRCH},
 		// A PID must come whole in one write(2) at offset 0 (module: EINVAL).
-		{name: "write after lseek to 1", want: unix.EINVAL, do: func(t *testing.T) unix.Errno {
+		{name: "write after lseek to 1", want: unix.EINVAL, hint: hintWritePos, do: func(t *testing.T) unix.Errno {
 			fd := requireOpen(t, unix.O_WRONLY)
 			off, err := unix.Seek(fd, 1, unix.SEEK_SET)
 			require.NoError(t, err, "lseek(1, SEEK_SET)")
 			require.Equal(t, int64(1), off, "offset after lseek")
 			return errnoOf(unix.Write(fd, []byte(pid+"\n")))
 		}},
-		{name: "write after a read on O_RDWR", want: unix.EINVAL, do: func(t *testing.T) unix.Errno {
+		{name: "write after a read on O_RDWR", want: unix.EINVAL, hint: hintWritePos, do: func(t *testing.T) unix.Errno {
 			fd := requireOpen(t, unix.O_RDWR)
 			n, err := unix.Read(fd, make([]byte, 1))
 			require.NoError(t, err, "read 1 byte")
@@ -142,7 +144,7 @@ func TestBadWritesLeaveSelection(t *testing.T) {
 		// Each write(2) is a whole selection of its own, also on one
 		// descriptor (the module leaves the position at 0): "0" after a
 		// good write is zero, not the good number with a 0 appended.
-		{name: "second write of a split number", want: unix.EINVAL, do: func(t *testing.T) unix.Errno {
+		{name: "second write of a split number", want: unix.EINVAL, hint: hintWriteNoPos, do: func(t *testing.T) unix.Errno {
 			fd := requireOpen(t, unix.O_WRONLY)
 			n, err := unix.Write(fd, []byte(pid))
 			require.NoError(t, err, "first write(%q)", pid)
@@ -179,7 +181,7 @@ func TestBadWritesLeaveSelection(t *testing.T) {
 				got = errnoOf(writeRaw([]byte(tt.text)))
 				what = fmt.Sprintf("%s: write(%s)", tt.name, quoteShort(tt.text))
 			}
-			assert.Equalf(t, tt.want, got, "%s: errno %q, want %q (0: the write succeeded)", what, got, tt.want)
+			assert.Equal(t, tt.want, got, withHint(badWriteHint(tt), "%s: errno %q, want %q (0: the write succeeded)", what, got, tt.want))
 			assertStillSelected(t, tg, "the rejected "+what)
 		})
 	}
@@ -240,13 +242,13 @@ func TestSplitWriteIsTwoSelections(t *testing.T) {
 	assert.Equal(t, 1, requireRecord(t).PID, "pid selected by the first write(\"1\")")
 	off, err := unix.Seek(fd, 0, unix.SEEK_CUR)
 	require.NoError(t, err, "lseek(0, SEEK_CUR)")
-	assert.Zero(t, off, "file position after a write: it stays 0, so the next write is a new selection")
+	assert.Zero(t, off, withHint(hintWriteNoPos, "file position after a write: it stays 0, so the next write is a new selection"))
 
 	n, err = unix.Write(fd, []byte(pid+"\n"))
-	require.NoError(t, err, "second write(%q) on the same descriptor", pid)
-	assert.Equal(t, len(pid)+1, n, "return value of the second write(%q)", pid)
+	require.NoError(t, err, withHint(hintWriteNoPos, "second write(%q) on the same descriptor", pid))
+	assert.Equal(t, len(pid)+1, n, withHint(hintWriteCount, "return value of the second write(%q)", pid))
 	rec := requireRecord(t)
-	assert.Equal(t, tg.PID, rec.PID, "pid after writing \"1\" then %q: the second write alone, not \"1%s\"", pid, pid)
+	assert.Equal(t, tg.PID, rec.PID, withHint(hintWriteNoPos, "pid after writing \"1\" then %q: the second write alone, not \"1%s\"", pid, pid))
 }
 
 // requireOpen opens /proc/pid; t.Cleanup closes it.
@@ -266,8 +268,8 @@ func TestNonRootAccess(t *testing.T) {
 	requireWritePID(t, tg.PID)
 	opener := startTargetWith(t, asUser(1234, 5678), "open-modes")
 	want := fmt.Sprintf("read=0 write=%d", int(unix.EACCES))
-	assert.Equal(t, want, strings.Join(opener.Info, " "),
-		"errno of open(/proc/pid) by uid 1234 for reading and for writing (0: success; EACCES is %d)", int(unix.EACCES))
+	assert.Equal(t, want, strings.Join(opener.Info, " "), withHint(hintEntryMode,
+		"errno of open(/proc/pid) by uid 1234 for reading and for writing (0: success; EACCES is %d)", int(unix.EACCES)))
 	assertStillSelected(t, tg, "open attempts by uid 1234")
 
 	// uid 1000 tries to select other, then reads: it still sees tg.
@@ -332,8 +334,8 @@ func TestWriteResolvesInWriterPIDNamespace(t *testing.T) {
 
 	// tg's PID means nothing in a new namespace, whose only process is 1.
 	_, outsider := startView(t, strconv.Itoa(tg.PID))
-	assert.Equal(t, unix.ESRCH, outsider.writeErr,
-		"errno of writing %d from a new PID namespace (0: success)", tg.PID)
+	assert.Equal(t, unix.ESRCH, outsider.writeErr, withHint(hintWriterNS,
+		"errno of writing %d from a new PID namespace (0: success)", tg.PID))
 	assertStillSelected(t, tg, "a write of a PID not in the writer's namespace")
 
 	// "1" in the new namespace is the writer itself, not init. It reads
@@ -342,8 +344,8 @@ func TestWriteResolvesInWriterPIDNamespace(t *testing.T) {
 	self, view := startView(t, "1")
 	require.Equal(t, unix.Errno(0), view.writeErr, "errno of writing 1 from a new PID namespace")
 	require.Equal(t, unix.Errno(0), view.readErr, "errno of the namespaced writer's read")
-	assert.Equal(t, "1", view.pid, "pid read inside the new namespace by its PID 1")
-	assert.Equal(t, "0", view.ppid, "ppid read inside the new namespace: the parent is outside it")
+	assert.Equal(t, "1", view.pid, withHint(hintReaderNS, "pid read inside the new namespace by its PID 1"))
+	assert.Equal(t, "0", view.ppid, withHint(hintReaderNS, "ppid read inside the new namespace: the parent is outside it"))
 	rec := requireStoredMatchesStat(t, self.PID)
 	assert.Equal(t, self.PID, rec.PID, "pid read here of the process that wrote 1 in its own namespace")
 	assert.Equal(t, os.Getpid(), rec.PPID, "ppid read here of the process that wrote 1 in its own namespace")
@@ -353,9 +355,9 @@ func TestWriteResolvesInWriterPIDNamespace(t *testing.T) {
 	ns := startTargetWith(t, inNewPIDNamespace(), "sleep")
 	_, second := startViewIn(t, ns, "1")
 	require.Equal(t, unix.Errno(0), second.writeErr, "errno of writing 1 from the second process of a PID namespace")
-	assert.Equal(t, "1", second.pid, "pid read inside the namespace after its second process wrote 1")
+	assert.Equal(t, "1", second.pid, withHint(hintWriterNS, "pid read inside the namespace after its second process wrote 1"))
 	rec = requireStoredMatchesStat(t, ns.PID)
-	assert.Equal(t, ns.PID, rec.PID, "pid read here after \"1\" was written inside the namespace of pid %d", ns.PID)
+	assert.Equal(t, ns.PID, rec.PID, withHint(hintWriterNS, "pid read here after \"1\" was written inside the namespace of pid %d", ns.PID))
 }
 
 func TestReadResolvesInReaderPIDNamespace(t *testing.T) {
@@ -365,8 +367,8 @@ func TestReadResolvesInReaderPIDNamespace(t *testing.T) {
 	requireWritePID(t, ns.PID)
 	_, view := startViewIn(t, ns)
 	require.Equal(t, unix.Errno(0), view.readErr, "errno of reading, inside the namespace of pid %d, the selection %d", ns.PID, ns.PID)
-	assert.Equal(t, "1", view.pid, "pid of global pid %d read inside its own namespace", ns.PID)
-	assert.Equal(t, "0", view.ppid, "ppid of global pid %d read inside its own namespace: the parent is outside it", ns.PID)
+	assert.Equal(t, "1", view.pid, withHint(hintReaderNS, "pid of global pid %d read inside its own namespace", ns.PID))
+	assert.Equal(t, "0", view.ppid, withHint(hintReaderNS, "ppid of global pid %d read inside its own namespace: the parent is outside it", ns.PID))
 	rec := requireStoredMatchesStat(t, ns.PID)
 	assert.Equal(t, ns.PID, rec.PID, "pid read here after the namespace read it: the selection is unchanged")
 }
@@ -376,8 +378,8 @@ func TestReadFromOtherPIDNamespaceIsESRCH(t *testing.T) {
 	tg := startTarget(t, "sleep")
 	requireWritePID(t, tg.PID)
 	_, view := startView(t)
-	assert.Equal(t, unix.ESRCH, view.readErr,
-		"errno of reading /proc/pid, selecting %d, from a new PID namespace (0: success)", tg.PID)
+	assert.Equal(t, unix.ESRCH, view.readErr, withHint(hintReaderNSInvisible,
+		"errno of reading /proc/pid, selecting %d, from a new PID namespace (0: success)", tg.PID))
 	assertStillSelected(t, tg, "a read from another namespace")
 }
 
@@ -388,11 +390,11 @@ func TestReadAfterExitIsESRCH(t *testing.T) {
 	// Killed but not reaped: still a task, now a zombie.
 	tg.signal(t, unix.SIGKILL, "Z")
 	rec := requireStoredMatchesStat(t, tg.PID)
-	assert.Equal(t, "Z", rec.State, "state of killed, unreaped pid %d", tg.PID)
+	assert.Equal(t, "Z", rec.State, withHint(hintState, "state of killed, unreaped pid %d", tg.PID))
 
 	tg.reap(t)
 	_, err := readRecord(t)
-	assert.ErrorIs(t, err, unix.ESRCH, "read /proc/pid after pid %d was reaped", tg.PID)
+	assert.ErrorIs(t, err, unix.ESRCH, withHint(readHint(err, hintReadExited), "read /proc/pid after pid %d was reaped", tg.PID))
 
 	// The error is not sticky: a new selection reads normally.
 	next := startTarget(t, "sleep")
@@ -406,8 +408,8 @@ func TestReadAfterPIDReuseIsESRCH(t *testing.T) {
 
 	reused := startTargetAtPID(t, old.PID)
 	_, err := readRecord(t)
-	assert.ErrorIs(t, err, unix.ESRCH,
-		"read /proc/pid after the selected process exited and pid %d went to a new process", old.PID)
+	assert.ErrorIs(t, err, unix.ESRCH, withHint(readHint(err, hintStorePid),
+		"read /proc/pid after the selected process exited and pid %d went to a new process", old.PID))
 
 	// Only a new write of the number selects the new process.
 	requireMatchesStat(t, reused.PID)
