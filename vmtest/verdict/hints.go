@@ -184,14 +184,14 @@ func firstTroubleHint(ts []Trouble, running []string) string {
 // release; the hint names the frame's function (%s). A struct pid, task
 // or mm leaked by a module was allocated by fork, so its backtrace shows
 // fork's allocator, not the module; a leaked struct pid also keeps its
-// PID namespace (copy_pid_ns).
+// PID namespace alive (copy_pid_ns).
 var leakSites = []struct {
 	re   *regexp.Regexp
 	hint string
 }{
 	{regexp.MustCompile(`\] (alloc_pid|copy_pid_ns)\+`),
-		"a struct pid was never freed (%s in the backtrace): put_pid() every reference from find_get_pid() or get_pid(), " +
-			"also on error paths and for the stored one in the exit function"},
+		"a struct pid (or the PID namespace a leaked one keeps) was never freed, %s in the backtrace: " +
+			"put_pid() every reference from find_get_pid() or get_pid(), also on error paths and for the stored one in the exit function"},
 	{regexp.MustCompile(`\] (dup_task_struct|alloc_task_struct_node)\+`),
 		"a task_struct was never freed (%s in the backtrace): put_task_struct() after get_pid_task(), also on error paths"},
 	{regexp.MustCompile(`\] (mm_alloc|dup_mm)\+`),
@@ -204,13 +204,14 @@ var leakSites = []struct {
 const hintLeak = "a reference or allocation was never released: put_pid() after find_get_pid()/get_pid(), " +
 	"put_task_struct() after get_pid_task(), mmput() after get_task_mm(), kfree() after kmalloc() — on every path"
 
-// leakHints name, once each, what the kmemleak reports show was leaked.
+// leakHints name what the kmemleak reports show was leaked: one hint per
+// kind of site, naming the first report's function.
 func leakHints(reports string) []string {
 	var hints []string
-	seen := map[string]bool{}
+	seen := map[int]bool{}
 	for _, r := range strings.Split(reports, "unreferenced object")[1:] {
-		if h := leakHint(r); !seen[h] {
-			seen[h] = true
+		if site, h := leakHint(r); !seen[site] {
+			seen[site] = true
 			hints = append(hints, h)
 		}
 	}
@@ -220,21 +221,22 @@ func leakHints(reports string) []string {
 	return hints
 }
 
-// leakHint is the hint for one report: the first known site in its
-// backtrace, searched from the allocation outwards.
-func leakHint(report string) string {
+// leakHint is the hint for one report and the index of its leakSites
+// entry (-1 for none): the first known site in its backtrace, searched
+// from the allocation outwards.
+func leakHint(report string) (int, string) {
 	_, trace, ok := strings.Cut(report, "backtrace:")
 	if !ok {
-		return hintLeak
+		return -1, hintLeak
 	}
 	for _, frame := range strings.Split(trace, "\n") {
-		for _, s := range leakSites {
+		for i, s := range leakSites {
 			if m := s.re.FindStringSubmatch(frame); m != nil {
-				return fmt.Sprintf(s.hint, m[1])
+				return i, fmt.Sprintf(s.hint, m[1])
 			}
 		}
 	}
-	return hintLeak
+	return -1, hintLeak
 }
 
 // hintHang is the likely cause of a test that never finished: every test
