@@ -37,6 +37,9 @@ type Manifest struct {
 	ModuleName string       `json:"module_name"` // name for delete_module
 	Tests      []TestBinary `json:"tests"`
 	Env        []string     `json:"env"` // added to the test binaries' environment
+	// Shell asks for an interactive shell on ConsolePort instead of the
+	// tests: the module stays loaded until the shell exits (mage vm:shell).
+	Shell bool `json:"shell,omitempty"`
 }
 
 // TestBinary is a `go test -c` binary and its flags.
@@ -49,4 +52,5 @@ type TestBinary struct {
 const (
 	ManifestPath = "/pidlab/manifest.json"
 	ResultsPort  = "/dev/ttyS1"
+	ConsolePort  = "/dev/ttyS0" // the kernel console: QEMU's standard input and output
 )

@@ -187,15 +187,20 @@ func (r *Runner) reload() bool {
 }
 
 func (r *Runner) unload() Event {
+	if err := Unload(r.Sys, r.Manifest.ModuleName); err != nil {
+		return Event{Kind: KindUnload, Err: err.Error()}
+	}
+	return Event{Kind: KindUnload}
+}
+
+// Unload removes the module, retrying while it is busy.
+func Unload(sys System, name string) error {
 	var err error
 	for range unloadRetries {
-		if err = r.Sys.UnloadModule(r.Manifest.ModuleName); err == nil || !isBusy(err) {
+		if err = sys.UnloadModule(name); err == nil || !isBusy(err) {
 			break
 		}
 		time.Sleep(unloadBackoff)
 	}
-	if err != nil {
-		return Event{Kind: KindUnload, Err: err.Error()}
-	}
-	return Event{Kind: KindUnload}
+	return err
 }

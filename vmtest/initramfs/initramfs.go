@@ -40,6 +40,8 @@ type Spec struct {
 	RepoDir  string // pidlab's Go module root: the Go commands build there
 	Files    []File
 	Manifest guest.Manifest
+	Commands []string // more Go commands (package paths), built into one u-root busybox
+	Tags     []string // Go build tags for all the commands
 }
 
 // Build returns the path of the archive for spec, building it unless an
@@ -60,6 +62,9 @@ func Build(ctx context.Context, spec Spec, cacheDir string, log *progress.Log) (
 		return path, true, nil
 	}
 	log.Step("building initramfs (u-root init, guest runner, %d files)", len(spec.Files))
+	if len(spec.Commands) > 0 {
+		log.Info("and a busybox of %d u-root commands: a minute or two, once", len(spec.Commands))
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", false, err
 	}
@@ -85,12 +90,12 @@ func create(spec Spec, manifestPath, tmp, out string, log *progress.Log) error {
 		files = append(files, f.Host+":"+trimSlash(f.Guest))
 	}
 	env := golang.Default(golang.DisableCGO(), golang.WithGOOS("linux"), golang.WithGOARCH(runtime.GOARCH),
-		golang.WithWorkingDir(spec.RepoDir))
+		golang.WithWorkingDir(spec.RepoDir), golang.WithBuildTag(spec.Tags...))
 	level := slog.LevelWarn
 	if log != nil && log.Verbose {
 		level = slog.LevelDebug
 	}
-	return uimage.Create(llog.New(level, func(format string, v ...any) { log.Debug("u-root: "+format, v...) }),
+	opts := []uimage.Modifier{
 		uimage.WithReplaceEnv(env),
 		uimage.WithBaseArchive(uimage.DefaultRamfs()),
 		uimage.WithBinaryCommands(InitCmd, RunnerCmd),
@@ -100,7 +105,12 @@ func create(spec Spec, manifestPath, tmp, out string, log *progress.Log) error {
 		uimage.WithSkipLDD(), // every file is static
 		uimage.WithTempDir(tmp),
 		uimage.WithCPIOOutput(out),
-	)
+	}
+	if len(spec.Commands) > 0 {
+		// One binary: mkuimage builds each command from scratch (go build -a).
+		opts = append(opts, uimage.WithBusyboxCommands(spec.Commands...))
+	}
+	return uimage.Create(llog.New(level, func(format string, v ...any) { log.Debug("u-root: "+format, v...) }), opts...)
 }
 
 // contentKey hashes everything the archive is made from: the files, the
@@ -109,6 +119,12 @@ func create(spec Spec, manifestPath, tmp, out string, log *progress.Log) error {
 func contentKey(spec Spec, manifest []byte) (string, error) {
 	k := contenthash.New()
 	k.Printf("layout 2\ngo %s %s\nmanifest %s\n", runtime.Version(), runtime.GOARCH, manifest)
+	for _, c := range spec.Commands {
+		k.Printf("command %s\n", c)
+	}
+	for _, t := range spec.Tags {
+		k.Printf("tag %s\n", t)
+	}
 	inputs, err := runnerSources(spec.RepoDir)
 	if err != nil {
 		return "", err

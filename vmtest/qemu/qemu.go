@@ -2,7 +2,8 @@
 // qemu-system-x86_64, the kernel console on the first 16550 UART (QEMU's
 // standard output) and the guest runner's results on the second (a unix
 // socket). The cloud kernel has no built-in virtio console, but every x86
-// kernel has the 8250 driver.
+// kernel has the 8250 driver. An Interactive VM instead gives its console
+// to the terminal, for a person, and has no results port.
 package qemu
 
 import (
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Accel is how QEMU runs guest code.
@@ -76,6 +79,9 @@ type Config struct {
 	Accel    Accel
 	MemoryMB int
 	CPUs     int
+	// Interactive connects the console to this process's terminal
+	// (standard input and output) instead of the Console pipe.
+	Interactive bool
 }
 
 // KernelArgs is the kernel command line: console on ttyS0 with every
@@ -86,15 +92,23 @@ func (c Config) KernelArgs() string {
 	return strings.Join(append(args, c.Append...), " ")
 }
 
-// Args is QEMU's command line for a results socket at results.
+// Args is QEMU's command line for a results socket at results (unused
+// when Interactive).
 func (c Config) Args(results string) []string {
 	args := []string{
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-machine", "q35,accel=" + string(c.Accel),
 		"-m", fmt.Sprint(c.MemoryMB), "-smp", fmt.Sprint(c.CPUs),
 		"-kernel", c.Kernel, "-initrd", c.Initrd, "-append", c.KernelArgs(),
-		"-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
-		"-chardev", "socket,id=results,path=" + results, "-serial", "chardev:results",
+	}
+	if c.Interactive {
+		// signal=off: Ctrl-C goes to the guest; mux=on: Ctrl-A X still
+		// ends QEMU.
+		args = append(args, "-chardev", "stdio,id=console,signal=off,mux=on", "-serial", "chardev:console")
+	} else {
+		args = append(args,
+			"-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
+			"-chardev", "socket,id=results,path="+results, "-serial", "chardev:results")
 	}
 	if c.Accel == KVM {
 		args = append(args, "-cpu", "host")
@@ -111,12 +125,16 @@ type VM struct {
 	Results net.Conn // the guest runner's events
 	Stderr  *strings.Builder
 
-	dir string
+	dir     string
+	restore func() // gives an Interactive VM's terminal back as it was
 }
 
 // Start boots the VM. The results socket lives in a private temp dir that
 // Wait removes.
 func Start(ctx context.Context, c Config) (*VM, error) {
+	if c.Interactive {
+		return startInteractive(ctx, c)
+	}
 	dir, err := os.MkdirTemp("", "pidlab-vm-")
 	if err != nil {
 		return nil, err
@@ -183,6 +201,43 @@ func processGone(cmd *exec.Cmd) bool {
 	return cmd.Process.Signal(syscall.Signal(0)) != nil // kill -0
 }
 
+// ErrNoTerminal is an Interactive VM without a terminal to give it.
+var ErrNoTerminal = errors.New("an interactive VM needs a terminal on standard input")
+
+// CheckTerminal returns ErrNoTerminal unless standard input is a terminal.
+func CheckTerminal() error {
+	_, err := terminalState()
+	return err
+}
+
+func terminalState() (*unix.Termios, error) {
+	t, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%v)", ErrNoTerminal, err)
+	}
+	return t, nil
+}
+
+// startInteractive boots a VM whose console is this terminal. QEMU puts
+// the terminal in raw mode and restores it when it exits; Wait restores it
+// too, after a QEMU that was killed.
+func startInteractive(ctx context.Context, c Config) (*VM, error) {
+	saved, err := terminalState()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, c.Binary, c.Args("")...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	vm := &VM{Cmd: cmd, Stderr: &strings.Builder{}, restore: func() {
+		unix.IoctlSetTermios(int(os.Stdin.Fd()), unix.TCSETS, saved)
+	}}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, vm.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return vm, nil
+}
+
 // Kill stops QEMU at once.
 func (vm *VM) Kill() { vm.Cmd.Process.Kill() }
 
@@ -190,13 +245,18 @@ func (vm *VM) Kill() { vm.Cmd.Process.Kill() }
 // results stay readable to their end; Close them after.
 func (vm *VM) Wait() error {
 	err := vm.Cmd.Wait()
+	if vm.restore != nil {
+		vm.restore()
+	}
 	os.RemoveAll(vm.dir)
 	return err
 }
 
 // Close releases the console and results channels.
 func (vm *VM) Close() {
-	vm.Console.Close()
+	if vm.Console != nil {
+		vm.Console.Close()
+	}
 	if vm.Results != nil {
 		vm.Results.Close()
 	}

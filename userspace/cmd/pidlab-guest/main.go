@@ -1,5 +1,6 @@
 // Command pidlab-guest is the u-root uinit of a pidlab VM: it runs the
-// manifest written by the host, then reboots, which ends QEMU.
+// manifest written by the host (the tests, or a shell for a person), then
+// reboots, which ends QEMU.
 package main
 
 import (
@@ -30,6 +31,9 @@ func run() error {
 	m, err := readManifest(guest.ManifestPath)
 	if err != nil {
 		return err
+	}
+	if m.Shell {
+		return runShell(m)
 	}
 	port, err := os.OpenFile(guest.ResultsPort, os.O_RDWR, 0)
 	if err != nil {

@@ -1,0 +1,126 @@
+package vmtest
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/vmtest/hostdeps"
+	"github.com/pidlab/pidlab/vmtest/initramfs"
+	"github.com/pidlab/pidlab/vmtest/kbuild"
+	"github.com/pidlab/pidlab/vmtest/kernel"
+	"github.com/pidlab/pidlab/vmtest/progress"
+	"github.com/pidlab/pidlab/vmtest/qemu"
+	"github.com/pidlab/pidlab/vmtest/verdict"
+)
+
+// shellCommands are the u-root commands of a shell VM: gosh (echo, cd,
+// test and read are builtins) and a few to look around with. go.mod pins
+// each as a tool, which keeps its dependencies in go.sum.
+var shellCommands = []string{
+	"github.com/u-root/u-root/cmds/core/gosh",
+	"github.com/u-root/u-root/cmds/core/cat",
+	"github.com/u-root/u-root/cmds/core/ls",
+	"github.com/u-root/u-root/cmds/core/dmesg",
+	"github.com/u-root/u-root/cmds/core/grep",
+	"github.com/u-root/u-root/cmds/core/tail",
+	"github.com/u-root/u-root/cmds/core/ps",
+	"github.com/u-root/u-root/cmds/core/sleep",
+	"github.com/u-root/u-root/cmds/core/kill",
+	"github.com/u-root/u-root/cmds/core/insmod",
+	"github.com/u-root/u-root/cmds/core/rmmod",
+	"github.com/u-root/u-root/cmds/core/lsmod",
+}
+
+// shellTags builds gosh without its line editors. Over a serial console
+// the default one (bubbline) garbles lines typed ahead, and with either
+// one a Ctrl-C that interrupts a command kills gosh too; the console's
+// own line editing (erase, kill, ^C, ^D) has neither problem.
+var shellTags = []string{"goshsmall"}
+
+// Shell boots the VM with the module of c.ModuleDir loaded and gives this
+// terminal a shell in the guest: `mage vm:shell`. Leaving the shell
+// unloads the module and powers the VM off; Shell returns then.
+func Shell(ctx context.Context, c Config) error {
+	if err := qemu.CheckTerminal(); err != nil {
+		return verdict.SetupError("run it in a terminal (or tmux), with standard input not redirected", "%v", err)
+	}
+	k, mod, err := provisionModule(ctx, c)
+	if err != nil {
+		return err
+	}
+	initrd, err := buildShellInitramfs(ctx, c, mod)
+	if err != nil {
+		return err
+	}
+	accel, why, err := qemu.ChooseAccel(c.Accel)
+	if err != nil {
+		return verdict.SetupError(qemu.EnvAccel+"=tcg", "%v", err)
+	}
+	if accel == qemu.TCG {
+		c.Log.Info("note: %s", why)
+	}
+	c.Log.Step("booting %s (%s) with module %s from %s; its shell is this terminal", k.Release, accel, mod.Name, c.ModuleDir)
+	c.Log.Info("exit in the guest's shell unloads the module and powers off; Ctrl-A X kills the VM")
+	vm, err := qemu.Start(ctx, qemu.Config{
+		Binary: "qemu-system-x86_64", Kernel: k.Image, Initrd: initrd,
+		Accel: accel, MemoryMB: 1024, CPUs: 2, Interactive: true,
+	})
+	if err != nil {
+		return verdict.SetupError("apt-get install qemu-system-x86", "starting QEMU: %v", err)
+	}
+	c.Log.Debug("exec: %s", progress.Cmdline(vm.Cmd))
+	if err := vm.Wait(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("QEMU failed: %v: %s", err, strings.TrimSpace(vm.Stderr.String()))
+	}
+	c.Log.Step("the VM is off")
+	return ctx.Err()
+}
+
+// provisionModule is what Prepare does before the initramfs: the host's
+// tools, the kernel, the module.
+func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Module, error) {
+	needs := hostdeps.Boot
+	switch {
+	case c.Kernel.IsDebug():
+		needs = append(needs, hostdeps.DebugKernel...)
+	case c.Kernel.Image == "":
+		needs = append(needs, hostdeps.DebianKernel...)
+	}
+	if err := hostdeps.Ensure(ctx, c.Log, needs...); err != nil {
+		return nil, nil, err
+	}
+	k, err := kernel.Provision(ctx, c.Kernel, c.CacheDir, c.Log)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.Log.Debug("kernel: %s", k.Image)
+	mod, err := kbuild.Build(ctx, k, c.ModuleDir, c.CacheDir, c.Log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if mod.Warnings != "" {
+		c.Log.Info("the module built with warnings:\n%s", mod.Warnings)
+	}
+	return k, mod, nil
+}
+
+// buildShellInitramfs is u-root's init and shell, the runner and the
+// module. The Go commands are built once into a base archive and the
+// module laid over a copy of it, so that a changed module boots at once.
+func buildShellInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, error) {
+	base, _, err := initramfs.Build(ctx, initramfs.Spec{
+		RepoDir:  c.RepoDir,
+		Manifest: guest.Manifest{Shell: true},
+		Commands: shellCommands,
+		Tags:     shellTags,
+	}, c.CacheDir, c.Log)
+	if err != nil {
+		return "", err
+	}
+	guestKO := filepath.Join(guestModuleDir, filepath.Base(mod.Path))
+	return initramfs.Overlay(base, []initramfs.File{{Host: mod.Path, Guest: guestKO}},
+		guest.Manifest{Module: guestKO, ModuleName: mod.Name, Shell: true}, c.CacheDir)
+}
