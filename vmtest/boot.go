@@ -117,6 +117,7 @@ type follower struct {
 	bootHung bool      // the runner did not start within BootTimeout
 	progress time.Time // when a test last started or ended
 	counted  time.Time // when printCount last spoke
+	marked   string    // the test the guest last named on the console
 	before   uint64    // taint at start
 }
 
@@ -184,7 +185,7 @@ func (f *follower) follow() error {
 		qemuErr = <-exited
 	}
 	f.res.Observations.ConsoleTail = f.tail
-	f.res.Observations.Running = f.tests.Running()
+	f.res.Observations.Running = f.crashedTests()
 	if !f.res.Observations.RunnerStarted && qemuErr != nil && f.res.Observations.Stopped == "" && len(f.tail) == 0 {
 		return verdict.SetupError("run the QEMU command by hand to see why: "+progress.Cmdline(f.vm.Repro()), "QEMU failed: %v: %s", qemuErr, strings.TrimSpace(f.vm.Stderr.String()))
 	}
@@ -231,7 +232,26 @@ func (f *follower) describePhase() string {
 	return f.phase
 }
 
+// crashedTests names the tests running when the VM ended. The test events
+// of the last moments before a panic may be lost; the guest's mark on the
+// console is not, so it wins unless the events name a subtest of it.
+func (f *follower) crashedTests() []string {
+	running := f.tests.Running()
+	if f.marked == "" || f.marked == guest.NoTest || f.res.Observations.Done {
+		return running
+	}
+	for _, name := range running {
+		if name == f.marked || strings.HasPrefix(name, f.marked+"/") {
+			return running
+		}
+	}
+	return []string{f.marked}
+}
+
 func (f *follower) onConsole(line string) {
+	if m := guest.TestMark.FindStringSubmatch(line); m != nil {
+		f.marked = m[1]
+	}
 	f.console.Scan(line)
 	f.res.Observations.Troubles = f.console.Troubles
 	f.tail = append(f.tail, line)

@@ -18,6 +18,8 @@ import (
 	"os"
 	"runtime"
 	"testing"
+
+	"github.com/pidlab/pidlab/userspace/guest"
 )
 
 // targetPath is the statically linked pidlab-target helper.
@@ -63,3 +65,6 @@ func setup() error {
 	}
 	return nil
 }
+
+// markTest names the test in the kernel log, for a crash's hint.
+func markTest(t *testing.T) { guest.MarkTest(t.Name()) }

@@ -22,6 +22,7 @@ import (
 const raceRounds = 1000
 
 func TestSpawnWriteKillReadRace(t *testing.T) {
+	markTest(t)
 	// Each round starts a target, selects it, kills it, and reads while a
 	// goroutine reaps it, so the read races the exit and the reaping. It
 	// must give the whole record of that very process (still running,
@@ -108,6 +109,7 @@ func raceRound(t *testing.T, round int, attr *os.ProcAttr, comms []string) strin
 }
 
 func TestConcurrentWritersAndReaders(t *testing.T) {
+	markTest(t)
 	// Writers switch the selection between targets with distinct comms as
 	// fast as they can, with a rejected write now and then; readers read
 	// whole records in chunks of different sizes. Every record must be

@@ -17,6 +17,7 @@ import (
 )
 
 func TestReadBeforeAnyWriteIsENODATA(t *testing.T) {
+	markTest(t)
 	// Taken before any write, whichever test came first (see firstRead).
 	takeFirstRead()
 	assert.ErrorIs(t, firstRead.err, unix.ENODATA, withHint(readHint(firstRead.err, hintNoSelection),
@@ -36,6 +37,7 @@ func sleepingRecord(t *testing.T) (*target, []byte) {
 }
 
 func TestRecordFormat(t *testing.T) {
+	markTest(t)
 	_, raw := sleepingRecord(t)
 	text := string(raw)
 	require.True(t, strings.HasSuffix(text, "\n"), withHint(hintRecordFormat, "record must end in a newline: %q", text))
@@ -51,6 +53,7 @@ func TestRecordFormat(t *testing.T) {
 }
 
 func TestReadOneByteAtATime(t *testing.T) {
+	markTest(t)
 	_, whole := sleepingRecord(t)
 	for _, chunk := range []int{1, 7} {
 		fd, err := openModule(unix.O_RDONLY)
@@ -63,6 +66,7 @@ func TestReadOneByteAtATime(t *testing.T) {
 }
 
 func TestPreadAtEveryOffset(t *testing.T) {
+	markTest(t)
 	_, whole := sleepingRecord(t)
 	fd, err := openModule(unix.O_RDONLY)
 	require.NoError(t, err)
@@ -88,6 +92,7 @@ func TestPreadAtEveryOffset(t *testing.T) {
 }
 
 func TestLseekToZeroRereads(t *testing.T) {
+	markTest(t)
 	_, whole := sleepingRecord(t)
 	fd, err := openModule(unix.O_RDONLY)
 	require.NoError(t, err)
@@ -109,6 +114,7 @@ func TestLseekToZeroRereads(t *testing.T) {
 }
 
 func TestReadIsSnapshotAcrossWrite(t *testing.T) {
+	markTest(t)
 	// seq_file fills its buffer on the first read of a descriptor; later
 	// reads continue that snapshot even if the selection changes.
 	first, whole := sleepingRecord(t)
@@ -133,6 +139,7 @@ func TestReadIsSnapshotAcrossWrite(t *testing.T) {
 }
 
 func TestReadBadBufferIsEFAULT(t *testing.T) {
+	markTest(t)
 	// A bad buffer fails the read(2) (raw: Go would not pass such a
 	// pointer) and loses nothing: seq_file keeps the formatted record, the
 	// position stays where it was, and the next read on the same
@@ -185,6 +192,7 @@ func TestReadBadBufferIsEFAULT(t *testing.T) {
 }
 
 func TestReadersSharingADescriptor(t *testing.T) {
+	markTest(t)
 	// A dup'd descriptor shares the open file and its position: readers on
 	// both get, between them, exactly one record, each byte once.
 	_, whole := sleepingRecord(t)
@@ -261,6 +269,7 @@ func isSubsequence(sub, seq []byte) bool {
 }
 
 func TestAbandonedReadDoesNotDisturbOthers(t *testing.T) {
+	markTest(t)
 	// A reader that stops halfway holds its own snapshot: other readers
 	// get whole records meanwhile, and it can still finish its own.
 	_, whole := sleepingRecord(t)

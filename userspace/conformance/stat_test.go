@@ -33,6 +33,7 @@ const (
 )
 
 func TestSleepingProcess(t *testing.T) {
+	markTest(t)
 	tg := startTarget(t, "sleep")
 	rec := requireMatchesStat(t, tg.PID)
 	assert.Equal(t, tg.PID, rec.PID, "pid")
@@ -49,6 +50,7 @@ func TestSleepingProcess(t *testing.T) {
 }
 
 func TestSpinningProcessUserTime(t *testing.T) {
+	markTest(t)
 	tg := startTarget(t, "spin")
 	waitStat(t, tg.PID, fmt.Sprintf("utime >= %d", busyTicks),
 		func(s procfs.Stat) bool { return s.UTime >= busyTicks })
@@ -59,6 +61,7 @@ func TestSpinningProcessUserTime(t *testing.T) {
 }
 
 func TestSyscallProcessSystemTime(t *testing.T) {
+	markTest(t)
 	tg := startTarget(t, "syscalls")
 	waitStat(t, tg.PID, fmt.Sprintf("stime >= %d", busyTicks),
 		func(s procfs.Stat) bool { return s.STime >= busyTicks })
@@ -69,6 +72,7 @@ func TestSyscallProcessSystemTime(t *testing.T) {
 }
 
 func TestThreadCount(t *testing.T) {
+	markTest(t)
 	const n = 4
 	tg := startTarget(t, "threads", strconv.Itoa(n))
 	require.Len(t, tg.Info, n-1, "TIDs of the extra threads")
@@ -78,6 +82,7 @@ func TestThreadCount(t *testing.T) {
 }
 
 func TestNonLeaderThreadID(t *testing.T) {
+	markTest(t)
 	// Written as a TID, the module reports that thread, as /proc/<tid>/stat
 	// does: its own ID and comm, the process's parent and thread count.
 	tg := startTarget(t, "threads", "3")
@@ -90,6 +95,7 @@ func TestNonLeaderThreadID(t *testing.T) {
 }
 
 func TestNonLeaderThreadNice(t *testing.T) {
+	markTest(t)
 	// Nice is per thread: renicing one TID must not show on the leader.
 	tg := startTarget(t, "threads", "2")
 	tid := tg.infoInt(t, 0)
@@ -104,6 +110,7 @@ func TestNonLeaderThreadNice(t *testing.T) {
 }
 
 func TestWholeProcessCPUTime(t *testing.T) {
+	markTest(t)
 	// The leader sleeps while two other threads spin: the process's CPU
 	// time is theirs, and stat reports it for the leader and any TID.
 	tg := startTarget(t, "spin-threads", "2")
@@ -127,6 +134,7 @@ func TestWholeProcessCPUTime(t *testing.T) {
 }
 
 func TestUIDAndGID(t *testing.T) {
+	markTest(t)
 	tg := startTargetWith(t, asUser(1234, 5678), "sleep")
 	rec := requireMatchesStat(t, tg.PID)
 	assert.Equal(t, uint32(1234), rec.UID, "uid of a process started as 1234:5678")
@@ -134,6 +142,7 @@ func TestUIDAndGID(t *testing.T) {
 }
 
 func TestRealIDsNotEffective(t *testing.T) {
+	markTest(t)
 	tg := startTarget(t, "creds", "1234", "4321", "5678", "8765")
 	status := requireStatus(t, tg.PID)
 	require.Equal(t, [4]uint32{1234, 4321, 4321, 4321}, status.Uid, "Uid: of the target (precondition)")
@@ -144,6 +153,7 @@ func TestRealIDsNotEffective(t *testing.T) {
 }
 
 func TestNiceAndPriority(t *testing.T) {
+	markTest(t)
 	// For normal policies priority is 20 + nice (stat field 18).
 	for _, nice := range []int{10, 19, -5} {
 		t.Run(fmt.Sprintf("nice %d", nice), func(t *testing.T) {
@@ -157,6 +167,7 @@ func TestNiceAndPriority(t *testing.T) {
 }
 
 func TestRealtimePriority(t *testing.T) {
+	markTest(t)
 	// For SCHED_FIFO, stat's priority is -1 - rt_priority. The target only
 	// sleeps, so a real-time policy cannot starve the guest.
 	const rtPriority = 10
@@ -169,6 +180,7 @@ func TestRealtimePriority(t *testing.T) {
 }
 
 func TestStoppedProcess(t *testing.T) {
+	markTest(t)
 	tg := startTarget(t, "sleep")
 	tg.signal(t, unix.SIGSTOP, "T")
 	rec := requireMatchesStat(t, tg.PID)
@@ -176,6 +188,7 @@ func TestStoppedProcess(t *testing.T) {
 }
 
 func TestTracedProcess(t *testing.T) {
+	markTest(t)
 	tg := startTarget(t, "sleep")
 	// ptrace requests must come from the tracing thread, and the tracee is
 	// killed and reaped before that thread is released.
@@ -190,6 +203,7 @@ func TestTracedProcess(t *testing.T) {
 }
 
 func TestPPIDIsRealParentWhileTracedByAnother(t *testing.T) {
+	markTest(t)
 	// Stat's ppid is the real parent (task->real_parent), not the tracer
 	// (task->parent). The two differ only while a process other than the
 	// real parent traces the task, so TestTracedProcess, whose tracer is
@@ -229,6 +243,7 @@ func requireTracerPID(t *testing.T, pid int) int {
 }
 
 func TestZombie(t *testing.T) {
+	markTest(t)
 	t.Run("child of the test", func(t *testing.T) {
 		// os/exec reaps only in Wait, which runs at cleanup.
 		tg := startTarget(t, "exit")
@@ -254,6 +269,7 @@ func assertZombie(t *testing.T, pid, ppid int) {
 }
 
 func TestKthreadd(t *testing.T) {
+	markTest(t)
 	rec := requireMatchesStat(t, kthreaddPID)
 	assert.Equal(t, "kthreadd", rec.Comm, "comm of pid %d", kthreaddPID)
 	assert.Zero(t, rec.PPID, "ppid of kthreadd: started by the kernel")
@@ -264,6 +280,7 @@ func TestKthreadd(t *testing.T) {
 }
 
 func TestIdleKernelThread(t *testing.T) {
+	markTest(t)
 	// State "I" (TASK_IDLE) exists only for kernel threads.
 	pid := findKernelThread(t, "I")
 	rec := requireMatchesStat(t, pid)
@@ -300,6 +317,7 @@ func findKernelThread(t *testing.T, state string) int {
 }
 
 func TestInit(t *testing.T) {
+	markTest(t)
 	rec := requireMatchesStat(t, 1)
 	assert.Equal(t, 1, rec.PID, "pid of init")
 	assert.Equal(t, "init", rec.Comm, "comm of u-root's init")
@@ -309,6 +327,7 @@ func TestInit(t *testing.T) {
 }
 
 func TestTestProcessItself(t *testing.T) {
+	markTest(t)
 	// Stop the garbage collector returning memory mid-read, so that vsize
 	// and rss move only by what the read allocates (assertBetween).
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
@@ -332,6 +351,7 @@ func TestTestProcessItself(t *testing.T) {
 }
 
 func TestCommOddNames(t *testing.T) {
+	markTest(t)
 	// Stat's comm sits in parentheses; the module prints it bare.
 	tests := []struct{ name, set, want string }{
 		{"spaces and parentheses", "a) (b c", "a) (b c"},

@@ -17,6 +17,7 @@ import (
 )
 
 func TestProcEntryMode(t *testing.T) {
+	markTest(t)
 	var st unix.Stat_t
 	require.NoError(t, unix.Stat(procPID, &st), "stat %s", procPID)
 	assert.Equal(t, uint32(unix.S_IFREG), st.Mode&unix.S_IFMT, withHint(hintEntryMode, "file type of %s (S_IFREG)", procPID))
@@ -33,6 +34,7 @@ func padded(pid, size int) string {
 }
 
 func TestWriteReturnsByteCount(t *testing.T) {
+	markTest(t)
 	tg := startTarget(t, "sleep")
 	pid := strconv.Itoa(tg.PID)
 	tests := []struct{ name, text string }{
@@ -70,6 +72,7 @@ type badWrite struct {
 }
 
 func TestBadWritesLeaveSelection(t *testing.T) {
+	markTest(t)
 	// Every rejected write must fail with its errno, leave the earlier
 	// selection exactly as it was (the same process, not just the same
 	// number) and make the kernel print nothing.
@@ -227,6 +230,7 @@ func writeFrom(addr, length uintptr) func(t *testing.T) unix.Errno {
 }
 
 func TestSplitWriteIsTwoSelections(t *testing.T) {
+	markTest(t)
 	// Decision: a descriptor's position stays 0 after a write, so every
 	// write(2) is a complete selection of its own and the last good one
 	// wins. A PID split over two writes is two PIDs: "1" then "23" selects
@@ -261,6 +265,7 @@ func requireOpen(t *testing.T, flags int) int {
 }
 
 func TestNonRootAccess(t *testing.T) {
+	markTest(t)
 	// Mode 0644: others may read; only root, who bypasses the mode, may
 	// open it for writing. A refused writer changes nothing.
 	tg := startTarget(t, "sleep")
@@ -329,6 +334,7 @@ func startViewWith(t *testing.T, attr *syscall.SysProcAttr, args ...string) (*ta
 // reader (TestReadFromOtherPIDNamespaceIsESRCH).
 
 func TestWriteResolvesInWriterPIDNamespace(t *testing.T) {
+	markTest(t)
 	tg := startTarget(t, "sleep")
 	requireWritePID(t, tg.PID)
 
@@ -361,6 +367,7 @@ func TestWriteResolvesInWriterPIDNamespace(t *testing.T) {
 }
 
 func TestReadResolvesInReaderPIDNamespace(t *testing.T) {
+	markTest(t)
 	// Written here with its global number, a namespace's init reads as 1
 	// inside that namespace, with its parent (outside) as 0.
 	ns := startTargetWith(t, inNewPIDNamespace(), "sleep")
@@ -374,6 +381,7 @@ func TestReadResolvesInReaderPIDNamespace(t *testing.T) {
 }
 
 func TestReadFromOtherPIDNamespaceIsESRCH(t *testing.T) {
+	markTest(t)
 	// A process the reader cannot see does not exist for it.
 	tg := startTarget(t, "sleep")
 	requireWritePID(t, tg.PID)
@@ -384,6 +392,7 @@ func TestReadFromOtherPIDNamespaceIsESRCH(t *testing.T) {
 }
 
 func TestReadAfterExitIsESRCH(t *testing.T) {
+	markTest(t)
 	tg := startTarget(t, "sleep")
 	requireWritePID(t, tg.PID)
 
@@ -402,6 +411,7 @@ func TestReadAfterExitIsESRCH(t *testing.T) {
 }
 
 func TestReadAfterPIDReuseIsESRCH(t *testing.T) {
+	markTest(t)
 	old := startTarget(t, "sleep")
 	requireWritePID(t, old.PID)
 	old.reap(t)

@@ -81,6 +81,7 @@ func (m kmod) requireLoad(t *testing.T, when string) {
 const reloadCycles = 50
 
 func TestModuleReloadCycles(t *testing.T) {
+	markTest(t)
 	m := requireModule(t)
 	tg := startTarget(t, "sleep")
 	noNewKernelWarning(t)
@@ -99,6 +100,7 @@ func TestModuleReloadCycles(t *testing.T) {
 }
 
 func TestUnloadWithOpenDescriptors(t *testing.T) {
+	markTest(t)
 	// Open descriptors do not pin the module (proc_ops has no owner):
 	// delete_module succeeds. remove_proc_entry() waits for calls in
 	// progress, releases every open file itself (its seq_file) and
@@ -170,6 +172,7 @@ func TestUnloadWithOpenDescriptors(t *testing.T) {
 }
 
 func TestUnloadWhileReading(t *testing.T) {
+	markTest(t)
 	// Readers loop while the module is removed. delete_module waits for
 	// the reads in progress (remove_proc_entry), and then every reader gets
 	// a clean error: EIO on a descriptor it holds, ENOENT when it opens

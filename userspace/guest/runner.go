@@ -24,6 +24,9 @@ type System interface {
 	Kernel() string
 	// Leaks is nil on a kernel without kmemleak.
 	Leaks() LeakDetector
+	// Mark names on the console what runs now (MarkTest), NoTest when
+	// no test does.
+	Mark(name string)
 }
 
 // LeakDetector is kmemleak: Forget marks every allocation reported so far
@@ -116,6 +119,7 @@ func (r *Runner) taint() uint64 {
 // It runs in a process group of its own, so that target processes a failed
 // test left behind are killed with it and cannot hold its output open.
 func (r *Runner) runTests(ctx context.Context, tb TestBinary) {
+	defer r.Sys.Mark(NoTest) // a crash after the binary is not its last test's
 	cmd := exec.CommandContext(ctx, tb.Path, tb.Args...)
 	cmd.Env = append(os.Environ(), r.Manifest.Env...)
 	cmd.Dir = "/tmp"

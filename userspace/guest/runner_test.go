@@ -20,6 +20,7 @@ type fakeSystem struct {
 	unloadBusy         int // unload answers EBUSY this many times first
 	loaded, unloaded   []string
 	leaks              *fakeLeaks
+	marks              []string
 }
 
 func (f *fakeSystem) LoadModule(path string) error {
@@ -36,6 +37,7 @@ func (f *fakeSystem) UnloadModule(name string) error {
 	return f.unloadErr
 }
 
+func (f *fakeSystem) Mark(name string)       { f.marks = append(f.marks, name) }
 func (f *fakeSystem) Taint() (uint64, error) { return 12288, nil }
 func (f *fakeSystem) Kernel() string         { return "6.1.0-test" }
 func (f *fakeSystem) Leaks() LeakDetector {
@@ -143,6 +145,7 @@ func TestRunnerReloadsTheModuleBetweenTestBinaries(t *testing.T) {
 	assert.Equal(t, []Kind{KindStart, KindLoad, KindTestOutput, KindTestExit, KindTestOutput, KindTestExit, KindUnload, KindDone}, kinds(evs))
 	assert.Equal(t, []string{"/m/x.ko", "/m/x.ko"}, sys.loaded, "loaded once per binary")
 	assert.Equal(t, []string{"x", "x"}, sys.unloaded)
+	assert.Equal(t, []string{NoTest, NoTest}, sys.marks, "no test is named while the module reloads or unloads")
 
 	sys = &fakeSystem{unloadErr: errors.New("EBUSY")}
 	evs = runEvents(t, sys, Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []TestBinary{{Path: first}, {Path: second}}})

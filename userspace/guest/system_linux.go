@@ -16,6 +16,9 @@ import (
 type LinuxSystem struct{}
 
 // LoadModule loads a .ko with finit_module.
+// Mark writes a test mark to the kernel log.
+func (LinuxSystem) Mark(name string) { MarkTest(name) }
+
 func (LinuxSystem) LoadModule(path string) error {
 	f, err := os.Open(path)
 	if err != nil {

@@ -26,6 +26,7 @@ const (
 )
 
 func TestEntryExists(t *testing.T) {
+	mark(t)
 	if _, err := os.Stat(prof.Entry); err != nil {
 		fatal(t, "the module's entry", prof.Entry+" exists once the module is loaded", errnoName(err),
 			fmt.Sprintf("create it in the module's init function: proc_create(%q, 0666, NULL, &your_proc_ops)", strings.TrimPrefix(prof.Entry, "/proc/")))
@@ -33,6 +34,7 @@ func TestEntryExists(t *testing.T) {
 }
 
 func TestReadBeforeAnyWrite(t *testing.T) {
+	mark(t)
 	applies(t, profile.CheckReadBeforeWrite)
 	o := readEntry(4096)
 	t.Logf("got: %s", o)
@@ -42,6 +44,7 @@ func TestReadBeforeAnyWrite(t *testing.T) {
 }
 
 func TestRecordFields(t *testing.T) {
+	mark(t)
 	subjects := []struct {
 		name string
 		pid  func(t *testing.T) int
@@ -57,7 +60,10 @@ func TestRecordFields(t *testing.T) {
 		{"kernel-thread", func(*testing.T) int { return 2 }}, // kthreadd: no mm
 	}
 	for _, s := range subjects {
-		t.Run(s.name, func(t *testing.T) { checkFields(t, s.pid(t)) })
+		t.Run(s.name, func(t *testing.T) {
+			mark(t)
+			checkFields(t, s.pid(t))
+		})
 	}
 }
 
@@ -109,12 +115,14 @@ func snapshot(t *testing.T, pid int) profile.Snapshot {
 }
 
 func TestReadReachesEndOfFile(t *testing.T) {
+	mark(t)
 	applies(t, profile.CheckEOF)
 	selectPID(t, startTarget(t, "S", "sleep"))
 	parseRecord(t, readEntry(4096))
 }
 
 func TestSmallReadsAreNotOverrun(t *testing.T) {
+	mark(t)
 	applies(t, profile.CheckSmallReads)
 	whole := wholeRecordOfSleeper(t)
 	small := readSmall(t, 4)
@@ -180,10 +188,12 @@ func overrun(guard []byte) int {
 }
 
 func TestSecondReaderAfterEarlyStop(t *testing.T) {
+	mark(t)
 	applies(t, profile.CheckSecondReader)
 	whole := wholeRecordOfSleeper(t)
 	for _, first := range []int{4096, 4} {
 		t.Run(fmt.Sprintf("first-read-%d-bytes", first), func(t *testing.T) {
+			mark(t)
 			fd := openEntry(t)
 			_, err := readInto(fd, make([]byte, first))
 			unix.Close(fd) // stops early: never reads to end of file
@@ -198,6 +208,7 @@ func TestSecondReaderAfterEarlyStop(t *testing.T) {
 }
 
 func TestMissingPID(t *testing.T) {
+	mark(t)
 	applies(t, profile.CheckMissingPID)
 	pid := goneTarget(t)
 	text := prof.WriteText(pid)
@@ -226,6 +237,7 @@ var badInputs = []string{"", "abc\n", "-1\n", "0\n", "12abc\n", " \n", "\x00\n",
 	"99999999999999999999\n", "4194305\n", strings.Repeat("7", 4096)}
 
 func TestBadInputIsHarmless(t *testing.T) {
+	mark(t)
 	applies(t, profile.CheckBadInput)
 	var got []string
 	for _, in := range badInputs {

@@ -17,6 +17,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/pidlab/pidlab/userspace/guest"
 	"github.com/pidlab/pidlab/userspace/profile"
 )
 
@@ -51,3 +52,6 @@ func setup() error {
 	}
 	return nil
 }
+
+// mark names the test in the kernel log, for a crash's hint.
+func mark(t *testing.T) { guest.MarkTest(t.Name()) }
