@@ -10,6 +10,7 @@ tool (
 	github.com/magefile/mage
 	github.com/u-root/u-root/cmds/core/cat
 	github.com/u-root/u-root/cmds/core/dmesg
+	github.com/u-root/u-root/cmds/core/echo
 	github.com/u-root/u-root/cmds/core/gosh
 	github.com/u-root/u-root/cmds/core/grep
 	github.com/u-root/u-root/cmds/core/init

@@ -17,10 +17,12 @@ import (
 )
 
 // shellCommands are the u-root commands of a shell VM: gosh (echo, cd,
-// test and read are builtins) and a few to look around with. go.mod pins
-// each as a tool, which keeps its dependencies in go.sum.
+// test and read are builtins) and a few to look around with; echo too,
+// because gosh's own ignores write errors (EINVAL from /proc/pid, say).
+// go.mod pins each as a tool, which keeps its dependencies in go.sum.
 var shellCommands = []string{
 	"github.com/u-root/u-root/cmds/core/gosh",
+	"github.com/u-root/u-root/cmds/core/echo",
 	"github.com/u-root/u-root/cmds/core/cat",
 	"github.com/u-root/u-root/cmds/core/ls",
 	"github.com/u-root/u-root/cmds/core/dmesg",
@@ -73,7 +75,7 @@ func Shell(ctx context.Context, c Config) error {
 	}
 	c.Log.Debug("exec: %s", progress.Cmdline(vm.Cmd))
 	if err := vm.Wait(); err != nil && ctx.Err() == nil {
-		return fmt.Errorf("QEMU failed: %v: %s", err, strings.TrimSpace(vm.Stderr.String()))
+		return fmt.Errorf("QEMU failed: %v %s", err, strings.TrimSpace(vm.Stderr.String()))
 	}
 	c.Log.Step("the VM is off")
 	return ctx.Err()

@@ -218,18 +218,24 @@ func terminalState() (*unix.Termios, error) {
 	return t, nil
 }
 
-// startInteractive boots a VM whose console is this terminal. QEMU puts
-// the terminal in raw mode and restores it when it exits; Wait restores it
-// too, after a QEMU that was killed.
+// startInteractive boots a VM whose console is this terminal. QEMU makes
+// the terminal raw and non-blocking and undoes that when it exits; Wait
+// undoes it too, after a QEMU that was killed.
 func startInteractive(ctx context.Context, c Config) (*VM, error) {
 	saved, err := terminalState()
+	if err != nil {
+		return nil, err
+	}
+	fd := int(os.Stdin.Fd())
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, c.Binary, c.Args("")...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	vm := &VM{Cmd: cmd, Stderr: &strings.Builder{}, restore: func() {
-		unix.IoctlSetTermios(int(os.Stdin.Fd()), unix.TCSETS, saved)
+		unix.IoctlSetTermios(fd, unix.TCSETS, saved)
+		unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags)
 	}}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, vm.Stderr
 	if err := cmd.Start(); err != nil {

@@ -29,6 +29,7 @@ func runShell(m guest.Manifest) error {
 		say("module %s loaded from %s", m.ModuleName, m.Module)
 		say("try:  echo 1 > /proc/pid; cat /proc/pid")
 	}
+	say("the shell's echo hides write errors; /bbin/echo reports them")
 	say("exit leaves the shell, unloads the module and powers off")
 	shellErr := runShellOnConsole()
 	say("") // after a Ctrl-D, the prompt's line is still open
