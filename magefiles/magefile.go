@@ -148,6 +148,18 @@ func (Vm) Initramfs(ctx context.Context) error {
 	return nil
 }
 
+// Shell boots the module in DIR (module for pidlab's own) with a shell in the guest on this terminal; exit in it powers the VM off.
+func (Vm) Shell(ctx context.Context, dir string) error {
+	c, err := config()
+	if err != nil {
+		return fail(err)
+	}
+	if c.ModuleDir, err = vmtest.ModuleDir(dir); err != nil {
+		return fail(err)
+	}
+	return fail(vmtest.Shell(ctx, c))
+}
+
 // provision returns the configuration and the kernel it selects.
 func provision(ctx context.Context) (vmtest.Config, *kernel.Kernel, error) {
 	c, err := config()

@@ -7,10 +7,8 @@ import (
 	"strings"
 
 	"github.com/pidlab/pidlab/userspace/guest"
-	"github.com/pidlab/pidlab/vmtest/hostdeps"
 	"github.com/pidlab/pidlab/vmtest/initramfs"
 	"github.com/pidlab/pidlab/vmtest/kbuild"
-	"github.com/pidlab/pidlab/vmtest/kernel"
 	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/qemu"
 	"github.com/pidlab/pidlab/vmtest/verdict"
@@ -79,34 +77,6 @@ func Shell(ctx context.Context, c Config) error {
 	}
 	c.Log.Step("the VM is off")
 	return ctx.Err()
-}
-
-// provisionModule is what Prepare does before the initramfs: the host's
-// tools, the kernel, the module.
-func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Module, error) {
-	needs := hostdeps.Boot
-	switch {
-	case c.Kernel.IsDebug():
-		needs = append(needs, hostdeps.DebugKernel...)
-	case c.Kernel.Image == "":
-		needs = append(needs, hostdeps.DebianKernel...)
-	}
-	if err := hostdeps.Ensure(ctx, c.Log, needs...); err != nil {
-		return nil, nil, err
-	}
-	k, err := kernel.Provision(ctx, c.Kernel, c.CacheDir, c.Log)
-	if err != nil {
-		return nil, nil, err
-	}
-	c.Log.Debug("kernel: %s", k.Image)
-	mod, err := kbuild.Build(ctx, k, c.ModuleDir, c.CacheDir, c.Log)
-	if err != nil {
-		return nil, nil, err
-	}
-	if mod.Warnings != "" {
-		c.Log.Info("the module built with warnings:\n%s", mod.Warnings)
-	}
-	return k, mod, nil
 }
 
 // buildShellInitramfs is u-root's init and shell, the runner and the

@@ -13,12 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pidlab/pidlab/vmtest/kernel"
-	"github.com/pidlab/pidlab/vmtest/progress"
 )
-
-// envShellHelper makes TestShellHelper run Shell on the module in that
-// folder: TestShellUnderTmux runs the test binary so, in a tmux pane.
-const envShellHelper = "PIDLAB_SHELL_HELPER_MODULE"
 
 // TestShellUnderTmux is `mage vm:shell` as a person uses it: in a terminal
 // (a tmux pane), a host shell starts it, the guest's shell answers, the
@@ -35,7 +30,7 @@ func TestShellUnderTmux(t *testing.T) {
 	require.NoError(t, err)
 
 	p := newPane(t)
-	p.send(envShellHelper + "='" + c.ModuleDir + "' '" + os.Args[0] + "' -test.run='^TestShellHelper$'; echo host-exit=$?")
+	p.send("cd '" + c.RepoDir + "' && go tool mage vm:shell module; echo host-exit=$?")
 	start := time.Now()
 	p.waitFor("the guest's shell prompt", 3*time.Minute, func(s string) bool {
 		return strings.Contains(s, "pidlab: exit leaves the shell") && lastLine(s) == "$"
@@ -64,17 +59,6 @@ func TestShellUnderTmux(t *testing.T) {
 	assert.Regexp(t, `\sicanon\s`, s, "the terminal is back in canonical mode")
 	assert.Regexp(t, `\secho\s`, s, "the terminal echoes again")
 	t.Logf("the pane ends:\n%s", tail(p.text(), 40))
-}
-
-// TestShellHelper is not a test on its own: see envShellHelper.
-func TestShellHelper(t *testing.T) {
-	dir := os.Getenv(envShellHelper)
-	if dir == "" {
-		t.Skip("runs only as TestShellUnderTmux's helper")
-	}
-	c := e2eConfig(t, dir, kernel.DefaultFlavour)
-	c.Log = &progress.Log{W: os.Stdout}
-	require.NoError(t, Shell(t.Context(), c))
 }
 
 // pane is one tmux pane running a host shell, on a tmux server of its own.

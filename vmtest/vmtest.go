@@ -143,6 +143,20 @@ type Prepared struct {
 // Prepare checks the host, provisions the kernel, builds the module, the
 // guest programs and the initramfs.
 func Prepare(ctx context.Context, c Config) (*Prepared, error) {
+	k, mod, err := provisionModule(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	initrd, err := buildInitramfs(ctx, c, mod)
+	if err != nil {
+		return nil, err
+	}
+	return &Prepared{Kernel: k, Module: mod, Initramfs: initrd}, nil
+}
+
+// provisionModule is what every VM needs before its initramfs: the host's
+// tools, the kernel, the module built against it.
+func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Module, error) {
 	needs := hostdeps.Boot
 	switch {
 	case c.Kernel.IsDebug():
@@ -151,25 +165,21 @@ func Prepare(ctx context.Context, c Config) (*Prepared, error) {
 		needs = append(needs, hostdeps.DebianKernel...)
 	}
 	if err := hostdeps.Ensure(ctx, c.Log, needs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	k, err := kernel.Provision(ctx, c.Kernel, c.CacheDir, c.Log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c.Log.Debug("kernel: %s", k.Image)
 	mod, err := kbuild.Build(ctx, k, c.ModuleDir, c.CacheDir, c.Log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if mod.Warnings != "" {
 		c.Log.Info("the module built with warnings:\n%s", mod.Warnings)
 	}
-	initrd, err := buildInitramfs(ctx, c, mod)
-	if err != nil {
-		return nil, err
-	}
-	return &Prepared{Kernel: k, Module: mod, Initramfs: initrd}, nil
+	return k, mod, nil
 }
 
 func buildInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, error) {
