@@ -56,6 +56,7 @@ func TestReferenceModuleConforms(t *testing.T) {
 type want struct {
 	Exit int      `json:"exit"`
 	Says []string `json:"says"` // the verdict's message names the cause
+	Hint string   `json:"hint"` // a check of the validation's report carries a hint saying this
 }
 
 func TestBrokenModulesAreCaught(t *testing.T) {
@@ -80,10 +81,13 @@ func TestBrokenModulesAreCaught(t *testing.T) {
 				t.Run(k, func(t *testing.T) {
 					c := e2eConfig(t, src, k)
 					c.TestTimeout = 45 * time.Second // the hang fixture needs only a short wait; the slowest real test takes ~12 s on a busy host
-					_, err := Run(t.Context(), c)
+					res, err := Run(t.Context(), c)
 					assert.Equal(t, w.Exit, int(verdict.CodeOf(err)), "exit code; verdict: %v", err)
 					for _, s := range w.Says {
 						assert.ErrorContains(t, err, s, "the verdict names the cause")
+					}
+					if w.Hint != "" {
+						assertHinted(t, RunReport(k, res, err), w.Hint)
 					}
 				})
 			}
@@ -132,6 +136,22 @@ func TestValidateOSC10e(t *testing.T) {
 			assert.Contains(t, failed.Hint, tc.hint, "the hint names the bug")
 		})
 	}
+}
+
+// assertHinted checks that a check of the run that did not pass gives the
+// hint, as validate's table shows it.
+func assertHinted(t *testing.T, run report.Run, hint string) {
+	t.Helper()
+	var hints []string
+	for _, c := range run.Checks {
+		if c.Verdict != report.Pass && c.Hint != "" {
+			if strings.Contains(c.Hint, hint) {
+				return
+			}
+			hints = append(hints, c.Name+": "+c.Hint)
+		}
+	}
+	t.Errorf("no check's hint says %q; the hints:\n%s", hint, strings.Join(hints, "\n"))
 }
 
 func checkNamed(t *testing.T, run report.Run, name string) report.Check {
