@@ -75,3 +75,29 @@ func TestNewestCachedPicksTheHighestABI(t *testing.T) {
 	assert.Equal(t, "6.1.0-56-cloud-amd64", d.newestCached("cloud-amd64"))
 	assert.Empty(t, d.newestCached("rt-amd64"))
 }
+
+// Generic's "amd64" is a suffix of the other flavours' names: their trees
+// must not stand in for it.
+func TestNewestCachedKeepsFlavoursApart(t *testing.T) {
+	d := Debian{CacheDir: t.TempDir()}
+	for _, release := range []string{"6.1.0-60-cloud-amd64", "6.1.0-60-rt-amd64", "6.1.0-47-amd64"} {
+		dir := filepath.Join(d.CacheDir, release)
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, readyMarker), nil, 0o644))
+	}
+	assert.Equal(t, "6.1.0-47-amd64", d.newestCached("amd64"))
+	assert.Equal(t, "6.1.0-60-rt-amd64", d.newestCached("rt-amd64"))
+	assert.Equal(t, "6.1.0-60-cloud-amd64", d.newestCached("cloud-amd64"))
+}
+
+func TestDropModulesKeepsImageAndHeaders(t *testing.T) {
+	unpacked := t.TempDir()
+	for _, f := range []string{"boot/vmlinuz-6.1.0-9-amd64", "lib/modules/6.1.0-9-amd64/kernel/fs/9p/9p.ko", "usr/src/linux-headers-6.1.0-9-amd64/Makefile"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(unpacked, filepath.Dir(f)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(unpacked, f), nil, 0o644))
+	}
+	require.NoError(t, dropModules(unpacked))
+	assert.NoDirExists(t, filepath.Join(unpacked, "lib/modules"))
+	assert.FileExists(t, filepath.Join(unpacked, "boot/vmlinuz-6.1.0-9-amd64"))
+	assert.FileExists(t, filepath.Join(unpacked, "usr/src/linux-headers-6.1.0-9-amd64/Makefile"))
+}
