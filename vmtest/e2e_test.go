@@ -154,6 +154,47 @@ func assertHinted(t *testing.T, run report.Run, hint string) {
 	t.Errorf("no check's hint says %q; the hints:\n%s", hint, strings.Join(hints, "\n"))
 }
 
+// TestKernelMatrix validates one module on Debian's three 6.1 flavours in
+// one call, VMs in parallel, and writes the reports a CI system reads.
+func TestKernelMatrix(t *testing.T) {
+	c := e2eConfig(t, repoPath(t, "module/testdata/osc10e"), kernel.DefaultFlavour)
+	var err error
+	c.Profile, err = profile.Load("osc10e")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	t.Setenv(EnvReport, filepath.Join(dir, "report.json"))
+	t.Setenv(EnvJUnit, filepath.Join(dir, "junit.xml"))
+	kernels := []string{"cloud", "generic", "rt"}
+
+	start := time.Now()
+	rep := Report(c, RunKernels(t.Context(), c, kernels))
+	t.Logf("three kernels in %s", time.Since(start).Round(time.Second))
+	require.NoError(t, WriteReports(c, rep))
+	require.Len(t, rep.Runs, 3)
+	assert.Zero(t, rep.ExitCode, "every run passes")
+	for i, run := range rep.Runs {
+		assert.Equal(t, kernels[i], run.Kernel)
+		assert.Equal(t, "12 passed, 0 failed", run.Score(), "%s: %s", run.Kernel, run.Reason)
+	}
+	assert.Regexp(t, `-cloud-amd64$`, rep.Runs[0].Release)
+	assert.Regexp(t, `^6\.1\.0-\d+-amd64$`, rep.Runs[1].Release)
+	assert.Regexp(t, `-rt-amd64$`, rep.Runs[2].Release)
+
+	var table strings.Builder
+	report.PrintTable(&table, rep)
+	assert.Regexp(t, `(?m)^CHECK\s+cloud\s+generic\s+rt$`, table.String(), "a column per kernel")
+	assert.Regexp(t, `(?m)^TestSmallReadsAreNotOverrun\s+PASS\s+PASS\s+PASS$`, table.String())
+
+	var fromJSON report.Report
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &fromJSON))
+	assert.Equal(t, rep, fromJSON, "the JSON report holds the runs")
+	b, err = os.ReadFile(filepath.Join(dir, "junit.xml"))
+	require.NoError(t, err)
+	assert.Equal(t, 3, strings.Count(string(b), "<testsuite "), "a JUnit testsuite per kernel")
+}
+
 func checkNamed(t *testing.T, run report.Run, name string) report.Check {
 	t.Helper()
 	for _, c := range run.Checks {
