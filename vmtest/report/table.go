@@ -25,7 +25,9 @@ func PrintTable(w io.Writer, r Report) {
 		fmt.Fprintf(tw, "%s\t%s\n", name, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
-	printDetails(w, r)
+	if !printDetails(w, r) {
+		fmt.Fprintln(w)
+	}
 	for _, run := range r.Runs {
 		prefix := ""
 		if len(r.Runs) > 1 {
@@ -54,8 +56,8 @@ func (run Run) Score() string {
 }
 
 // printDetails explains every leaf check that did not pass, once for all
-// kernels where it went the same way.
-func printDetails(w io.Writer, r Report) {
+// kernels where it went the same way; it reports whether there were any.
+func printDetails(w io.Writer, r Report) bool {
 	type detail struct {
 		check   Check
 		kernels []string
@@ -93,6 +95,7 @@ func printDetails(w io.Writer, r Report) {
 	if len(order) > 0 {
 		fmt.Fprintln(w)
 	}
+	return len(order) > 0
 }
 
 func printField(w io.Writer, label, value string) {
