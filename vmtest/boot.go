@@ -232,20 +232,33 @@ func (f *follower) describePhase() string {
 	return f.phase
 }
 
-// crashedTests names the tests running when the VM ended. The test events
-// of the last moments before a panic may be lost; the guest's mark on the
-// console is not, so it wins unless the events name a subtest of it.
+// crashedTests names the tests running when the VM ended, outermost
+// first. The test events of the last moments before a panic may be lost;
+// the guest's mark on the console is not. So after a crash the marked test
+// and its parents ran, with any subtest of it the events name; the other
+// running tests the events name had ended unheard.
 func (f *follower) crashedTests() []string {
 	running := f.tests.Running()
 	if f.marked == "" || f.marked == guest.NoTest || f.res.Observations.Done {
 		return running
 	}
+	return markedAndInner(f.marked, running)
+}
+
+// markedAndInner is marked with its parents (A, A/B for A/B), then the
+// names in running below it.
+func markedAndInner(marked string, running []string) []string {
+	var names []string
+	parts := strings.Split(marked, "/")
+	for i := range parts {
+		names = append(names, strings.Join(parts[:i+1], "/"))
+	}
 	for _, name := range running {
-		if name == f.marked || strings.HasPrefix(name, f.marked+"/") {
-			return running
+		if strings.HasPrefix(name, marked+"/") {
+			names = append(names, name)
 		}
 	}
-	return []string{f.marked}
+	return names
 }
 
 func (f *follower) onConsole(line string) {

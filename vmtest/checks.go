@@ -129,6 +129,8 @@ func cleanCheck(o verdict.Observations, reason, hint string) report.Check {
 		c.Message = reason
 	} else if !o.RunnerStarted {
 		c.Verdict, c.Got = report.Error, "not judged: the guest did not boot"
+	} else if o.Stopped != "" {
+		c.Verdict, c.Got = report.Error, "not judged: the run was stopped before the kernel's last check"
 	}
 	return c
 }

@@ -39,7 +39,7 @@ func KernelsFromEnv(c Config) ([]string, error) {
 		if n == "" {
 			continue
 		}
-		if _, err := kernel.ParseSelection(n, ""); err != nil || strings.Contains(n, "/") {
+		if _, err := kernel.ParseSelection(n, ""); err != nil {
 			return nil, verdict.SetupError(EnvKernels+"=cloud,generic,rt",
 				"%s=%q: %q is not a kernel name (cloud, generic, rt or debug; a bzImage goes in %s)", EnvKernels, v, n, kernel.EnvKernel)
 		}
@@ -55,13 +55,8 @@ func KernelsFromEnv(c Config) ([]string, error) {
 // (downloads and builds say what they do, in order), then boots the VMs in
 // parallel, up to one per CPU.
 func RunKernels(ctx context.Context, c Config, names []string) []KernelRun {
-	if len(names) == 1 {
-		sel, _ := kernel.ParseSelection(names[0], "")
-		if names[0] == kernelName(c.Kernel) {
-			sel = c.Kernel // keeps a custom image and its KDIR
-		}
-		c.Kernel = sel
-		res, err := Run(ctx, c)
+	if len(names) == 1 && names[0] == kernelName(c.Kernel) {
+		res, err := Run(ctx, c) // c.Kernel may be a custom image with its KDIR
 		return []KernelRun{{names[0], res, err}}
 	}
 	runs := make([]KernelRun, len(names))

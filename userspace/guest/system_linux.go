@@ -15,10 +15,10 @@ import (
 // LinuxSystem is the real kernel of the guest.
 type LinuxSystem struct{}
 
-// LoadModule loads a .ko with finit_module.
 // Mark writes a test mark to the kernel log.
 func (LinuxSystem) Mark(name string) { MarkTest(name) }
 
+// LoadModule loads a .ko with finit_module.
 func (LinuxSystem) LoadModule(path string) error {
 	f, err := os.Open(path)
 	if err != nil {

@@ -111,6 +111,11 @@ func (f Field) checkNumber(spec factSpec, got string, before, after Snapshot) *M
 	b, _ := spec.value(before)
 	a, _ := spec.value(after)
 	lo, hi := math.Min(a, b)*per-f.Tolerance, math.Max(a, b)*per+f.Tolerance
+	if per > 1 {
+		// /proc rounds down to its unit (12.9 ticks is 12), a finer unit
+		// keeps the fraction: up to one whole kernel unit more is right.
+		hi += per
+	}
 	want := f.describeRange(spec, lo, hi, b, per)
 	v, err := strconv.ParseFloat(got, 64)
 	if err != nil || strings.ContainsAny(got, "eExXpP_") {
@@ -197,7 +202,7 @@ func (f Field) checkState(got string, before, after Snapshot) *Mismatch {
 
 func stateWordMatches(w uint64, letter string) bool {
 	for _, base := range stateWords[letter] {
-		if w&^stateFlags == base && (base != 0 || w == 0) {
+		if w&^stateFlags == base&^stateFlags && (base != 0 || w == 0) {
 			return true
 		}
 	}

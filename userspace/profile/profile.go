@@ -224,7 +224,19 @@ func (r Record) validate(fields []Field) []error {
 		if r.Regex != "" {
 			return []error{errors.New(`record: regex is for style "regex"`)}
 		}
-		return nil
+		var errs []error
+		for _, sep := range r.Separators {
+			if strings.TrimSpace(sep) == "" {
+				errs = append(errs, fmt.Errorf("record: separator %q is empty or blank", sep))
+				continue
+			}
+			for _, f := range fields {
+				if strings.Contains(f.Name, sep) {
+					errs = append(errs, fmt.Errorf("record: field %q holds the separator %q", f.Name, sep))
+				}
+			}
+		}
+		return errs
 	case "regex":
 		re, err := regexp.Compile(r.Regex)
 		if err != nil {

@@ -84,6 +84,9 @@ func TestOSC10eIsStrictOnValues(t *testing.T) {
 	assert.Nil(t, field("state").Check("0x1", sleeping, sleeping), "hex is a number too")
 	assert.Nil(t, field("state").Check("8193", sleeping, sleeping), "TASK_INTERRUPTIBLE|TASK_FREEZABLE")
 	assert.Nil(t, field("state").Check("260", stopped, stopped), "TASK_STOPPED is __TASK_STOPPED|TASK_WAKEKILL")
+	idle := Snapshot{Stat: procfs.Stat{State: "I"}}
+	assert.Nil(t, field("state").Check("1026", idle, idle), "TASK_IDLE")
+	assert.NotNil(t, field("state").Check("1", idle, idle))
 	assert.Nil(t, field("state").Check("0", sleeping, Snapshot{Stat: procfs.Stat{State: "R"}}), "woke up between the snapshots")
 	m := field("state").Check("0", sleeping, sleeping)
 	require.NotNil(t, m, "a sleeping task is not running")
@@ -135,7 +138,11 @@ func TestUnitsAndTolerances(t *testing.T) {
 	}
 	m := Field{Fact: "utime", Unit: "ns"}.Check("12", before, after)
 	require.NotNil(t, m)
-	assert.Equal(t, "120000000 to 140000000 ns (12 ticks in stat field 14)", m.Want)
+	assert.Equal(t, "120000000 to 150000000 ns (12 ticks in stat field 14)", m.Want, "ticks round down: 14 ticks is up to 14.99…")
+	assert.Nil(t, Field{Fact: "utime", Unit: "ms"}.Check("129", Snapshot{Stat: procfs.Stat{UTime: 12}}, Snapshot{Stat: procfs.Stat{UTime: 12}}),
+		"129 ms is 12 ticks in /proc")
+	assert.Nil(t, Field{Fact: "start_time", Unit: "ns"}.Check("4567890123", Snapshot{Stat: procfs.Stat{StartTime: 456}}, Snapshot{Stat: procfs.Stat{StartTime: 456}}))
+	assert.NotNil(t, Field{Fact: "start_time", Unit: "ns"}.Check("4580000000", Snapshot{Stat: procfs.Stat{StartTime: 456}}, Snapshot{Stat: procfs.Stat{StartTime: 456}}))
 }
 
 func TestBadProfilesAreExplained(t *testing.T) {
@@ -169,6 +176,8 @@ func TestLinesRecords(t *testing.T) {
 	assert.ErrorContains(t, err, "twice")
 	_, err = p.ParseRecord("pid: 7\n")
 	assert.ErrorContains(t, err, "has no comm, state")
+	_, err = p.ParseRecord(rec.String() + "thread: 1\nthread: 2\n")
+	assert.NoError(t, err, "keys the profile does not name are ignored, twice or not")
 }
 
 func TestJSONRoundTrip(t *testing.T) {

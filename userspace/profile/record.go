@@ -31,13 +31,13 @@ func (p *Profile) parseRegex(text string) (map[string]string, error) {
 }
 
 // parseLines takes "key<sep>value" lines; blank lines and keys the
-// profile does not name are ignored, a key given twice is an error (a
+// profile does not name are ignored, a field given twice is an error (a
 // record printed twice, usually).
 func (p *Profile) parseLines(text string) (map[string]string, error) {
 	values := map[string]string{}
 	for _, line := range strings.Split(text, "\n") {
 		key, value, ok := p.splitLine(line)
-		if !ok {
+		if !ok || !p.hasField(key) {
 			continue
 		}
 		if _, dup := values[key]; dup {
@@ -55,6 +55,15 @@ func (p *Profile) parseLines(text string) (map[string]string, error) {
 		return nil, fmt.Errorf("the record has no %s: %q", strings.Join(missing, ", "), text)
 	}
 	return values, nil
+}
+
+func (p *Profile) hasField(name string) bool {
+	for _, f := range p.Fields {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Profile) splitLine(line string) (key, value string, ok bool) {

@@ -5,7 +5,6 @@ package profilecheck
 import (
 	"bytes"
 	"fmt"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -141,8 +140,3 @@ func openEntry(t *testing.T) int {
 	require.NoError(t, err, "open %s", prof.Entry)
 	return fd
 }
-
-// readInto is one read(2) of len(p) bytes.
-func readInto(fd int, p []byte) (int, error) { return unix.Read(fd, p) }
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -53,5 +53,5 @@ func setup() error {
 	return nil
 }
 
-// mark names the test in the kernel log, for a crash's hint.
-func mark(t *testing.T) { guest.MarkTest(t.Name()) }
+// markTest names the test in the kernel log, for a crash's hint.
+func markTest(t *testing.T) { guest.MarkTest(t.Name()) }

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +48,7 @@ func goneTarget(t *testing.T) int {
 	cmd := exec.Command(targetPath, "exit")
 	require.NoError(t, cmd.Run(), "pidlab-target exit")
 	pid := cmd.Process.Pid
-	_, err := os.Stat("/proc/" + itoa(pid))
+	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
 	require.ErrorIs(t, err, os.ErrNotExist, "pid %d after it was reaped", pid)
 	return pid
 }

@@ -19,7 +19,8 @@ type Log struct {
 	Verbose bool   // also print every command run and its output
 	Prefix  string // starts every line: which of several parallel runs speaks
 
-	mu sync.Mutex
+	mu     sync.Mutex
+	parent *Log // a Named log writes under its parent's lock: they share W
 }
 
 // Step announces a long step ("==> fetching kernel …").
@@ -41,7 +42,7 @@ func (l *Log) Named(name string) *Log {
 	if l == nil {
 		return nil
 	}
-	return &Log{W: l.W, Verbose: l.Verbose, Prefix: l.Prefix + "[" + name + "] "}
+	return &Log{W: l.W, Verbose: l.Verbose, Prefix: l.Prefix + "[" + name + "] ", parent: l.root()}
 }
 
 // Line prints a line as it is.
@@ -51,9 +52,17 @@ func (l *Log) printf(format string, args ...any) {
 	if l == nil || l.W == nil {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	fmt.Fprintf(l.W, l.Prefix+format+"\n", args...)
+	root := l.root()
+	root.mu.Lock()
+	defer root.mu.Unlock()
+	fmt.Fprint(l.W, l.Prefix+fmt.Sprintf(format, args...)+"\n")
+}
+
+func (l *Log) root() *Log {
+	if l.parent != nil {
+		return l.parent
+	}
+	return l
 }
 
 // CommandError is a command that failed: what ran, how it ended, what it said.

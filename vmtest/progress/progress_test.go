@@ -3,6 +3,8 @@ package progress
 import (
 	"bytes"
 	"os/exec"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -41,4 +43,26 @@ func TestNilLogIsSilent(t *testing.T) {
 	l.Debug("x")
 	_, err := l.CombinedOutput(t.Context(), "", nil, "true")
 	assert.NoError(t, err)
+}
+
+func TestNamedLogsShareALockAndKeepPercents(t *testing.T) {
+	var out strings.Builder
+	root := &Log{W: &out}
+	var wg sync.WaitGroup
+	for _, name := range []string{"cloud", "rt"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := root.Named(name + "%d")
+			for range 100 {
+				l.Info("100%% %s", "done")
+			}
+		}()
+	}
+	wg.Wait()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	assert.Len(t, lines, 200)
+	for _, l := range lines {
+		assert.Regexp(t, `^\[(cloud|rt)%d\]     100% done$`, l)
+	}
 }
