@@ -155,28 +155,8 @@ func consoleExcerpt(o verdict.Observations) []string {
 	return o.ConsoleTail
 }
 
-// cleanOutput drops testify's file:line traces from a test's output: Go
-// frames, and the assembly one (asm_amd64.s) of an assertion made in a
-// goroutine.
-func cleanOutput(out string) string {
-	var keep []string
-	inTrace := false
-	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
-		t := strings.TrimSpace(l)
-		if strings.HasPrefix(t, "Error Trace:") {
-			inTrace = true
-			continue
-		}
-		if inTrace && !strings.Contains(t, ": ") && (strings.Contains(t, ".go:") || strings.Contains(t, ".s:")) {
-			continue
-		}
-		inTrace = false
-		if t != "" {
-			keep = append(keep, t)
-		}
-	}
-	return strings.Join(keep, "\n")
-}
+// cleanOutput drops testify's file:line traces from a test's output.
+func cleanOutput(out string) string { return strings.Join(verdict.Messages(out), "\n") }
 
 // printkTime is the console's "[    2.869527] " timestamp.
 var printkTime = regexp.MustCompile(`^\[\s*\d+\.\d+\]\s*`)

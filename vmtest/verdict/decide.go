@@ -126,19 +126,8 @@ const (
 func gist(output string) string {
 	var keep, hints []string
 	seen := map[string]bool{}
-	inTrace, dropped := false, false
-	for _, l := range strings.Split(strings.TrimRight(output, "\n"), "\n") {
-		t := strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(t, "Error Trace:"):
-			inTrace = true
-			continue
-		case inTrace && isTraceFrame(t):
-			continue
-		case t == "":
-			continue
-		}
-		inTrace = false
+	dropped := false
+	for _, t := range Messages(output) {
 		isHint := strings.HasPrefix(t, "hint: ")
 		switch {
 		case len(keep) < gistLines:
@@ -160,6 +149,28 @@ func gist(output string) string {
 
 // isTraceFrame matches a line of testify's Error Trace: a file and line,
 // Go or assembly (a goroutine's start), with no message text.
+// Messages are a test's output lines, trimmed, without blank lines and
+// testify's "Error Trace:" file:line frames.
+func Messages(output string) []string {
+	var keep []string
+	inTrace := false
+	for _, l := range strings.Split(strings.TrimRight(output, "\n"), "\n") {
+		t := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(t, "Error Trace:"):
+			inTrace = true
+			continue
+		case inTrace && isTraceFrame(t):
+			continue
+		case t == "":
+			continue
+		}
+		inTrace = false
+		keep = append(keep, t)
+	}
+	return keep
+}
+
 func isTraceFrame(t string) bool {
 	return strings.HasSuffix(t, ".go") ||
 		(strings.Contains(t, ".go:") || strings.Contains(t, ".s:")) && !strings.Contains(t, " ")
