@@ -24,6 +24,7 @@ type Result struct {
 	Module          *kbuild.Module
 	GuestKernel     string // uname -r, as the guest reported it
 	Accel           qemu.Accel
+	Planned         []string // the guest's top-level tests, in order
 	Tests           []verdict.TestResult
 	Observations    verdict.Observations
 	ConsolePath     string
@@ -49,7 +50,7 @@ func Boot(ctx context.Context, c Config, p *Prepared) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Kernel: p.Kernel, Module: p.Module, Accel: accel, ConsolePath: filepath.Join(runDir, "console.log")}
+	res := &Result{Kernel: p.Kernel, Module: p.Module, Planned: p.Planned, Accel: accel, ConsolePath: filepath.Join(runDir, "console.log")}
 	qc := qemu.Config{
 		Binary: "qemu-system-x86_64", Kernel: p.Kernel.Image, Initrd: p.Initramfs,
 		Accel: accel, MemoryMB: 1024, CPUs: 2,

@@ -38,6 +38,7 @@ func RunReport(kernelName string, res *Result, err error) report.Run {
 	run.Checks = append(run.Checks, report.Check{Name: report.CheckBuild, Verdict: report.Pass}, loadCheck(o))
 	run.Checks = append(run.Checks, testChecks(res.Tests, crashHint)...)
 	run.Checks = append(run.Checks, crashedChecks(o, run.Reason, crashHint)...)
+	run.Checks = append(run.Checks, notRunChecks(res.Planned, run.Checks, o)...)
 	run.Checks = append(run.Checks, unloadCheck(o), cleanCheck(o, run.Reason, crashHint))
 	return run
 }
@@ -104,6 +105,24 @@ func crashedChecks(o verdict.Observations, reason, hint string) []report.Check {
 	for _, name := range o.Running {
 		checks = append(checks, report.Check{Name: name, Verdict: report.Error,
 			Got: "the kernel died while it ran: " + troubleLine(o, reason), Hint: hint})
+	}
+	return checks
+}
+
+// notRunChecks are the planned tests a run that ended early never reached.
+func notRunChecks(planned []string, done []report.Check, o verdict.Observations) []report.Check {
+	if o.Done {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, c := range done {
+		seen[c.Name] = true
+	}
+	var checks []report.Check
+	for _, name := range planned {
+		if !seen[name] {
+			checks = append(checks, report.Check{Name: name, Verdict: report.Error, Got: report.NotRun})
+		}
 	}
 	return checks
 }

@@ -137,6 +137,7 @@ func TestRunReportPass(t *testing.T) {
 	res, err := decided(&Result{
 		Kernel: &kernel.Kernel{Name: "cloud", Release: "6.1.0-56-cloud-amd64"}, GuestKernel: "6.1.0-56-cloud-amd64",
 		Tests:        g.tests.Results,
+		Planned:      []string{"TestEntryExists", "TestRecordFields", "TestMissingPID", "TestSkippedByPIDLAB_RUN"},
 		Observations: verdict.Observations{RunnerStarted: true, Done: true, ConsoleTail: []string{"[    9.1] reboot: Power down"}},
 		ConsolePath:  "/cache/runs/1/console.log", BootToFirstTest: 5900 * time.Millisecond, VMTime: 12500 * time.Millisecond,
 	})
@@ -302,7 +303,7 @@ func TestRunReportCrash(t *testing.T) {
 	g.run("TestKthreadd") // the guest died in it
 	res, _ := decided(&Result{Tests: g.tests.Results, Observations: verdict.Observations{
 		RunnerStarted: true, Troubles: troubles, ConsoleTail: tail, Running: g.tests.Running(),
-	}})
+	}, Planned: []string{"TestReadBeforeAnyWriteIsENODATA", "TestRecordFormat", "TestKthreadd", "TestInit", "TestZombie"}})
 	// The verdict as Decide words an Oops, with its hint.
 	report0 := strings.Split(strings.TrimRight(troubles[0].Report, "\n"), "\n")
 	err := verdict.Errorf(verdict.KernelTrouble, "kernel %s:\n%s\nhint: %s", troubles[0].Kind, indent(report0...), hintNoMM)
@@ -313,7 +314,12 @@ func TestRunReportCrash(t *testing.T) {
 	assert.Equal(t, 3, run.ExitCode)
 	assert.Equal(t, "kernel trouble", run.Outcome)
 	assert.Equal(t, []string{report.CheckBuild, report.CheckLoad, "TestReadBeforeAnyWriteIsENODATA", "TestRecordFormat", "TestKthreadd",
-		report.CheckUnload, report.CheckClean}, checkNames(run.Checks))
+		"TestInit", "TestZombie", report.CheckUnload, report.CheckClean}, checkNames(run.Checks))
+	for _, name := range []string{"TestInit", "TestZombie"} {
+		notRun := findCheck(t, run, name)
+		assert.Equal(t, report.Error, notRun.Verdict, "a planned test the crash kept from running")
+		assert.Equal(t, "not run: the run ended before it", notRun.Got)
+	}
 	assert.Equal(t, report.Pass, findCheck(t, run, report.CheckLoad).Verdict)
 
 	crashed := findCheck(t, run, "TestKthreadd")

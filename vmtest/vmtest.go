@@ -138,6 +138,7 @@ type Prepared struct {
 	Kernel    *kernel.Kernel
 	Module    *kbuild.Module
 	Initramfs string
+	Planned   []string // the guest's top-level tests, in the order they will run
 }
 
 // Prepare checks the host, provisions the kernel, builds the module, the
@@ -147,11 +148,11 @@ func Prepare(ctx context.Context, c Config) (*Prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	initrd, err := buildInitramfs(ctx, c, mod)
+	initrd, planned, err := buildInitramfs(ctx, c, mod)
 	if err != nil {
 		return nil, err
 	}
-	return &Prepared{Kernel: k, Module: mod, Initramfs: initrd}, nil
+	return &Prepared{Kernel: k, Module: mod, Initramfs: initrd, Planned: planned}, nil
 }
 
 // provisionModule is what every VM needs before its initramfs: the host's
@@ -182,16 +183,17 @@ func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Mod
 	return k, mod, nil
 }
 
-func buildInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, error) {
+// buildInitramfs returns the archive and the top-level tests it will run.
+func buildInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, []string, error) {
 	binDir := filepath.Join(c.CacheDir, "guestbin")
 	prof := c.profile()
 	profJSON, err := prof.JSON()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	target, err := guestbin.CProgram(ctx, filepath.Join(c.RepoDir, "userspace/target/pidlab-target.c"), binDir, c.Log)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	guestKO := filepath.Join(guestModuleDir, filepath.Base(mod.Path))
 	spec := initramfs.Spec{
@@ -211,16 +213,22 @@ func buildInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, 
 	if prof.HasSuite(profile.SuiteConformance) {
 		suites = append(suites, guestSuite{"./userspace/conformance", guestConformance})
 	}
+	var planned []string
 	for _, s := range suites {
 		bin, err := guestbin.TestBinary(ctx, c.RepoDir, s.pkg, binDir, c.Log)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
+		names, err := guestbin.ListTests(ctx, bin, c.TestRun, c.Log)
+		if err != nil {
+			return "", nil, err
+		}
+		planned = append(planned, names...)
 		spec.Files = append(spec.Files, initramfs.File{Host: bin, Guest: s.path})
 		spec.Manifest.Tests = append(spec.Manifest.Tests, guest.TestBinary{Path: s.path, Args: testArgs(c)})
 	}
 	path, _, err := initramfs.Build(ctx, spec, c.CacheDir, c.Log)
-	return path, err
+	return path, planned, err
 }
 
 // guestSuite is a Go test package built for the guest and where it goes.

@@ -40,6 +40,26 @@ func TestBinary(ctx context.Context, repo, pkg, outDir string, log *progress.Log
 	return out, os.Rename(tmp, out)
 }
 
+// ListTests names the top-level tests a test binary will run with
+// -test.run=run ("" for all), in order. Listing runs no test, so the guest
+// binary runs on the host for it.
+func ListTests(ctx context.Context, bin, run string, log *progress.Log) ([]string, error) {
+	if run == "" {
+		run = "."
+	}
+	out, err := log.Output(ctx, "", bin, "-test.list", run)
+	if err != nil {
+		return nil, fmt.Errorf("listing the tests of %s: %v", bin, detail(err))
+	}
+	var names []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "Test") {
+			names = append(names, l)
+		}
+	}
+	return names, nil
+}
+
 // tempPath names a fresh file beside path.
 func tempPath(path string) (string, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")

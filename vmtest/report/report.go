@@ -67,6 +67,10 @@ const (
 	CheckClean  = "kernel stays clean" // no oops, warning, lockdep/KASAN/kmemleak report or new taint
 )
 
+// NotRun is the got of a check the run ended before: a crash or a hang
+// in an earlier one kept it from running.
+const NotRun = "not run: the run ended before it"
+
 // TopLevel reports whether a check is a row of the table: not a subtest.
 func (c Check) TopLevel() bool { return !strings.Contains(c.Name, "/") }
 

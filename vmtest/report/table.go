@@ -64,9 +64,14 @@ func printDetails(w io.Writer, r Report) bool {
 	}
 	var order []string
 	details := map[string]*detail{}
+	notRun := map[string][]string{} // kernel -> checks that never ran
 	for _, run := range r.Runs {
 		for _, c := range run.Checks {
 			if (c.Verdict != Fail && c.Verdict != Error) || run.hasFailedSubcheck(c.Name) {
+				continue
+			}
+			if c.Got == NotRun {
+				notRun[run.Kernel] = append(notRun[run.Kernel], c.Name)
 				continue
 			}
 			key := string(c.Verdict) + "\x00" + c.Name + "\x00" + c.Expected + "\x00" + c.Got + "\x00" + c.Hint
@@ -92,10 +97,21 @@ func printDetails(w io.Writer, r Report) bool {
 		}
 		printField(w, "hint", d.check.Hint)
 	}
-	if len(order) > 0 {
+	for _, run := range r.Runs {
+		if names := notRun[run.Kernel]; len(names) > 0 {
+			fmt.Fprintf(w, "\nERROR %d checks did not run: the run ended before them", len(names))
+			if len(r.Runs) > 1 {
+				fmt.Fprintf(w, " [%s]", run.Kernel)
+			}
+			fmt.Fprintln(w)
+			printField(w, "checks", wrap(names, 90))
+		}
+	}
+	any := len(order) > 0 || len(notRun) > 0
+	if any {
 		fmt.Fprintln(w)
 	}
-	return len(order) > 0
+	return any
 }
 
 func printField(w io.Writer, label, value string) {
@@ -170,4 +186,24 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// wrap joins words with ", " into lines of about width characters.
+func wrap(words []string, width int) string {
+	var lines []string
+	line := ""
+	for i, word := range words {
+		if i < len(words)-1 {
+			word += ","
+		}
+		if line != "" && len(line)+1+len(word) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += word
+	}
+	return strings.Join(append(lines, line), "\n")
 }

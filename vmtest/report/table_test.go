@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -132,4 +133,24 @@ func TestScore(t *testing.T) {
 	}}
 	assert.Equal(t, "1 passed, 1 failed, 1 error, 2 skipped", run.Score(), "top-level checks only")
 	assert.Equal(t, "0 passed, 0 failed", Run{}.Score())
+}
+
+func TestTableGroupsChecksThatDidNotRun(t *testing.T) {
+	crashed := Run{Kernel: "cloud", Checks: []Check{
+		{Name: CheckBuild, Verdict: Pass},
+		{Name: "TestRecordFields", Verdict: Error, Got: "the kernel died while it ran: BUG: kernel NULL pointer dereference", Hint: "get_task_mm"},
+		{Name: "TestReadReachesEndOfFile", Verdict: Error, Got: NotRun},
+		{Name: "TestSmallReadsAreNotOverrun", Verdict: Error, Got: NotRun},
+	}}
+	var out strings.Builder
+	PrintTable(&out, Report{Runs: []Run{crashed}})
+	assert.Contains(t, out.String(), "\nERROR TestRecordFields\n", "the crash has its own details")
+	assert.Contains(t, out.String(), "\nERROR 2 checks did not run: the run ended before them\n    checks:   TestReadReachesEndOfFile, TestSmallReadsAreNotOverrun\n")
+	assert.NotContains(t, out.String(), "ERROR TestSmallReadsAreNotOverrun", "one line for all of them")
+	assert.Contains(t, out.String(), "1 passed, 0 failed, 3 errors")
+}
+
+func TestWrap(t *testing.T) {
+	assert.Equal(t, "alpha, beta,\ngamma", wrap([]string{"alpha", "beta", "gamma"}, 12))
+	assert.Equal(t, "one", wrap([]string{"one"}, 2))
 }
