@@ -110,7 +110,8 @@ func (f Field) checkNumber(spec factSpec, got string, before, after Snapshot) *M
 	}
 	b, _ := spec.value(before)
 	a, _ := spec.value(after)
-	lo, hi := math.Min(a, b)*per-f.Tolerance, math.Max(a, b)*per+f.Tolerance
+	tol := math.Max(f.Tolerance, f.TolerancePercent/100*math.Max(percentBase(f.Fact, before, a), percentBase(f.Fact, after, b))*per)
+	lo, hi := math.Min(a, b)*per-tol, math.Max(a, b)*per+tol
 	if per > 1 {
 		// /proc rounds down to its unit (12.9 ticks is 12), a finer unit
 		// keeps the fraction: up to one whole kernel unit more is right.
@@ -131,6 +132,16 @@ func (f Field) checkNumber(spec factSpec, got string, before, after Snapshot) *M
 		return &Mismatch{Want: want, Got: got + unitSuffix(f.Unit)}
 	}
 	return nil
+}
+
+// percentBase is what a percentage tolerance is a share of: for CPU times
+// the process's whole CPU time, because /proc moves time between utime and
+// stime when it scales a multi-threaded process's sum.
+func percentBase(fact string, s Snapshot, value float64) float64 {
+	if fact == "utime" || fact == "stime" {
+		return float64(s.Stat.UTime + s.Stat.STime)
+	}
+	return value
 }
 
 func (f Field) describeRange(spec factSpec, lo, hi, kernel, per float64) string {

@@ -47,11 +47,16 @@ type Record struct {
 
 // Field is one value of the record and the fact it must equal.
 type Field struct {
-	Name      string  `toml:"name" json:"name"` // key (lines) or group name (regex)
-	Fact      string  `toml:"fact" json:"fact"` // what it is: one of Facts
-	Unit      string  `toml:"unit" json:"unit"` // how it is expressed: one of the fact's units; empty: the first
-	Tolerance float64 `toml:"tolerance" json:"tolerance"`
-	Hint      string  `toml:"hint" json:"hint"` // likely cause when this field is wrong
+	Name      string  `toml:"name" json:"name"`           // key (lines) or group name (regex)
+	Fact      string  `toml:"fact" json:"fact"`           // what it is: one of Facts
+	Unit      string  `toml:"unit" json:"unit"`           // how it is expressed: one of the fact's units; empty: the first
+	Tolerance float64 `toml:"tolerance" json:"tolerance"` // in the field's unit
+	// TolerancePercent widens Tolerance to this share of the kernel's
+	// value (of utime+stime for either): /proc splits a multi-threaded process's CPU time between
+	// utime and stime by its own scaling, which a sum over the threads
+	// does not reproduce.
+	TolerancePercent float64 `toml:"tolerance_percent" json:"tolerance_percent"`
+	Hint             string  `toml:"hint" json:"hint"` // likely cause when this field is wrong
 }
 
 // Robustness checks, by the names profiles use.
@@ -211,7 +216,7 @@ func (p *Profile) validateFields() []error {
 		if !slices.Contains(fact.units, f.Unit) {
 			errs = append(errs, fmt.Errorf("field %q: fact %s has no unit %q (units: %s)", f.Name, f.Fact, f.Unit, strings.Join(fact.units, ", ")))
 		}
-		if f.Tolerance < 0 || (f.Tolerance > 0 && fact.kind != numeric) {
+		if f.Tolerance < 0 || f.TolerancePercent < 0 || ((f.Tolerance > 0 || f.TolerancePercent > 0) && fact.kind != numeric) {
 			errs = append(errs, fmt.Errorf("field %q: a tolerance needs a numeric fact and must not be negative", f.Name))
 		}
 	}

@@ -117,7 +117,10 @@ func TestUnitsAndTolerances(t *testing.T) {
 		{Field{Fact: "utime", Unit: "ticks"}, "13", true},
 		{Field{Fact: "utime", Unit: "ticks"}, "15", false},
 		{Field{Fact: "utime", Unit: "ticks", Tolerance: 1}, "15", true},
-		{Field{Fact: "utime", Unit: "ticks"}, "130000000", false}, // nanoseconds where ticks are due
+		{Field{Fact: "utime", Unit: "ticks", Tolerance: 1, TolerancePercent: 20}, "16", true}, // 20% of utime+stime, 14, is 2.8
+		{Field{Fact: "utime", Unit: "ticks", Tolerance: 1, TolerancePercent: 20}, "17", false},
+		{Field{Fact: "stime", Unit: "ticks", Tolerance: 0, TolerancePercent: 20}, "2", true}, // stime 0, but 20% of the total
+		{Field{Fact: "utime", Unit: "ticks"}, "130000000", false},                            // nanoseconds where ticks are due
 		{Field{Fact: "utime", Unit: "ns"}, "130000000", true},
 		{Field{Fact: "utime", Unit: "ms"}, "120", true},
 		{Field{Fact: "utime", Unit: "ms"}, "100", false},
