@@ -94,5 +94,5 @@ func buildShellInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (str
 	}
 	guestKO := filepath.Join(guestModuleDir, filepath.Base(mod.Path))
 	return initramfs.Overlay(base, []initramfs.File{{Host: mod.Path, Guest: guestKO}},
-		guest.Manifest{Module: guestKO, ModuleName: mod.Name, Shell: true}, c.CacheDir)
+		guest.Manifest{Module: guestKO, ModuleName: mod.Name, Shell: true}, c.CacheDir, c.Log.Info)
 }

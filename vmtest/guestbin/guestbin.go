@@ -1,18 +1,19 @@
 // Package guestbin builds the programs that run in the guest besides the
 // runner: the static Go test binaries and the C target helpers. Go's build
-// cache makes a rebuild of unchanged tests cheap; C helpers are cached by
-// the hash of their source.
+// cache makes a rebuild of unchanged tests cheap, and each binary is kept
+// under a name that hashes its bytes; C helpers are cached by the hash of
+// their source and flags. Every file is sealed and checked before reuse.
 package guestbin
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/pidlab/pidlab/vmtest/internal/cacheentry"
+	"github.com/pidlab/pidlab/vmtest/internal/contenthash"
 	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
@@ -22,22 +23,43 @@ const GuestTag = "pidlab_guest"
 
 // TestBinary compiles the tests of pkg (relative to repo, e.g.
 // "./userspace/conformance") into a static binary (CGO_ENABLED=0: the guest
-// has no libc) under outDir.
+// has no libc) under outDir, named by its own content: checkouts at other
+// versions share outDir without ever running each other's tests.
 func TestBinary(ctx context.Context, repo, pkg, outDir string, log *progress.Log) (string, error) {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return "", err
 	}
-	out := filepath.Join(outDir, filepath.Base(pkg)+".test")
-	// Built aside and renamed: runs in parallel share outDir.
-	tmp, err := tempPath(out)
+	tmp, err := tempPath(filepath.Join(outDir, filepath.Base(pkg)+".test"))
 	if err != nil {
 		return "", err
 	}
+	defer os.Remove(tmp)
 	if _, err := log.CombinedOutput(ctx, repo, []string{"CGO_ENABLED=0"}, "go", "test", "-c", "-tags", GuestTag, "-o", tmp, pkg); err != nil {
-		os.Remove(tmp)
 		return "", verdict.Errorf(verdict.BuildFailed, "the guest tests did not compile: %v", detail(err))
 	}
-	return out, os.Rename(tmp, out)
+	return addByContent(tmp, filepath.Join(outDir, filepath.Base(pkg)), ".test", log)
+}
+
+// addByContent moves the file at tmp into the cache as stem-<hash>suffix,
+// sealed, unless an intact copy of the same bytes is there already (then
+// tmp is removed).
+func addByContent(tmp, stem, suffix string, log *progress.Log) (string, error) {
+	sum, _, err := cacheentry.Hash(tmp)
+	if err != nil {
+		return "", err
+	}
+	out := stem + "-" + sum[:16] + suffix
+	if cacheentry.Reuse(out, "replacing it", log.Info) {
+		os.Remove(tmp)
+		return out, nil
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
+	}
+	if err := cacheentry.SealFile(tmp); err != nil {
+		return "", err
+	}
+	return out, cacheentry.Rename(tmp, out)
 }
 
 // ListTests names the top-level tests a test binary will run with
@@ -71,16 +93,15 @@ func tempPath(path string) (string, error) {
 }
 
 // CProgram compiles a one-file C program statically, reusing an earlier
-// build of the same source.
+// build of the same source with the same flags.
 func CProgram(ctx context.Context, src, outDir string, log *progress.Log) (string, error) {
-	b, err := os.ReadFile(src)
-	if err != nil {
+	k := contenthash.New()
+	k.Printf("gcc %q\n", cFlags)
+	if err := k.File(filepath.Base(src), src); err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(b)
-	name := strings.TrimSuffix(filepath.Base(src), ".c")
-	out := filepath.Join(outDir, name+"-"+hex.EncodeToString(sum[:8]))
-	if _, err := os.Stat(out); err == nil {
+	out := filepath.Join(outDir, strings.TrimSuffix(filepath.Base(src), ".c")+"-"+k.String())
+	if cacheentry.Reuse(out, "building it again", log.Info) {
 		return out, nil
 	}
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
@@ -90,12 +111,18 @@ func CProgram(ctx context.Context, src, outDir string, log *progress.Log) (strin
 	if err != nil {
 		return "", err
 	}
-	if _, err := log.CombinedOutput(ctx, "", nil, "gcc", "-static", "-O2", "-Wall", "-Wextra", "-pthread", "-o", tmp, src); err != nil {
-		os.Remove(tmp)
+	defer os.Remove(tmp)
+	if _, err := log.CombinedOutput(ctx, "", nil, "gcc", append(append([]string(nil), cFlags...), "-o", tmp, src)...); err != nil {
 		return "", verdict.Errorf(verdict.BuildFailed, "the guest helper %s did not build: %v", src, detail(err))
 	}
-	return out, os.Rename(tmp, out)
+	if err := cacheentry.SealFile(tmp); err != nil {
+		return "", err
+	}
+	return out, cacheentry.Rename(tmp, out)
 }
+
+// cFlags build the guest's C helpers: static, since the guest has no libc.
+var cFlags = []string{"-static", "-O2", "-Wall", "-Wextra", "-pthread"}
 
 func detail(err error) string {
 	if ce, ok := err.(*progress.CommandError); ok {

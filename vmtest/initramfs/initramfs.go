@@ -19,6 +19,7 @@ import (
 	"github.com/u-root/uio/llog"
 
 	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/vmtest/internal/cacheentry"
 	"github.com/pidlab/pidlab/vmtest/internal/contenthash"
 	"github.com/pidlab/pidlab/vmtest/progress"
 )
@@ -57,7 +58,7 @@ func Build(ctx context.Context, spec Spec, cacheDir string, log *progress.Log) (
 	}
 	dir := filepath.Join(cacheDir, "initramfs")
 	path = filepath.Join(dir, key+".cpio")
-	if _, err := os.Stat(path); err == nil {
+	if cacheentry.Reuse(path, "building it again", log.Info) {
 		log.Debug("initramfs: reusing %s", path)
 		return path, true, nil
 	}
@@ -81,7 +82,10 @@ func Build(ctx context.Context, spec Spec, cacheDir string, log *progress.Log) (
 	if err := create(spec, manifestPath, tmp, out, log); err != nil {
 		return "", false, fmt.Errorf("building the initramfs with u-root: %w", err)
 	}
-	return path, false, os.Rename(out, path)
+	if err := cacheentry.SealFile(out); err != nil {
+		return "", false, err
+	}
+	return path, false, cacheentry.Rename(out, path)
 }
 
 func create(spec Spec, manifestPath, tmp, out string, log *progress.Log) error {

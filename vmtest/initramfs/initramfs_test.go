@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -11,6 +12,7 @@ import (
 	"github.com/u-root/mkuimage/cpio"
 
 	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/vmtest/progress"
 )
 
 func TestBuildHoldsInitRunnerAndFilesAndIsCached(t *testing.T) {
@@ -48,6 +50,15 @@ func TestBuildHoldsInitRunnerAndFilesAndIsCached(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, cached, "changed content must rebuild")
 	assert.NotEqual(t, path, changed)
+
+	require.NoError(t, os.Truncate(changed, 4096)) // a run killed while copying, a full disk
+	var said strings.Builder
+	rebuilt, cached, err := Build(t.Context(), spec, cache, &progress.Log{W: &said})
+	require.NoError(t, err)
+	assert.False(t, cached, "a damaged archive is not reused")
+	assert.Equal(t, changed, rebuilt)
+	assert.Contains(t, said.String(), "cache: "+changed+" is damaged: 4096 bytes")
+	assert.Equal(t, "changed", readArchive(t, rebuilt)["pidlab/payload"], "built again whole")
 }
 
 // readArchive maps each record name to its content (symlink targets for links).

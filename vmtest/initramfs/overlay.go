@@ -11,6 +11,7 @@ import (
 	"github.com/u-root/mkuimage/cpio"
 
 	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/vmtest/internal/cacheentry"
 	"github.com/pidlab/pidlab/vmtest/internal/contenthash"
 )
 
@@ -18,7 +19,8 @@ import (
 // files and the manifest m. The kernel unpacks the two in turn, later files
 // replacing earlier ones, so that a changed .ko costs a copy of base, not a
 // rebuild of its Go commands. The result is cached by content.
-func Overlay(base string, files []File, m guest.Manifest, cacheDir string) (string, error) {
+// A damaged cached overlay is said through say and written again.
+func Overlay(base string, files []File, m guest.Manifest, cacheDir string, say func(string, ...any)) (string, error) {
 	manifest, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return "", err
@@ -34,7 +36,7 @@ func Overlay(base string, files []File, m guest.Manifest, cacheDir string) (stri
 		}
 	}
 	out := filepath.Join(cacheDir, "initramfs", k.String()+".cpio")
-	if _, err := os.Stat(out); err == nil {
+	if cacheentry.Reuse(out, "writing it again", say) {
 		return out, nil
 	}
 	recs, err := records(files, manifest)
@@ -56,7 +58,11 @@ func Overlay(base string, files []File, m guest.Manifest, cacheDir string) (stri
 	if err != nil {
 		return "", fmt.Errorf("writing %s: %w", out, err)
 	}
-	return out, os.Rename(tmp.Name(), out)
+	if err := cacheentry.SealFile(tmp.Name()); err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name() + cacheentry.SumSuffix)
+	return out, cacheentry.Rename(tmp.Name(), out)
 }
 
 // records are the manifest and the files, each after the directories

@@ -24,7 +24,7 @@ func TestOverlayAppendsFilesAndManifestAsASecondArchive(t *testing.T) {
 	files := []File{{Host: ko, Guest: m.Module}}
 	cache := t.TempDir()
 
-	out, err := Overlay(base, files, m, cache)
+	out, err := Overlay(base, files, m, cache, t.Logf)
 	require.NoError(t, err)
 	got, err := os.ReadFile(out)
 	require.NoError(t, err)
@@ -41,11 +41,11 @@ func TestOverlayAppendsFilesAndManifestAsASecondArchive(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(records["pidlab/manifest.json"]), &gotM))
 	assert.Equal(t, m, gotM, "the manifest replaces base's")
 
-	again, err := Overlay(base, files, m, cache)
+	again, err := Overlay(base, files, m, cache, t.Logf)
 	require.NoError(t, err)
 	assert.Equal(t, out, again, "same content reuses the archive")
 	require.NoError(t, os.WriteFile(ko, []byte("changed"), 0o644))
-	changed, err := Overlay(base, files, m, cache)
+	changed, err := Overlay(base, files, m, cache, t.Logf)
 	require.NoError(t, err)
 	assert.NotEqual(t, out, changed, "a changed .ko makes a new archive")
 }

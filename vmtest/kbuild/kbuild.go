@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/pidlab/pidlab/vmtest/internal/cacheentry"
 	"github.com/pidlab/pidlab/vmtest/internal/contenthash"
 	"github.com/pidlab/pidlab/vmtest/kernel"
 	"github.com/pidlab/pidlab/vmtest/progress"
@@ -40,9 +41,12 @@ func Build(ctx context.Context, k *kernel.Kernel, srcDir, cacheDir string, log *
 	}
 	dir := filepath.Join(cacheDir, "modules", key)
 	if m, err := find(dir); err == nil {
-		m.Cached = true
-		log.Debug("module: reusing %s", m.Path)
-		return m, nil
+		if cacheentry.Reuse(m.Path, "building the module again", log.Info) {
+			m.Cached = true
+			log.Debug("module: reusing %s", m.Path)
+			return m, nil
+		}
+		os.RemoveAll(dir)
 	}
 	log.Step("building module %s for %s", srcDir, k.Release)
 	return build(ctx, k, srcDir, files, dir, log)
@@ -77,6 +81,9 @@ func build(ctx context.Context, k *kernel.Kernel, srcDir string, files []string,
 		return nil, verdict.Errorf(verdict.BuildFailed, "make succeeded but %v:\n%s", err, out)
 	}
 	warned := warnings(relativize(string(out), tmp, srcDir))
+	if err := cacheentry.SealFile(m.Path); err != nil {
+		return nil, err
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if _, ferr := find(dir); ferr != nil { // not a parallel run's finished build
 			return nil, err

@@ -3,6 +3,7 @@ package kbuild
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/pidlab/pidlab/vmtest/internal/cachedir"
 	"github.com/pidlab/pidlab/vmtest/kernel"
+	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
 
@@ -58,6 +60,16 @@ func TestReferenceModuleBuildsCleanAndIsCached(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, again.Cached, "unchanged source and kernel reuse the build")
 	assert.Equal(t, m.Path, again.Path)
+
+	require.NoError(t, os.Truncate(m.Path, 100))
+	var said strings.Builder
+	rebuilt, err := Build(t.Context(), k, src, cache, &progress.Log{W: &said})
+	require.NoError(t, err)
+	assert.False(t, rebuilt.Cached, "a damaged .ko is not reused")
+	assert.Contains(t, said.String(), "cache: "+m.Path+" is damaged: 100 bytes")
+	fi, err := os.Stat(rebuilt.Path)
+	require.NoError(t, err)
+	assert.Greater(t, fi.Size(), int64(100), "built again whole")
 }
 
 func TestBuildFailureIsExit2WithCompilerOutput(t *testing.T) {

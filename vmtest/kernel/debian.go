@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pidlab/pidlab/vmtest/internal/cacheentry"
 	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
@@ -50,7 +51,7 @@ func (d Debian) Provision(ctx context.Context) (*Kernel, error) {
 	}
 	release := abi + "-" + flavour
 	root := filepath.Join(d.CacheDir, release)
-	if _, err := os.Stat(filepath.Join(root, readyMarker)); err != nil {
+	if !usableTree(root, "fetching it again", d.Log) {
 		if err := d.fetch(ctx, release, root); err != nil {
 			return nil, err
 		}
@@ -136,6 +137,9 @@ func (d Debian) fetch(ctx context.Context, release, root string) error {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(unpacked, readyMarker), []byte(release+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := cacheentry.SealTree(unpacked, "boot/vmlinuz-"+release); err != nil {
 		return err
 	}
 	os.RemoveAll(root) // a half-made tree from an interrupted run

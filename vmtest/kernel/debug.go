@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pidlab/pidlab/vmtest/internal/cacheentry"
 	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
@@ -104,9 +105,11 @@ func (d Debug) Provision(ctx context.Context) (*Kernel, error) {
 		key = debugKey(src.Version, d.Fragment, cc)
 	}
 	dir := filepath.Join(d.CacheDir, debugDirPrefix+key)
-	if k, err := readyDebug(dir); err == nil {
-		d.Log.Debug("debug kernel: reusing %s", dir)
-		return k, nil
+	if usableTree(dir, "building it again", d.Log) {
+		if k, err := readyDebug(dir); err == nil {
+			d.Log.Debug("debug kernel: reusing %s", dir)
+			return k, nil
+		}
 	}
 	if err := d.build(ctx, src, frag, key, dir); err != nil {
 		return nil, err
@@ -285,6 +288,9 @@ func (d Debug) build(ctx context.Context, src debugSource, frag []Option, key, d
 		return fmt.Errorf("the debug kernel built but has no image: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(staging, readyMarker), []byte(debugMarker(rel, src.Version)), 0o644); err != nil {
+		return err
+	}
+	if err := cacheentry.SealTree(staging, "linux/arch/x86/boot/bzImage"); err != nil {
 		return err
 	}
 	if _, err := readyDebug(dir); err == nil {

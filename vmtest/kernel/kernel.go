@@ -6,11 +6,13 @@ package kernel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/pidlab/pidlab/vmtest/internal/cacheentry"
 	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
@@ -105,6 +107,34 @@ func Provision(ctx context.Context, sel Selection, cacheDir string, log *progres
 	}
 	d := Debian{Flavour: sel.Flavour, CacheDir: filepath.Join(cacheDir, "kernels"), Log: log}
 	return d.Provision(ctx)
+}
+
+// usableTree decides whether the finished kernel tree at dir may be used.
+// A tree is finished when its ready marker is there, and intact when it
+// matches its seal; a damaged one is removed, said in one line ("cache: …
+// is damaged (…); <again>") and reported false. A finished tree that an
+// older pidlab left unsealed is sealed as it is now.
+func usableTree(dir, again string, log *progress.Log) bool {
+	if _, err := os.Stat(filepath.Join(dir, readyMarker)); err != nil {
+		return false
+	}
+	err := cacheentry.CheckTree(dir)
+	switch {
+	case err == nil:
+	case errors.Is(err, cacheentry.ErrNotSealed):
+		log.Debug("kernel: sealing %s, which an older pidlab left unsealed", dir)
+		if err := cacheentry.SealTree(dir); err != nil {
+			log.Info("cache: cannot seal %s (%v); %s", dir, err, again)
+			os.RemoveAll(dir)
+			return false
+		}
+	default:
+		log.Info("cache: %v; %s", err, again)
+		os.RemoveAll(dir)
+		return false
+	}
+	cacheentry.Touch(filepath.Join(dir, readyMarker))
+	return true
 }
 
 func (k *Kernel) String() string {

@@ -1,0 +1,58 @@
+package guestbin
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pidlab/pidlab/vmtest/internal/cacheentry"
+	"github.com/pidlab/pidlab/vmtest/progress"
+)
+
+// built stands for a fresh `go test -c` output in dir.
+func built(t *testing.T, dir, content string) string {
+	t.Helper()
+	tmp, err := tempPath(filepath.Join(dir, "conformance.test"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(tmp, []byte(content), 0o644))
+	return tmp
+}
+
+// Two checkouts at other versions share the cache: each gets its own
+// binary, by content, and a damaged one is replaced, not run.
+func TestBinariesAreKeptByContent(t *testing.T) {
+	dir := t.TempDir()
+	stem := filepath.Join(dir, "conformance")
+	var said strings.Builder
+	log := &progress.Log{W: &said}
+
+	mine, err := addByContent(built(t, dir, "tests of checkout A"), stem, ".test", log)
+	require.NoError(t, err)
+	theirs, err := addByContent(built(t, dir, "tests of checkout B"), stem, ".test", log)
+	require.NoError(t, err)
+	assert.NotEqual(t, mine, theirs, "other bytes, other name")
+	b, err := os.ReadFile(mine)
+	require.NoError(t, err)
+	assert.Equal(t, "tests of checkout A", string(b), "B's build did not overwrite A's binary")
+	assert.NoError(t, cacheentry.CheckFile(theirs), "sealed")
+
+	again, err := addByContent(built(t, dir, "tests of checkout A"), stem, ".test", log)
+	require.NoError(t, err)
+	assert.Equal(t, mine, again, "the same bytes, the same file")
+
+	require.NoError(t, os.WriteFile(mine, []byte("tests of checkout A, damaged"), 0o755))
+	again, err = addByContent(built(t, dir, "tests of checkout A"), stem, ".test", log)
+	require.NoError(t, err)
+	b, err = os.ReadFile(again)
+	require.NoError(t, err)
+	assert.Equal(t, "tests of checkout A", string(b), "a damaged copy is replaced")
+	assert.Contains(t, said.String(), "is damaged")
+
+	left, err := filepath.Glob(filepath.Join(dir, ".*tmp*"))
+	require.NoError(t, err)
+	assert.Empty(t, left, "no temporary files are left")
+}
