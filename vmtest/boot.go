@@ -46,6 +46,7 @@ func Boot(ctx context.Context, c Config, p *Prepared) (*Result, error) {
 	if accel == qemu.TCG {
 		c.Log.Info("note: %s", why)
 	}
+	c = c.limitsFor(p.Kernel)
 	runDir, err := newRunDir(c.CacheDir)
 	if err != nil {
 		return nil, err
@@ -54,6 +55,7 @@ func Boot(ctx context.Context, c Config, p *Prepared) (*Result, error) {
 	qc := qemu.Config{
 		Binary: "qemu-system-x86_64", Kernel: p.Kernel.Image, Initrd: p.Initramfs,
 		Accel: accel, MemoryMB: 1024, CPUs: 2,
+		Append: []string{guest.RunArgsKernelArg(runArgs(c, c.Timeout))},
 	}
 	c.Log.Step("booting %s with module %s (%s)", p.Kernel.Release, p.Module.Name, accel)
 	for attempt := 1; ; attempt++ {
@@ -76,6 +78,20 @@ func Boot(ctx context.Context, c Config, p *Prepared) (*Result, error) {
 		res.Err = verdict.Decide(res.Observations)
 		return res, nil
 	}
+}
+
+// limitsFor is c with its limits scaled for a kernel slower than the
+// stock ones they are set for: a verdict must not depend on how fast the
+// kernel runs the same work.
+func (c Config) limitsFor(k *kernel.Kernel) Config {
+	if k.Scale(time.Second) != time.Second {
+		c.Log.Debug("limits ×%d for %s: boot %s, test %s, VM %s", k.Slowdown, k.Release,
+			k.Scale(c.BootTimeout), k.Scale(c.TestTimeout), k.Scale(c.Timeout))
+	}
+	c.BootTimeout = k.Scale(c.BootTimeout)
+	c.TestTimeout = k.Scale(c.TestTimeout)
+	c.Timeout = k.Scale(c.Timeout)
+	return c
 }
 
 // bootAttempts bounds the boots of one run: a retry only for a boot hang.

@@ -2,8 +2,11 @@ package vmtest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/pidlab/pidlab/vmtest/kernel"
 )
 
 func TestCrashedTestsTrustTheConsoleMark(t *testing.T) {
@@ -17,4 +20,15 @@ func TestCrashedTestsTrustTheConsoleMark(t *testing.T) {
 	assert.Equal(t, []string{"TestRecordFields", "TestRecordFields/kernel-thread", "TestRecordFields/kernel-thread/vsize"},
 		markedAndInner("TestRecordFields/kernel-thread", []string{"TestRecordFields", "TestRecordFields/kernel-thread", "TestRecordFields/kernel-thread/vsize"}),
 		"an inner subtest the events know of is kept")
+}
+
+func TestLimitsScaleWithTheKernelsSlowdown(t *testing.T) {
+	c := Config{Timeout: 15 * time.Minute, TestTimeout: 45 * time.Second, BootTimeout: 90 * time.Second}
+	stock := c.limitsFor(&kernel.Kernel{Name: "cloud"})
+	assert.Equal(t, c, stock, "the limits are set for a stock kernel")
+
+	debug := c.limitsFor(&kernel.Kernel{Name: kernel.DebugName, Slowdown: kernel.DebugSlowdown})
+	assert.Equal(t, 45*time.Second*kernel.DebugSlowdown, debug.TestTimeout, "a test may take as many times longer")
+	assert.Equal(t, 90*time.Second*kernel.DebugSlowdown, debug.BootTimeout)
+	assert.Equal(t, 15*time.Minute*kernel.DebugSlowdown, debug.Timeout)
 }

@@ -225,7 +225,7 @@ func buildInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, 
 		}
 		planned = append(planned, names...)
 		spec.Files = append(spec.Files, initramfs.File{Host: bin, Guest: s.path})
-		spec.Manifest.Tests = append(spec.Manifest.Tests, guest.TestBinary{Path: s.path, Args: testArgs(c)})
+		spec.Manifest.Tests = append(spec.Manifest.Tests, guest.TestBinary{Path: s.path, Args: testArgs})
 	}
 	path, _, err := initramfs.Build(ctx, spec, c.CacheDir, c.Log)
 	return path, planned, err
@@ -246,10 +246,15 @@ func (c Config) profile() *profile.Profile {
 	return p
 }
 
-// testArgs asks for test2json framing; the guest's own timeout is a
-// backstop behind the host's, so that a stuck test still prints its stack.
-func testArgs(c Config) []string {
-	args := []string{"-test.v=test2json", "-test.count=1", "-test.timeout=" + c.Timeout.String()}
+// testArgs ask for test2json framing. The flags that change from run to
+// run are runArgs: they are not packed into the initramfs.
+var testArgs = []string{"-test.v=test2json", "-test.count=1"}
+
+// runArgs are the test flags of this run, which reach the guest on the
+// kernel command line. The guest's own timeout is a backstop behind the
+// host's, so that a stuck test still prints its stack.
+func runArgs(c Config, timeout time.Duration) []string {
+	args := []string{"-test.timeout=" + timeout.String()}
 	if c.TestRun != "" {
 		args = append(args, "-test.run="+c.TestRun)
 	}

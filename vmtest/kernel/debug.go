@@ -195,10 +195,11 @@ func readyDebug(dir string) (*Kernel, error) {
 	}
 	tree := filepath.Join(dir, "linux")
 	return &Kernel{
-		Name:    DebugName,
-		Release: release,
-		Image:   filepath.Join(tree, "arch", "x86", "boot", "bzImage"),
-		KDIR:    tree,
+		Name:     DebugName,
+		Release:  release,
+		Image:    filepath.Join(tree, "arch", "x86", "boot", "bzImage"),
+		KDIR:     tree,
+		Slowdown: DebugSlowdown,
 	}, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/pidlab/pidlab/vmtest/internal/cacheentry"
 	"github.com/pidlab/pidlab/vmtest/progress"
@@ -23,6 +24,22 @@ type Kernel struct {
 	Release string // uname -r of the booted kernel
 	Image   string // bzImage
 	KDIR    string // make -C $KDIR M=… builds modules for Image
+	// Slowdown is how many times longer than on a stock kernel the same
+	// guest work takes on this one; a run's limits are multiplied by it.
+	Slowdown int
+}
+
+// DebugSlowdown is the debug kernel's Slowdown: under KASAN, lockdep and
+// kmemleak the reference suite took 4.5 times as long (VM 58 s vs 13 s,
+// boot to the first test 12.6 s vs 3 s), so 5 leaves a margin for a busy host.
+const DebugSlowdown = 5
+
+// Scale multiplies a limit by k's Slowdown (1 when unknown).
+func (k *Kernel) Scale(d time.Duration) time.Duration {
+	if k == nil || k.Slowdown <= 1 {
+		return d
+	}
+	return d * time.Duration(k.Slowdown)
 }
 
 // Environment overrides, documented in the README.

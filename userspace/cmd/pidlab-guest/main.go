@@ -35,6 +35,15 @@ func run() error {
 	if m.Shell {
 		return runShell(m)
 	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return err
+	}
+	args, err := guest.RunArgs(string(cmdline))
+	if err != nil {
+		return err
+	}
+	m = m.WithArgs(args)
 	port, err := os.OpenFile(guest.ResultsPort, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("opening the results channel: %w", err)
