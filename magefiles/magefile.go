@@ -71,17 +71,27 @@ func run(ctx context.Context, c vmtest.Config, table bool) error {
 	if err := vmtest.WriteReports(c, rep); err != nil {
 		c.Log.Line("%v", err) // the verdict above stands; its code too
 	}
+	vmtest.PruneCache(c)
 	return exitWith(verdict.Code(rep.ExitCode))
 }
 
-// Clean removes pidlab's cache: kernels, builds, initramfs archives and run logs.
-func Clean() error {
+// Clean removes pidlab's cache but for its kernels: builds, initramfs archives and run logs.
+func Clean() error { return clean(false) }
+
+// CleanAll removes pidlab's whole cache, the kernels (and the debug kernel's build) too.
+func CleanAll() error { return clean(true) }
+
+func clean(kernels bool) error {
 	dir, err := vmtest.DefaultCacheDir()
 	if err != nil {
 		return err
 	}
-	fmt.Println("removing", dir)
-	return os.RemoveAll(dir)
+	what := "builds, archives and run logs; kernels kept"
+	if kernels {
+		what = "everything"
+	}
+	fmt.Printf("removing %s (%s)\n", dir, what)
+	return vmtest.CleanCache(dir, kernels)
 }
 
 // Kernel groups the kernel targets.

@@ -125,6 +125,18 @@ func ModuleDir(dir string) (string, error) {
 // DefaultCacheDir is $XDG_CACHE_HOME/pidlab, else ~/.cache/pidlab.
 func DefaultCacheDir() (string, error) { return cachedir.Default() }
 
+// CleanCache removes the cache at dir, but for its kernels unless kernels.
+func CleanCache(dir string, kernels bool) error { return cachedir.Clean(dir, kernels) }
+
+// PruneCache trims the cache to its budget (cachedir.DefaultBudget) after
+// a run, so that it does not grow without bound.
+func PruneCache(c Config) {
+	p := cachedir.Prune(c.CacheDir, cachedir.DefaultBudget, time.Now())
+	if p.Entries > 0 {
+		c.Log.Debug("cache: pruned %d entries (%.1f MB) beyond its budget", p.Entries, float64(p.Bytes)/1e6)
+	}
+}
+
 // Guest paths of the files a run puts in the initramfs.
 const (
 	guestModuleDir   = "/pidlab/module"
