@@ -3,6 +3,7 @@ package initramfs
 import (
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -76,4 +77,26 @@ func readArchive(t *testing.T, path string) map[string]string {
 		m[r.Name] = string(b)
 	}
 	return m
+}
+
+// The archive's key hashes the runner's sources from a fixed list: every
+// package of this repository that the runner and init are built from must
+// be on it, or a change to one would reuse a stale archive.
+func TestKeyCoversEveryRepoPackageTheRunnerUses(t *testing.T) {
+	repo, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}} {{.Dir}}{{end}}", RunnerCmd, InitCmd).Output()
+	require.NoError(t, err)
+	srcs, err := runnerSources(repo)
+	require.NoError(t, err)
+	covered := map[string]bool{}
+	for _, s := range srcs {
+		covered[filepath.Dir(s)] = true
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, dir, _ := strings.Cut(line, " ")
+		if strings.HasPrefix(pkg, "github.com/pidlab/pidlab/") {
+			assert.True(t, covered[dir], "the key does not hash %s (%s)", pkg, dir)
+		}
+	}
 }
