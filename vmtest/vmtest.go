@@ -9,7 +9,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/pidlab/pidlab/userspace/guest"
@@ -56,14 +55,22 @@ type Config struct {
 	Log         *progress.Log
 }
 
-// ConfigFromEnv fills a Config from the environment; the caller sets the
-// directories and Log.
-func ConfigFromEnv() (Config, error) {
+// ConfigFromEnv checks every PIDLAB_* variable (a bad value is a setup
+// error before any work; an unknown one a warning on log) and fills a
+// Config from them; the caller sets the directories.
+func ConfigFromEnv(log *progress.Log) (Config, error) {
+	warnings, err := CheckEnv()
+	for _, w := range warnings {
+		log.Line("warning: %s", w)
+	}
+	if err != nil {
+		return Config{Log: log}, err
+	}
 	sel, err := kernel.SelectionFromEnv()
 	if err != nil {
-		return Config{}, err
+		return Config{Log: log}, err
 	}
-	c := Config{Kernel: sel, Accel: os.Getenv(qemu.EnvAccel), TestRun: os.Getenv(EnvRun), BootTimeout: DefaultBootTimeout}
+	c := Config{Kernel: sel, Accel: os.Getenv(qemu.EnvAccel), TestRun: os.Getenv(EnvRun), BootTimeout: DefaultBootTimeout, Log: log}
 	if c.Profile, err = profileFromEnv(); err != nil {
 		return c, err
 	}
@@ -96,12 +103,9 @@ func durationEnv(name string, def time.Duration) (time.Duration, error) {
 	if v == "" {
 		return def, nil
 	}
-	if secs, err := strconv.Atoi(v); err == nil {
-		return time.Duration(secs) * time.Second, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, verdict.SetupError(name+"=10m", "%s=%q is not a duration (like 90s or 10m)", name, v)
+	d, err := parseDuration(v)
+	if err != nil {
+		return 0, verdict.SetupError(name+"=10m", "%s=%q: %v (like 90s or 10m)", name, v, err)
 	}
 	return d, nil
 }

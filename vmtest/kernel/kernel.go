@@ -46,9 +46,19 @@ type Selection struct {
 	KDIR    string // its build tree
 }
 
-// SelectionFromEnv reads PIDLAB_KERNEL and PIDLAB_KDIR.
+// SelectionFromEnv reads PIDLAB_KERNEL and PIDLAB_KDIR; a bzImage and its
+// tree must be there (and prepared) before anything is built for them.
 func SelectionFromEnv() (Selection, error) {
-	return ParseSelection(os.Getenv(EnvKernel), os.Getenv(EnvKDIR))
+	sel, err := ParseSelection(os.Getenv(EnvKernel), os.Getenv(EnvKDIR))
+	if err != nil {
+		return Selection{}, err
+	}
+	if sel.Image != "" {
+		if _, err := Custom(sel.Image, sel.KDIR); err != nil {
+			return Selection{}, err
+		}
+	}
+	return sel, nil
 }
 
 // ParseSelection interprets a PIDLAB_KERNEL value: empty for the default,
