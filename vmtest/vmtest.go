@@ -7,6 +7,9 @@ package vmtest
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -117,13 +120,22 @@ func ModuleDir(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	const fix = "go tool mage validate path/to/module (a folder with the module's .c files and a Kbuild file or Makefile)"
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", verdict.SetupError(fix, "%s does not exist", abs)
+	case err != nil:
+		return "", verdict.SetupError(fix, "module folder: %v", err)
+	case !fi.IsDir():
+		return "", verdict.SetupError(fix, "%s is a file, not a folder: give the folder that holds the module", abs)
+	}
 	for _, f := range []string{"Kbuild", "Makefile"} {
 		if _, err := os.Stat(filepath.Join(abs, f)); err == nil {
 			return abs, nil
 		}
 	}
-	return "", verdict.SetupError("go tool mage validate path/to/module (a folder with the module's .c files and a Kbuild file or Makefile)",
-		"%s holds no Kbuild file or Makefile, so there is no module to build", abs)
+	return "", verdict.SetupError(fix, "%s holds no Kbuild file or Makefile, so there is no module to build", abs)
 }
 
 // DefaultCacheDir is $XDG_CACHE_HOME/pidlab, else ~/.cache/pidlab.
@@ -184,7 +196,26 @@ func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Mod
 	if mod.Warnings != "" {
 		c.Log.Info("the module built with warnings:\n%s", mod.Warnings)
 	}
+	if w := nameClash(k, mod); w != "" {
+		c.Log.Line("warning: %s", w)
+	}
 	return k, mod, nil
+}
+
+// nameClash warns of a module named like one of the kernel's own: the
+// kernel refuses to load a second module of a name (EEXIST), and the
+// built-in one is there from boot.
+func nameClash(k *kernel.Kernel, mod *kbuild.Module) string {
+	path, builtin, ok := k.ModuleNamed(mod.Name)
+	if !ok {
+		return ""
+	}
+	how := "a module"
+	if builtin {
+		how = "built in"
+	}
+	return fmt.Sprintf("the module is named %s, like the kernel's own %s (%s): loading it may fail (File exists) or clash with it; rename it (obj-m := mymod.o in the Kbuild file or Makefile)",
+		mod.Name, path, how)
 }
 
 // buildInitramfs returns the archive and the top-level tests it will run.

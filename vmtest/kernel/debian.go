@@ -225,9 +225,25 @@ func (d Debian) download(ctx context.Context, dir string, pkgs []string) ([]stri
 
 // dropModules removes the image's own modules (lib/modules): nothing
 // boots or builds against them, and they are four fifths of a generic or
-// rt tree (about 390 of 480 MB).
+// rt tree (about 390 of 480 MB). The lists of their names stay
+// (modules.order, modules.builtin: a few kB), so that a module named like
+// one of them can be warned about (Kernel.ModuleNamed).
 func dropModules(unpacked string) error {
-	return os.RemoveAll(filepath.Join(unpacked, "lib", "modules"))
+	dirs, _ := filepath.Glob(filepath.Join(unpacked, "lib", "modules", "*"))
+	for _, dir := range dirs {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if !moduleLists[e.Name()] {
+				if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // relocateHeaders points the flavour headers' Makefile, which includes the
