@@ -119,6 +119,9 @@ func settingError(s setting, v string, err error) error {
 	if errors.As(err, &ve) {
 		return err // it says what to do already
 	}
+	if strings.HasPrefix(err.Error(), s.Name+"=") {
+		return verdict.SetupError(s.Fix, "%v", err) // it names the setting already
+	}
 	return verdict.SetupError(s.Fix, "%s=%q: %v (it takes %s)", s.Name, v, err, s.Takes)
 }
 
