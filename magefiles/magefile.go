@@ -181,7 +181,7 @@ func provision(ctx context.Context) (vmtest.Config, *kernel.Kernel, error) {
 }
 
 func config() (vmtest.Config, error) {
-	c, err := vmtest.ConfigFromEnv()
+	c, err := vmtest.ConfigFromEnv(&progress.Log{W: os.Stdout, Verbose: mg.Verbose()})
 	if err != nil {
 		return c, err
 	}
@@ -192,7 +192,6 @@ func config() (vmtest.Config, error) {
 	if c.CacheDir, err = vmtest.DefaultCacheDir(); err != nil {
 		return c, err
 	}
-	c.Log = &progress.Log{W: os.Stdout, Verbose: mg.Verbose()}
 	return c, nil
 }
 

@@ -22,10 +22,6 @@ import (
 // These tests boot real VMs (about 30 s each under TCG): the end-to-end
 // proof that a conforming module passes and broken ones are caught.
 
-// EnvE2EDebug turns on the end-to-end runs on the debug kernel, whose first
-// build takes about 5 minutes (CI sets it; see the README).
-const EnvE2EDebug = "PIDLAB_E2E_DEBUG"
-
 // e2eKernels are the kernels the reference module must pass on and the
 // fixtures are judged on: the stock one, and with PIDLAB_E2E_DEBUG=1 the
 // debug one that catches what the stock one hides.

@@ -3,6 +3,7 @@ package vmtest
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -33,7 +34,13 @@ func KernelsFromEnv(c Config) ([]string, error) {
 	if v == "" {
 		return []string{kernelName(c.Kernel)}, nil
 	}
+	return parseKernels(v)
+}
+
+// parseKernels reads a PIDLAB_KERNELS list: kernel names, each once.
+func parseKernels(v string) ([]string, error) {
 	var names []string
+	seen := map[string]bool{}
 	for _, n := range strings.Split(v, ",") {
 		n = strings.TrimSpace(n)
 		if n == "" {
@@ -43,6 +50,10 @@ func KernelsFromEnv(c Config) ([]string, error) {
 			return nil, verdict.SetupError(EnvKernels+"=cloud,generic,rt",
 				"%s=%q: %q is not a kernel name (cloud, generic, rt or debug; a bzImage goes in %s)", EnvKernels, v, n, kernel.EnvKernel)
 		}
+		if seen[n] {
+			return nil, verdict.SetupError(EnvKernels+"=cloud,generic,rt", "%s=%q names %s twice", EnvKernels, v, n)
+		}
+		seen[n] = true
 		names = append(names, n)
 	}
 	if len(names) == 0 {
@@ -133,16 +144,24 @@ func kernelName(s kernel.Selection) string {
 // PIDLAB_JUNIT say, if they do.
 func WriteReports(c Config, r report.Report) error {
 	if path := os.Getenv(EnvReport); path != "" {
-		if err := report.WriteJSON(path, r); err != nil {
+		if err := writeFile(path, r, report.WriteJSON); err != nil {
 			return verdict.SetupError(EnvReport+"=pidlab-report.json", "%s: %v", EnvReport, err)
 		}
 		c.Log.Info("JSON report: %s", path)
 	}
 	if path := os.Getenv(EnvJUnit); path != "" {
-		if err := report.WriteJUnit(path, r); err != nil {
+		if err := writeFile(path, r, report.WriteJUnit); err != nil {
 			return verdict.SetupError(EnvJUnit+"=pidlab-junit.xml", "%s: %v", EnvJUnit, err)
 		}
 		c.Log.Info("JUnit XML: %s", path)
 	}
 	return nil
+}
+
+// writeFile makes path's folder, which CheckEnv let be missing, and writes.
+func writeFile(path string, r report.Report, write func(string, report.Report) error) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return write(path, r)
 }

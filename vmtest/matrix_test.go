@@ -141,6 +141,14 @@ func TestWriteReports(t *testing.T) {
 		assert.Equal(t, "junit.xml", files[0].Name())
 	})
 
+	t.Run("a missing folder is made", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "out", "report.json")
+		t.Setenv(EnvReport, path)
+		t.Setenv(EnvJUnit, "")
+		require.NoError(t, WriteReports(Config{}, r))
+		assert.FileExists(t, path)
+	})
+
 	t.Run("none", func(t *testing.T) {
 		dir := t.TempDir()
 		t.Chdir(dir)
@@ -156,7 +164,9 @@ func TestWriteReports(t *testing.T) {
 		for _, env := range []string{EnvReport, EnvJUnit} {
 			t.Setenv(EnvReport, "")
 			t.Setenv(EnvJUnit, "")
-			t.Setenv(env, filepath.Join(t.TempDir(), "missing", "report"))
+			file := filepath.Join(t.TempDir(), "a-file")
+			require.NoError(t, os.WriteFile(file, nil, 0o644))
+			t.Setenv(env, filepath.Join(file, "report"))
 			err := WriteReports(Config{}, r)
 			if assert.Error(t, err, env) {
 				assert.Equal(t, verdict.Setup, verdict.CodeOf(err), env)

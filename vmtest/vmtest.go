@@ -7,9 +7,11 @@ package vmtest
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/pidlab/pidlab/userspace/guest"
@@ -56,14 +58,22 @@ type Config struct {
 	Log         *progress.Log
 }
 
-// ConfigFromEnv fills a Config from the environment; the caller sets the
-// directories and Log.
-func ConfigFromEnv() (Config, error) {
+// ConfigFromEnv checks every PIDLAB_* variable (a bad value is a setup
+// error before any work; an unknown one a warning on log) and fills a
+// Config from them; the caller sets the directories.
+func ConfigFromEnv(log *progress.Log) (Config, error) {
+	warnings, err := CheckEnv()
+	for _, w := range warnings {
+		log.Line("warning: %s", w)
+	}
+	if err != nil {
+		return Config{Log: log}, err
+	}
 	sel, err := kernel.SelectionFromEnv()
 	if err != nil {
-		return Config{}, err
+		return Config{Log: log}, err
 	}
-	c := Config{Kernel: sel, Accel: os.Getenv(qemu.EnvAccel), TestRun: os.Getenv(EnvRun), BootTimeout: DefaultBootTimeout}
+	c := Config{Kernel: sel, Accel: os.Getenv(qemu.EnvAccel), TestRun: os.Getenv(EnvRun), BootTimeout: DefaultBootTimeout, Log: log}
 	if c.Profile, err = profileFromEnv(); err != nil {
 		return c, err
 	}
@@ -96,12 +106,9 @@ func durationEnv(name string, def time.Duration) (time.Duration, error) {
 	if v == "" {
 		return def, nil
 	}
-	if secs, err := strconv.Atoi(v); err == nil {
-		return time.Duration(secs) * time.Second, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, verdict.SetupError(name+"=10m", "%s=%q is not a duration (like 90s or 10m)", name, v)
+	d, err := parseDuration(v)
+	if err != nil {
+		return 0, verdict.SetupError(name+"=10m", "%s=%q: %v (like 90s or 10m)", name, v, err)
 	}
 	return d, nil
 }
@@ -113,13 +120,22 @@ func ModuleDir(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	const fix = "go tool mage validate path/to/module (a folder with the module's .c files and a Kbuild file or Makefile)"
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", verdict.SetupError(fix, "%s does not exist", abs)
+	case err != nil:
+		return "", verdict.SetupError(fix, "module folder: %v", err)
+	case !fi.IsDir():
+		return "", verdict.SetupError(fix, "%s is a file, not a folder: give the folder that holds the module", abs)
+	}
 	for _, f := range []string{"Kbuild", "Makefile"} {
 		if _, err := os.Stat(filepath.Join(abs, f)); err == nil {
 			return abs, nil
 		}
 	}
-	return "", verdict.SetupError("go tool mage validate path/to/module (a folder with the module's .c files and a Kbuild file or Makefile)",
-		"%s holds no Kbuild file or Makefile, so there is no module to build", abs)
+	return "", verdict.SetupError(fix, "%s holds no Kbuild file or Makefile, so there is no module to build", abs)
 }
 
 // DefaultCacheDir is $XDG_CACHE_HOME/pidlab, else ~/.cache/pidlab.
@@ -192,7 +208,26 @@ func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Mod
 	if mod.Warnings != "" {
 		c.Log.Info("the module built with warnings:\n%s", mod.Warnings)
 	}
+	if w := nameClash(k, mod); w != "" {
+		c.Log.Line("warning: %s", w)
+	}
 	return k, mod, nil
+}
+
+// nameClash warns of a module named like one of the kernel's own: the
+// kernel refuses to load a second module of a name (EEXIST), and the
+// built-in one is there from boot.
+func nameClash(k *kernel.Kernel, mod *kbuild.Module) string {
+	path, builtin, ok := k.ModuleNamed(mod.Name)
+	if !ok {
+		return ""
+	}
+	how := "a module"
+	if builtin {
+		how = "built in"
+	}
+	return fmt.Sprintf("the module is named %s, like the kernel's own %s (%s): loading it may fail (File exists) or clash with it; rename it (obj-m := mymod.o in the Kbuild file or Makefile)",
+		mod.Name, path, how)
 }
 
 // buildInitramfs returns the archive and the top-level tests it will run.

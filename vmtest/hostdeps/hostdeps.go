@@ -4,7 +4,6 @@ package hostdeps
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -89,21 +88,19 @@ func Ensure(ctx context.Context, log *progress.Log, needs ...Need) error {
 		return nil
 	}
 	install := "apt-get install -y --no-install-recommends " + strings.Join(missing, " ")
-	_, aptErr := exec.LookPath("apt-get")
-	if os.Geteuid() != 0 || aptErr != nil {
+	if !CanInstall() {
 		return verdict.SetupError("sudo "+install, "missing host packages: %s", strings.Join(missing, ", "))
 	}
 	log.Step("installing missing host packages: %s", strings.Join(missing, " "))
 	args := append([]string{"install", "-y", "--no-install-recommends"}, missing...)
-	if _, err := log.CombinedOutput(ctx, "", aptEnv, "apt-get", args...); err != nil {
-		// The package lists may be missing or stale: refresh them once.
-		log.Info("apt-get install failed; running apt-get update and trying again")
-		if _, uerr := log.CombinedOutput(ctx, "", aptEnv, "apt-get", "update"); uerr != nil {
-			return verdict.SetupError("apt-get update && "+install, "apt-get update failed: %v", uerr)
-		}
+	err := Lists.Retry(ctx, log, func() error {
 		if _, err := log.CombinedOutput(ctx, "", aptEnv, "apt-get", args...); err != nil {
-			return verdict.SetupError(install, "installing %s failed: %v", strings.Join(missing, " "), err)
+			return AptFailed(verdict.SetupError(install, "installing %s failed: %v", strings.Join(missing, " "), err))
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for _, n := range needs {
 		if !n.present() {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pidlab/pidlab/vmtest/hostdeps"
 	"github.com/pidlab/pidlab/vmtest/internal/cacheentry"
 	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/verdict"
@@ -26,6 +27,7 @@ type Debian struct {
 	Flavour  string // a key of Flavours
 	CacheDir string // kernels are unpacked in CacheDir/<abi>-<flavour>
 	Log      *progress.Log
+	Lists    *hostdeps.AptLists // refreshes stale package lists as root; nil for hostdeps.Lists
 }
 
 const readyMarker = ".pidlab-ready"
@@ -34,12 +36,31 @@ var abiPattern = regexp.MustCompile(`linux-image-(6\.1\.0-\d+)-`)
 
 // Provision returns the newest kernel of the flavour that apt knows,
 // unpacking it on first use. Without apt metadata it falls back to the
-// newest kernel already in the cache.
+// newest kernel already in the cache. When apt fails to resolve or fetch
+// (stale lists name an ABI the mirror has dropped), root refreshes the
+// lists and starts over: the fresh lists may name another ABI.
 func (d Debian) Provision(ctx context.Context) (*Kernel, error) {
 	flavour, ok := Flavours[d.Flavour]
 	if !ok {
 		return nil, verdict.Errorf(verdict.Setup, "unknown kernel flavour %q (have %s)", d.Flavour, flavourNames())
 	}
+	var k *Kernel
+	err := aptLists(d.Lists).Retry(ctx, d.Log, func() (err error) {
+		k, err = d.provision(ctx, flavour)
+		return err
+	})
+	return k, err
+}
+
+func aptLists(l *hostdeps.AptLists) *hostdeps.AptLists {
+	if l == nil {
+		return hostdeps.Lists
+	}
+	return l
+}
+
+// provision is one attempt of Provision.
+func (d Debian) provision(ctx context.Context, flavour string) (*Kernel, error) {
 	abi, resolveErr := d.resolveABI(ctx, flavour)
 	if resolveErr != nil {
 		cached := d.newestCached(flavour)
@@ -74,8 +95,8 @@ func (d Debian) resolveABI(ctx context.Context, flavour string) (string, error) 
 	}
 	m := abiPattern.FindSubmatch(out)
 	if err != nil || m == nil {
-		return "", verdict.SetupError("apt-get update   (as root, once; Debian bookworm sources are needed)",
-			"apt does not know the package %s: its package lists are missing or not bookworm's", meta)
+		return "", hostdeps.AptFailed(verdict.SetupError("apt-get update   (as root, once; Debian bookworm sources are needed)",
+			"apt does not know the package %s: its package lists are missing or not bookworm's", meta))
 	}
 	return string(m[1]), nil
 }
@@ -151,7 +172,7 @@ func (d Debian) fetch(ctx context.Context, release, root string) error {
 func (d Debian) headerDeps(ctx context.Context, headers string) ([]string, error) {
 	out, err := d.Log.Output(ctx, "", "apt-cache", "depends", headers)
 	if err != nil {
-		return nil, verdict.SetupError("apt-get update", "apt does not know %s: %v", headers, commandDetail(err))
+		return nil, hostdeps.AptFailed(verdict.SetupError("apt-get update", "apt does not know %s: %v", headers, commandDetail(err)))
 	}
 	var deps []string
 	sc := bufio.NewScanner(bytes.NewReader(out))
@@ -196,8 +217,8 @@ func (d Debian) download(ctx context.Context, dir string, pkgs []string) ([]stri
 		}
 	}
 	if err := cmd.Wait(); err != nil {
-		return nil, verdict.SetupError("apt-get update, then run again",
-			"downloading the kernel packages failed: %s\n%s", progress.Cmdline(cmd), strings.TrimSpace(stderr.String()))
+		return nil, hostdeps.AptFailed(verdict.SetupError("apt-get update, then run again",
+			"downloading the kernel packages failed: %s\n%s", progress.Cmdline(cmd), strings.TrimSpace(stderr.String())))
 	}
 	debs, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
 	if len(debs) != len(pkgs) {
@@ -208,9 +229,25 @@ func (d Debian) download(ctx context.Context, dir string, pkgs []string) ([]stri
 
 // dropModules removes the image's own modules (lib/modules): nothing
 // boots or builds against them, and they are four fifths of a generic or
-// rt tree (about 390 of 480 MB).
+// rt tree (about 390 of 480 MB). The lists of their names stay
+// (modules.order, modules.builtin: a few kB), so that a module named like
+// one of them can be warned about (Kernel.ModuleNamed).
 func dropModules(unpacked string) error {
-	return os.RemoveAll(filepath.Join(unpacked, "lib", "modules"))
+	dirs, _ := filepath.Glob(filepath.Join(unpacked, "lib", "modules", "*"))
+	for _, dir := range dirs {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if !moduleLists[e.Name()] {
+				if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // relocateHeaders points the flavour headers' Makefile, which includes the

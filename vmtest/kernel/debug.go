@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pidlab/pidlab/vmtest/hostdeps"
 	"github.com/pidlab/pidlab/vmtest/internal/cacheentry"
 	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/verdict"
@@ -66,8 +67,9 @@ const debugCCEstimate = 1180
 type Debug struct {
 	CacheDir string // kernels live in CacheDir/debug-<key>
 	Log      *progress.Log
-	Jobs     int    // make -j; 0 for the number of CPUs
-	Fragment string // the config fragment; empty for DebugFragment
+	Jobs     int                // make -j; 0 for the number of CPUs
+	Fragment string             // the config fragment; empty for DebugFragment
+	Lists    *hostdeps.AptLists // refreshes stale package lists as root; nil for hostdeps.Lists
 }
 
 // debugDirPrefix starts the name of a debug build's cache folder.
@@ -83,7 +85,19 @@ type debugSource struct {
 // Provision returns the debug kernel, building it when the cache has none
 // for this source version, fragment, recipe and compiler. Without apt
 // metadata it falls back to a cached build of the same fragment and recipe.
+// When apt fails to resolve or download the source, root refreshes the
+// lists and starts over (the fresh lists may name another version).
 func (d Debug) Provision(ctx context.Context) (*Kernel, error) {
+	var k *Kernel
+	err := aptLists(d.Lists).Retry(ctx, d.Log, func() (err error) {
+		k, err = d.provision(ctx)
+		return err
+	})
+	return k, err
+}
+
+// provision is one attempt of Provision.
+func (d Debug) provision(ctx context.Context) (*Kernel, error) {
 	if d.Fragment == "" {
 		d.Fragment = DebugFragment
 	}
@@ -153,8 +167,8 @@ func (d Debug) resolve(ctx context.Context) (debugSource, error) {
 	}
 	m := printURIs.FindSubmatch(out)
 	if err != nil || m == nil {
-		return debugSource{}, verdict.SetupError("apt-get update   (as root, once; Debian bookworm sources are needed)",
-			"apt does not know the package %s: its package lists are missing or not bookworm's", DebugSourcePackage)
+		return debugSource{}, hostdeps.AptFailed(verdict.SetupError("apt-get update   (as root, once; Debian bookworm sources are needed)",
+			"apt does not know the package %s: its package lists are missing or not bookworm's", DebugSourcePackage))
 	}
 	version, err := url.PathUnescape(string(m[2])) // an epoch's colon is %3a
 	if err != nil {
@@ -319,7 +333,7 @@ func (d Debug) unpackSource(ctx context.Context, src debugSource, staging string
 	}
 	args = append(args, DebugSourcePackage+"="+src.Version)
 	if _, err := d.Log.CombinedOutput(ctx, staging, nil, "apt-get", args...); err != nil {
-		return "", verdict.SetupError("apt-get update, then run again", "downloading %s failed: %s", DebugSourcePackage, commandDetail(err))
+		return "", hostdeps.AptFailed(verdict.SetupError("apt-get update, then run again", "downloading %s failed: %s", DebugSourcePackage, commandDetail(err)))
 	}
 	deb := filepath.Join(staging, src.File)
 	pkg := filepath.Join(staging, "pkg")

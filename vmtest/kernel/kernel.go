@@ -65,9 +65,19 @@ type Selection struct {
 	KDIR    string // its build tree
 }
 
-// SelectionFromEnv reads PIDLAB_KERNEL and PIDLAB_KDIR.
+// SelectionFromEnv reads PIDLAB_KERNEL and PIDLAB_KDIR; a bzImage and its
+// tree must be there (and prepared) before anything is built for them.
 func SelectionFromEnv() (Selection, error) {
-	return ParseSelection(os.Getenv(EnvKernel), os.Getenv(EnvKDIR))
+	sel, err := ParseSelection(os.Getenv(EnvKernel), os.Getenv(EnvKDIR))
+	if err != nil {
+		return Selection{}, err
+	}
+	if sel.Image != "" {
+		if _, err := Custom(sel.Image, sel.KDIR); err != nil {
+			return Selection{}, err
+		}
+	}
+	return sel, nil
 }
 
 // ParseSelection interprets a PIDLAB_KERNEL value: empty for the default,
@@ -152,6 +162,41 @@ func usableTree(dir, again string, log *progress.Log) bool {
 	}
 	cacheentry.Touch(filepath.Join(dir, readyMarker))
 	return true
+}
+
+// moduleLists are kbuild's lists of a kernel's module names: the
+// loadable ones and the built-in ones.
+var moduleLists = map[string]bool{"modules.order": true, "modules.builtin": true}
+
+// ModuleNamed finds a module of the kernel itself named name (as
+// delete_module knows it: dashes are underscores) and returns its path in
+// the kernel's lists (kernel/fs/ext4/ext4.ko), and whether it is built in.
+// Debian's trees keep the lists under lib/modules/<release>, a kernel
+// build tree has them at its top. ok is false when no list names it, or
+// when the kernel has no lists at all (a tree fetched before they were
+// kept, a build without modules).
+func (k *Kernel) ModuleNamed(name string) (path string, builtin, ok bool) {
+	root := filepath.Dir(filepath.Dir(k.Image)) // a Debian tree: <root>/boot/vmlinuz-…
+	for _, dir := range []string{filepath.Join(root, "lib", "modules", k.Release), k.KDIR} {
+		for _, list := range []string{"modules.builtin", "modules.order"} {
+			b, err := os.ReadFile(filepath.Join(dir, list))
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				line = strings.TrimSpace(line)
+				if line != "" && moduleName(line) == name {
+					return line, list == "modules.builtin", true
+				}
+			}
+		}
+	}
+	return "", false, false
+}
+
+// moduleName is the name delete_module knows the module at path by.
+func moduleName(path string) string {
+	return strings.ReplaceAll(strings.TrimSuffix(filepath.Base(path), ".ko"), "-", "_")
 }
 
 func (k *Kernel) String() string {

@@ -92,12 +92,44 @@ func TestNewestCachedKeepsFlavoursApart(t *testing.T) {
 
 func TestDropModulesKeepsImageAndHeaders(t *testing.T) {
 	unpacked := t.TempDir()
-	for _, f := range []string{"boot/vmlinuz-6.1.0-9-amd64", "lib/modules/6.1.0-9-amd64/kernel/fs/9p/9p.ko", "usr/src/linux-headers-6.1.0-9-amd64/Makefile"} {
+	for _, f := range []string{"boot/vmlinuz-6.1.0-9-amd64", "lib/modules/6.1.0-9-amd64/kernel/fs/9p/9p.ko", "usr/src/linux-headers-6.1.0-9-amd64/Makefile",
+		"lib/modules/6.1.0-9-amd64/modules.order", "lib/modules/6.1.0-9-amd64/modules.builtin"} {
 		require.NoError(t, os.MkdirAll(filepath.Join(unpacked, filepath.Dir(f)), 0o755))
 		require.NoError(t, os.WriteFile(filepath.Join(unpacked, f), nil, 0o644))
 	}
 	require.NoError(t, dropModules(unpacked))
-	assert.NoDirExists(t, filepath.Join(unpacked, "lib/modules"))
+	assert.NoDirExists(t, filepath.Join(unpacked, "lib/modules/6.1.0-9-amd64/kernel"), "the modules")
+	assert.FileExists(t, filepath.Join(unpacked, "lib/modules/6.1.0-9-amd64/modules.order"), "the list of their names")
+	assert.FileExists(t, filepath.Join(unpacked, "lib/modules/6.1.0-9-amd64/modules.builtin"), "the list of built-in ones")
 	assert.FileExists(t, filepath.Join(unpacked, "boot/vmlinuz-6.1.0-9-amd64"))
 	assert.FileExists(t, filepath.Join(unpacked, "usr/src/linux-headers-6.1.0-9-amd64/Makefile"))
+}
+
+func TestModuleNamedFindsTheKernelsOwnModules(t *testing.T) {
+	root := t.TempDir()
+	const release = "6.1.0-9-cloud-amd64"
+	lists := filepath.Join(root, "lib/modules", release)
+	require.NoError(t, os.MkdirAll(lists, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(lists, "modules.order"), []byte("kernel/fs/ext4/ext4.ko\nkernel/drivers/net/virtio_net.ko\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(lists, "modules.builtin"), []byte("kernel/drivers/tty/serial/8250/8250.ko\nkernel/fs/proc-fs.ko\n"), 0o644))
+	k := &Kernel{Release: release, Image: filepath.Join(root, "boot", "vmlinuz-"+release), KDIR: filepath.Join(root, "usr/src/linux-headers-"+release)}
+
+	path, builtin, ok := k.ModuleNamed("ext4")
+	assert.True(t, ok, "ext4 is the kernel's")
+	assert.Equal(t, "kernel/fs/ext4/ext4.ko", path)
+	assert.False(t, builtin, "ext4 is loadable")
+	_, builtin, ok = k.ModuleNamed("proc_fs")
+	assert.True(t, ok && builtin, "proc-fs is built in, known as proc_fs")
+	_, _, ok = k.ModuleNamed("procpid")
+	assert.False(t, ok, "a name the kernel does not use")
+
+	bare := &Kernel{Release: "6.1.0-8-cloud-amd64", Image: filepath.Join(t.TempDir(), "boot/vmlinuz"), KDIR: t.TempDir()}
+	_, _, ok = bare.ModuleNamed("ext4")
+	assert.False(t, ok, "no lists, no clash claimed")
+
+	kdir := t.TempDir() // a kernel build tree has the lists at its top
+	require.NoError(t, os.WriteFile(filepath.Join(kdir, "modules.builtin"), []byte("kernel/fs/ext4/ext4.ko\n"), 0o644))
+	tree := &Kernel{Release: "6.1.192-pidlab-debug", Image: filepath.Join(kdir, "arch/x86/boot/bzImage"), KDIR: kdir}
+	_, builtin, ok = tree.ModuleNamed("ext4")
+	assert.True(t, ok && builtin, "found in the build tree")
 }

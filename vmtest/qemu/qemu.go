@@ -35,25 +35,46 @@ const EnvAccel = "PIDLAB_ACCEL"
 
 // ChooseAccel picks KVM only when /dev/kvm opens and the CPU advertises
 // vmx or svm: a bare /dev/kvm on a nested VM without them hangs or aborts
-// QEMU. why says what was decided and why, for a one-line notice.
+// QEMU. why says what was decided and why, for a one-line notice. KVM
+// asked for where it cannot work is an error that says why, so that no
+// QEMU is started to find out.
 func ChooseAccel(override string) (accel Accel, why string, err error) {
 	switch Accel(override) {
-	case KVM, TCG:
-		return Accel(override), EnvAccel + "=" + override, nil
+	case KVM:
+		if err := KVMUsable(); err != nil {
+			return "", "", fmt.Errorf("%s=kvm, but KVM cannot work here: %w; QEMU would abort or hang", EnvAccel, err)
+		}
+		return KVM, EnvAccel + "=" + override, nil
+	case TCG:
+		return TCG, EnvAccel + "=" + override, nil
 	case "":
 	default:
 		return "", "", fmt.Errorf("%s=%q: want kvm or tcg", EnvAccel, override)
 	}
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err != nil {
-		return TCG, "no usable /dev/kvm (" + err.Error() + "): emulating with TCG, which is slower", nil
-	} else {
-		f.Close()
-	}
-	cpuinfo, _ := os.ReadFile("/proc/cpuinfo")
-	if !hasVirtFlag(string(cpuinfo)) {
-		return TCG, "/dev/kvm exists but the CPU advertises no vmx/svm (a nested VM): emulating with TCG, which is slower", nil
+	if err := KVMUsable(); err != nil {
+		return TCG, err.Error() + ": emulating with TCG, which is slower", nil
 	}
 	return KVM, "KVM", nil
+}
+
+// Where KVMUsable looks; tests point them elsewhere.
+var (
+	devKVM  = "/dev/kvm"
+	cpuinfo = "/proc/cpuinfo"
+)
+
+// KVMUsable says why KVM cannot run a guest here, or nil when it can.
+func KVMUsable() error {
+	f, err := os.OpenFile(devKVM, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("no usable /dev/kvm (%w)", err)
+	}
+	f.Close()
+	info, _ := os.ReadFile(cpuinfo)
+	if !hasVirtFlag(string(info)) {
+		return errors.New("/dev/kvm exists but the CPU advertises no vmx/svm (a nested VM)")
+	}
+	return nil
 }
 
 func hasVirtFlag(cpuinfo string) bool {

@@ -1,6 +1,8 @@
 package qemu
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -8,7 +10,22 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// fakeHost points KVMUsable at a /dev/kvm (a plain file, so it opens, or
+// none) and a cpuinfo with the given flags.
+func fakeHost(t *testing.T, kvm bool, flags string) {
+	dir := t.TempDir()
+	dev, info := filepath.Join(dir, "kvm"), filepath.Join(dir, "cpuinfo")
+	if kvm {
+		require.NoError(t, os.WriteFile(dev, nil, 0o666))
+	}
+	require.NoError(t, os.WriteFile(info, []byte("processor\t: 0\nflags\t\t: "+flags+"\n"), 0o644))
+	oldDev, oldInfo := devKVM, cpuinfo
+	devKVM, cpuinfo = dev, info
+	t.Cleanup(func() { devKVM, cpuinfo = oldDev, oldInfo })
+}
+
 func TestChooseAccelOverride(t *testing.T) {
+	fakeHost(t, true, "fpu vmx sse")
 	for _, v := range []string{"kvm", "tcg"} {
 		a, why, err := ChooseAccel(v)
 		require.NoError(t, err)
@@ -17,6 +34,35 @@ func TestChooseAccelOverride(t *testing.T) {
 	}
 	_, _, err := ChooseAccel("hvf")
 	assert.ErrorContains(t, err, "want kvm or tcg")
+}
+
+func TestChooseAccelRefusesKVMWhereItCannotWork(t *testing.T) {
+	for _, tc := range []struct {
+		kvm   bool
+		flags string
+		says  string
+	}{
+		{true, "fpu sse hypervisor", "the CPU advertises no vmx/svm"},
+		{false, "fpu vmx", "no usable /dev/kvm"},
+	} {
+		fakeHost(t, tc.kvm, tc.flags)
+		_, _, err := ChooseAccel("kvm")
+		assert.ErrorContains(t, err, "PIDLAB_ACCEL=kvm, but KVM cannot work here", "forced with /dev/kvm %v, flags %q", tc.kvm, tc.flags)
+		assert.ErrorContains(t, err, tc.says, "forced with /dev/kvm %v, flags %q", tc.kvm, tc.flags)
+
+		a, why, err := ChooseAccel("")
+		require.NoError(t, err, "auto")
+		assert.Equal(t, TCG, a, "auto with /dev/kvm %v, flags %q", tc.kvm, tc.flags)
+		assert.Contains(t, why, tc.says, "auto's note")
+
+		a, _, err = ChooseAccel("tcg")
+		require.NoError(t, err)
+		assert.Equal(t, TCG, a)
+	}
+	fakeHost(t, true, "fpu svm")
+	a, _, err := ChooseAccel("")
+	require.NoError(t, err)
+	assert.Equal(t, KVM, a, "auto with a usable /dev/kvm and svm")
 }
 
 func TestHasVirtFlag(t *testing.T) {
