@@ -110,3 +110,19 @@ func Provision(ctx context.Context, sel Selection, cacheDir string, log *progres
 func (k *Kernel) String() string {
 	return fmt.Sprintf("%s (%s)", k.Release, k.Name)
 }
+
+// debugSlowdown is how many times slower the debug kernel runs than a
+// stock one: KASAN checks every memory access, lockdep every lock, and
+// kmemleak tracks every allocation (its boot and test run take about
+// four times as long under TCG).
+const debugSlowdown = 4
+
+// Slowdown is how many times slower than Debian's stock kernels this one
+// runs the same work, for the limits of a run's steps. A custom kernel is
+// taken for a stock one: its options are unknown.
+func (k *Kernel) Slowdown() float64 {
+	if k.Name == DebugName {
+		return debugSlowdown
+	}
+	return 1
+}

@@ -101,3 +101,9 @@ func TestDropModulesKeepsImageAndHeaders(t *testing.T) {
 	assert.FileExists(t, filepath.Join(unpacked, "boot/vmlinuz-6.1.0-9-amd64"))
 	assert.FileExists(t, filepath.Join(unpacked, "usr/src/linux-headers-6.1.0-9-amd64/Makefile"))
 }
+
+func TestSlowdownIsTheDebugKernels(t *testing.T) {
+	assert.Equal(t, 1.0, (&Kernel{Name: "cloud"}).Slowdown(), "a stock kernel")
+	assert.Equal(t, 1.0, (&Kernel{Name: "custom"}).Slowdown(), "a custom kernel is taken for a stock one")
+	assert.Equal(t, float64(debugSlowdown), (&Kernel{Name: DebugName}).Slowdown(), "KASAN and lockdep slow the debug kernel")
+}
