@@ -121,6 +121,10 @@ var troubleRules = []struct {
 		always("a system call returned with a lock held: an error path returns before its unlock (use goto cleanup labels)")},
 	{regexp.MustCompile(`list_(add|del) corruption`),
 		always("a list entry was added twice, or used after it was deleted or freed")},
+	{regexp.MustCompile(`kernel BUG at `),
+		always("a BUG() or BUG_ON() fired at the file and line the report names: in the module, a condition it asserts " +
+			"does not hold (return an error such as -EINVAL or -ESRCH instead of stopping the kernel); " +
+			"in the kernel's own code, usually memory the module freed twice or overwrote")},
 	{regexp.MustCompile(`general protection fault`),
 		always("a wild pointer: often an object used after the reference that kept it was dropped, or a pointer never initialized")},
 	{regexp.MustCompile(`INFO: task .* blocked for more than`),

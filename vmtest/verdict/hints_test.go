@@ -132,6 +132,7 @@ var reportHints = map[string]string{
 	"watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [cat:80]":                                                                                                                                      "without yielding",
 	"rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:":                                                                                                                                           "without yielding",
 	"WARNING: held lock freed!": "locking mistake",
+	"kernel BUG at /home/student/procpid/procpid.c:143!\ninvalid opcode: 0000 [#1] PREEMPT SMP NOPTI": "a BUG() or BUG_ON() fired",
 }
 
 func TestHintsForReportKinds(t *testing.T) {
