@@ -13,23 +13,34 @@ const (
 	FloodWindow = 10 * time.Second
 )
 
-// FloodMeter counts console lines in windows of FloodWindow.
+// floodSeconds are the one-second buckets of a FloodWindow.
+const floodSeconds = int64(FloodWindow / time.Second)
+
+// FloodMeter counts console lines over the last FloodWindow, by second.
 type FloodMeter struct {
-	start time.Time // the window's
-	lines int
+	secs  [floodSeconds]int64 // the Unix second each bucket counts
+	lines [floodSeconds]int
 }
 
-// Add counts a line printed at now. It returns the window's rate in lines
-// per second once it holds FloodLines lines, else 0.
+// Add counts a line printed at now. Once the last FloodWindow holds
+// FloodLines lines, it returns the rate of their busiest second in lines
+// per second; else 0.
 func (m *FloodMeter) Add(now time.Time) int {
-	if m.start.IsZero() || now.Sub(m.start) >= FloodWindow {
-		m.start, m.lines = now, 0
+	sec := now.Unix()
+	i := sec % floodSeconds
+	if m.secs[i] != sec {
+		m.secs[i], m.lines[i] = sec, 0
 	}
-	m.lines++
-	if m.lines < FloodLines {
+	m.lines[i]++
+	total, peak := 0, 0
+	for j, s := range m.secs {
+		if sec-s < floodSeconds {
+			total += m.lines[j]
+			peak = max(peak, m.lines[j])
+		}
+	}
+	if total < FloodLines {
 		return 0
 	}
-	// A burst within a tenth of a second is rated as over that tenth.
-	elapsed := max(now.Sub(m.start), FloodWindow/100)
-	return int(float64(m.lines) / elapsed.Seconds())
+	return peak
 }

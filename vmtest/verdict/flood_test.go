@@ -17,7 +17,22 @@ func TestFloodMeterNamesASustainedRate(t *testing.T) {
 			break
 		}
 	}
-	assert.InDelta(t, 5000, rate, 10, "the rate once the window holds FloodLines lines")
+	assert.Equal(t, 5000, rate, "the rate once the window holds FloodLines lines")
+}
+
+func TestFloodMeterRatesTheFloodNotTheBoot(t *testing.T) {
+	// A boot's 500 lines, then the module prints 4000 lines a second: the
+	// rate is the flood's, not the average since boot.
+	var m FloodMeter
+	start := time.Unix(1000, 0)
+	for i := range 500 {
+		m.Add(start.Add(time.Duration(i) * time.Millisecond))
+	}
+	rate := 0
+	for i := 0; rate == 0; i++ {
+		rate = m.Add(start.Add(4*time.Second + time.Duration(i)*time.Second/4000))
+	}
+	assert.Equal(t, 4000, rate)
 }
 
 func TestFloodMeterLetsABusyConsoleBe(t *testing.T) {
