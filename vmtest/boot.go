@@ -294,10 +294,11 @@ func (f *follower) describePhase() string {
 // first. The test events of the last moments before a panic may be lost;
 // the guest's mark on the console is not. So after a crash the marked test
 // and its parents ran, with any subtest of it the events name; the other
-// running tests the events name had ended unheard.
+// running tests the events name had ended unheard. A run the host stopped
+// did not crash: its running tests are in Tests as hung.
 func (f *follower) crashedTests() []string {
 	running := f.tests.Running()
-	if f.marked == "" || f.marked == guest.NoTest || f.res.Observations.Done {
+	if f.marked == "" || f.marked == guest.NoTest || f.res.Observations.Done || f.res.Observations.Stopped != "" {
 		return running
 	}
 	return markedAndInner(f.marked, running)

@@ -119,6 +119,7 @@ func TestFloodedConsoleStopsTheRun(t *testing.T) {
 	f.onEvent(`{"kind":"start","kernel":"6.1.0-57-cloud-amd64"}`)
 	f.onEvent(`{"kind":"load"}`)
 	f.tests.Add(verdict.TestEvent{Action: "run", Test: "TestReadBeforeAnyWrite"})
+	f.onConsole("[    4.894346] pidlab: test TestReadBeforeAnyWrite")
 	for i := range verdict.FloodLines {
 		f.onConsole(fmt.Sprintf("[   12.%06d] procpid: show: line %d of a debugging dump", i, i))
 	}
@@ -128,8 +129,11 @@ func TestFloodedConsoleStopsTheRun(t *testing.T) {
 	res, err := decided(finish(f))
 	assert.Equal(t, verdict.Timeout, verdict.CodeOf(err))
 	assert.ErrorContains(t, err, "line 9999 of a debugging dump")
-	c := findCheck(t, RunReport("cloud", res, err), "TestReadBeforeAnyWrite")
+	run := RunReport("cloud", res, err)
+	assert.Equal(t, 1, countNamed(run.Checks, "TestReadBeforeAnyWrite"), "the stopped test is reported once, as hung, not also as the kernel dying")
+	c := findCheck(t, run, "TestReadBeforeAnyWrite")
 	assert.Equal(t, report.Error, c.Verdict)
+	assert.Equal(t, "did not finish: it hangs", c.Got)
 	assert.Contains(t, c.Hint, "prints in a loop")
 	assert.Len(t, c.Console, quoteLines)
 }
@@ -142,4 +146,14 @@ func TestReportsNameTheUsersFile(t *testing.T) {
 	followConsole(t, f, "verdict/testdata/bug-on-read.log")
 	require.NotEmpty(t, f.res.Observations.Troubles)
 	assert.Equal(t, "kernel BUG at /home/student/procpid/procpid.c:143!", f.res.Observations.Troubles[0].KeyLines()[0])
+}
+
+func countNamed(checks []report.Check, name string) int {
+	n := 0
+	for _, c := range checks {
+		if c.Name == name {
+			n++
+		}
+	}
+	return n
 }
