@@ -85,7 +85,7 @@ func Boot(ctx context.Context, c Config, p *Prepared) (*Result, error) {
 // kernel runs the same work.
 func (c Config) limitsFor(k *kernel.Kernel) Config {
 	if k.Scale(time.Second) != time.Second {
-		c.Log.Debug("limits ×%d for %s: boot %s, test %s, VM %s", k.Slowdown, k.Release,
+		c.Log.Debug("limits ×%g for %s: boot %s, test %s, VM %s", k.Slowdown(), k.Release,
 			k.Scale(c.BootTimeout), k.Scale(c.TestTimeout), k.Scale(c.Timeout))
 	}
 	c.BootTimeout = k.Scale(c.BootTimeout)
@@ -104,7 +104,7 @@ func bootOnce(ctx context.Context, c Config, qc qemu.Config, res *Result) (*foll
 	}
 	res.QEMUCmdline = progress.Cmdline(vm.Repro())
 	c.Log.Debug("exec: %s", progress.Cmdline(vm.Cmd))
-	f := &follower{c: c, res: res, vm: vm, start: time.Now()}
+	f := &follower{c: c, res: res, vm: vm, start: time.Now(), moduleLimit: moduleLimit(res.Kernel, res.Accel)}
 	err = f.follow()
 	res.VMTime = time.Since(f.start)
 	return f, err
@@ -136,11 +136,16 @@ type follower struct {
 	counted  time.Time // when printCount last spoke
 	marked   string    // the test the guest last named on the console
 	before   uint64    // taint at start
+
+	phaseStart  time.Time     // when phase began
+	moduleLimit time.Duration // for loading or unloading the module
+	flood       verdict.FloodMeter
+	lockupSeen  time.Time // when the kernel's first lockup report began
 }
 
 func (f *follower) follow() error {
 	defer f.vm.Close()
-	log, err := os.Create(f.res.ConsolePath)
+	log, err := createConsoleLog(f.res.ConsolePath)
 	if err != nil {
 		f.vm.Kill()
 		f.vm.Wait()
@@ -163,7 +168,7 @@ func (f *follower) follow() error {
 	defer deadline.Stop()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	f.phase = "booting"
+	f.setPhase("booting")
 	f.progress = time.Now()
 	var qemuErr error
 	for consoleLines != nil || events != nil || testEvents != nil {
@@ -191,6 +196,8 @@ func (f *follower) follow() error {
 		case <-tick.C:
 			f.hungBoot()
 			f.hungTest()
+			f.hungModule()
+			f.lockedUp()
 			f.printCount()
 		case <-deadline.C:
 			f.stop(fmt.Sprintf("the VM did not finish within %s (%s=%s); the guest was %s", f.c.Timeout, EnvTimeout, f.c.Timeout, f.describePhase()))
@@ -213,6 +220,7 @@ func (f *follower) follow() error {
 func (f *follower) stop(why string) {
 	if f.res.Observations.Stopped == "" {
 		f.res.Observations.Stopped = why
+		f.res.Observations.Phase = f.phase
 		f.tests.MarkHung()
 		for _, r := range f.tests.Results {
 			if r.Outcome == verdict.Hung {
@@ -242,6 +250,55 @@ func (f *follower) hungBoot() {
 	f.stop(fmt.Sprintf("the guest did not start the test runner within %s: it hung while booting", f.c.BootTimeout))
 }
 
+// setPhase records what the guest does now, and since when.
+func (f *follower) setPhase(phase string) {
+	if phase != f.phase {
+		f.phase, f.phaseStart = phase, time.Now()
+	}
+}
+
+// hungModule stops the VM when loading or unloading the module (and
+// reloading it between test binaries) takes past its limit.
+func (f *follower) hungModule() {
+	if f.phase != verdict.PhaseLoading && f.phase != verdict.PhaseUnloading || time.Since(f.phaseStart) < f.moduleLimit {
+		return
+	}
+	f.stop(fmt.Sprintf("the guest was %s for over %s (the limit on %s under %s): it hangs",
+		f.phase, f.moduleLimit, f.res.Kernel.Name, f.res.Accel))
+}
+
+// lockupGrace is how long the rest of a lockup report may take to arrive.
+const lockupGrace = 3 * time.Second
+
+// lockedUp stops the VM at the kernel's first lockup report (soft lockup,
+// hung task, RCU stall) once it has been printed: a run in that state may
+// never end, and the report says where it is stuck.
+func (f *follower) lockedUp() {
+	t, complete := f.console.Lockup()
+	if t == nil || f.res.Observations.Stopped != "" {
+		return
+	}
+	if f.lockupSeen.IsZero() {
+		f.lockupSeen = time.Now()
+	}
+	if complete || time.Since(f.lockupSeen) >= lockupGrace {
+		f.stop(fmt.Sprintf("the VM was stopped at the kernel's %s report; the guest was %s", t.Kind, f.describePhase()))
+	}
+}
+
+// flooded stops the VM when the console prints past the flood rate: a
+// module printing in a loop, whose run would take hours and whose log
+// would fill the disk.
+func (f *follower) flooded() {
+	rate := f.flood.Add(time.Now())
+	if rate == 0 || f.res.Observations.Stopped != "" {
+		return
+	}
+	f.res.Observations.Flooded = true
+	f.stop(fmt.Sprintf("the console is flooded: %d lines/s (more than %d lines within %s) while the guest was %s; the VM was stopped",
+		rate, verdict.FloodLines, verdict.FloodWindow, f.describePhase()))
+}
+
 func (f *follower) describePhase() string {
 	if running := f.tests.Running(); len(running) > 0 {
 		return "running " + running[len(running)-1]
@@ -253,10 +310,11 @@ func (f *follower) describePhase() string {
 // first. The test events of the last moments before a panic may be lost;
 // the guest's mark on the console is not. So after a crash the marked test
 // and its parents ran, with any subtest of it the events name; the other
-// running tests the events name had ended unheard.
+// running tests the events name had ended unheard. A run the host stopped
+// did not crash: its running tests are in Tests as hung.
 func (f *follower) crashedTests() []string {
 	running := f.tests.Running()
-	if f.marked == "" || f.marked == guest.NoTest || f.res.Observations.Done {
+	if f.marked == "" || f.marked == guest.NoTest || f.res.Observations.Done || f.res.Observations.Stopped != "" {
 		return running
 	}
 	return markedAndInner(f.marked, running)
@@ -282,7 +340,10 @@ func (f *follower) onConsole(line string) {
 	if m := guest.TestMark.FindStringSubmatch(line); m != nil {
 		f.marked = m[1]
 	}
+	line = f.res.Module.Relativize(line)
+	f.flooded()
 	f.console.Scan(line)
+	f.lockedUp()
 	f.res.Observations.Troubles = f.console.Troubles
 	f.tail = append(f.tail, line)
 	if len(f.tail) > consoleTailLines {
@@ -302,7 +363,7 @@ func (f *follower) onEvent(line string) {
 		o.RunnerStarted = true
 		f.res.GuestKernel = ev.Kernel
 		f.before = ev.Taint
-		f.phase = "loading the module"
+		f.setPhase(verdict.PhaseLoading)
 		f.c.Log.Debug("guest runner started on %s after %s", ev.Kernel, time.Since(f.start).Round(time.Millisecond))
 	case guest.KindLoad:
 		if ev.Err != "" {
@@ -310,7 +371,7 @@ func (f *follower) onEvent(line string) {
 			f.c.Log.Info("module %s did not load: %s", f.res.Module.Name, ev.Err)
 			return
 		}
-		f.phase = "running tests"
+		f.setPhase(verdict.PhaseTesting)
 		f.c.Log.Info("module %s loaded", f.res.Module.Name)
 	case guest.KindTestOutput:
 		f.conv.write(ev.Line)
@@ -318,7 +379,7 @@ func (f *follower) onEvent(line string) {
 		if ev.Err != "" && f.tests.Count(verdict.Failed) == 0 {
 			o.BinaryErrs = append(o.BinaryErrs, fmt.Sprintf("test binary %s ended badly: %s", filepath.Base(ev.Binary), ev.Err))
 		}
-		f.phase = "unloading the module"
+		f.setPhase(verdict.PhaseUnloading) // and reloading it for the next test binary
 	case guest.KindUnload:
 		if ev.Err != "" {
 			o.UnloadErr = ev.Err
@@ -326,14 +387,14 @@ func (f *follower) onEvent(line string) {
 		} else {
 			f.c.Log.Info("module %s unloaded", f.res.Module.Name)
 		}
-		f.phase = "scanning for leaks"
+		f.setPhase("scanning for leaks")
 	case guest.KindLeaks:
 		if ev.Err != "" {
 			f.c.Log.Info("kmemleak scan failed: %s", ev.Err)
 			return
 		}
 		o.Leaks = ev.Line
-		f.phase = "powering off"
+		f.setPhase("powering off")
 		f.c.Log.Debug("kmemleak scan after unload: %d report(s)", strings.Count(ev.Line, "unreferenced object"))
 	case guest.KindDone:
 		o.Done = true
@@ -347,6 +408,7 @@ func (f *follower) onTestEvent(ev verdict.TestEvent) {
 		if f.res.BootToFirstTest == 0 {
 			f.res.BootToFirstTest = time.Since(f.start)
 		}
+		f.setPhase(verdict.PhaseTesting) // the module is (re)loaded
 		f.progress = time.Now()
 	case "pass", "fail", "skip":
 		f.progress = time.Now()

@@ -1,12 +1,23 @@
 package vmtest
 
 import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
+	"github.com/pidlab/pidlab/vmtest/kbuild"
 	"github.com/pidlab/pidlab/vmtest/kernel"
+	"github.com/pidlab/pidlab/vmtest/progress"
+	"github.com/pidlab/pidlab/vmtest/qemu"
+	"github.com/pidlab/pidlab/vmtest/report"
+	"github.com/pidlab/pidlab/vmtest/verdict"
 )
 
 func TestCrashedTestsTrustTheConsoleMark(t *testing.T) {
@@ -27,8 +38,133 @@ func TestLimitsScaleWithTheKernelsSlowdown(t *testing.T) {
 	stock := c.limitsFor(&kernel.Kernel{Name: "cloud"})
 	assert.Equal(t, c, stock, "the limits are set for a stock kernel")
 
-	debug := c.limitsFor(&kernel.Kernel{Name: kernel.DebugName, Slowdown: kernel.DebugSlowdown})
+	debug := c.limitsFor(&kernel.Kernel{Name: kernel.DebugName})
 	assert.Equal(t, 45*time.Second*kernel.DebugSlowdown, debug.TestTimeout, "a test may take as many times longer")
 	assert.Equal(t, 90*time.Second*kernel.DebugSlowdown, debug.BootTimeout)
 	assert.Equal(t, 15*time.Minute*kernel.DebugSlowdown, debug.Timeout)
+}
+
+// testFollower follows no VM: its stop kills a stand-in process.
+func testFollower(t *testing.T) *follower {
+	t.Helper()
+	cmd := exec.Command("sleep", "60")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	k := &kernel.Kernel{Name: "cloud"}
+	res := &Result{Kernel: k, Accel: qemu.TCG, Module: &kbuild.Module{Name: "procpid"}}
+	f := &follower{c: Config{Log: &progress.Log{W: io.Discard}}, res: res, vm: &qemu.VM{Cmd: cmd},
+		start: time.Now(), moduleLimit: moduleLimit(k, qemu.TCG)}
+	f.setPhase("booting")
+	return f
+}
+
+// followConsole feeds a recorded console log to f, the runner's start
+// event at the line that shows the module loading.
+func followConsole(t *testing.T, f *follower, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if strings.Contains(line, "loading out-of-tree module") {
+			f.onEvent(`{"kind":"start","kernel":"6.1.0-57-cloud-amd64"}`)
+		}
+		f.onConsole(line)
+	}
+}
+
+// finish records what the follower saw, as follow does when QEMU exits.
+func finish(f *follower) *Result {
+	f.res.Observations.ConsoleTail = f.tail
+	f.res.Observations.Running = f.crashedTests()
+	f.res.Tests = f.tests.Results
+	return f.res
+}
+
+func TestLockupWhileLoadingStopsTheRun(t *testing.T) {
+	// A real run: the module's init spins (init-loops-forever); RCU
+	// reports the stall 25 s into the load, the watchdog a soft lockup 26 s
+	// later, and the run went on to the VM's limit.
+	f := testFollower(t)
+	followConsole(t, f, "verdict/testdata/init-loops-forever.log")
+	o := f.res.Observations
+	assert.Equal(t, "the VM was stopped at the kernel's RCU stall report; the guest was loading the module", o.Stopped)
+	assert.Equal(t, verdict.PhaseLoading, o.Phase)
+	require.NotEmpty(t, o.Troubles)
+	assert.Contains(t, o.Troubles[0].Report, "</TASK>", "the report is whole when the run stops")
+
+	res, err := decided(finish(f))
+	require.Error(t, err)
+	assert.Equal(t, verdict.KernelTrouble, verdict.CodeOf(err), "a lockup is kernel trouble, as the README's table says")
+	assert.ErrorContains(t, err, "kernel RCU stall:")
+	assert.ErrorContains(t, err, "RIP: 0010:procpid_init+0x7/0x1000 [procpid]")
+	assert.ErrorContains(t, err, "the guest was loading the module")
+	assert.ErrorContains(t, err, "hint: a CPU ran in the kernel for seconds without yielding")
+	load := findCheck(t, RunReport("cloud", res, err), report.CheckLoad)
+	assert.Equal(t, report.Error, load.Verdict)
+	assert.Equal(t, "did not finish: rcu: INFO: rcu_preempt self-detected stall on CPU", load.Got)
+	assert.Equal(t, []string{"rcu: INFO: rcu_preempt self-detected stall on CPU", "RIP: 0010:procpid_init+0x7/0x1000 [procpid]",
+		"Call Trace: do_one_initcall+0x59/0x220, do_init_module+0x4a/0x1f0, __do_sys_init_module+0x17f/0x1b0, do_syscall_64+0x5d/0x90"}, load.Console)
+	assert.Contains(t, load.Hint, "a loop that never ends")
+}
+
+func TestLoadPastItsLimitStopsTheRun(t *testing.T) {
+	f := testFollower(t)
+	f.onEvent(`{"kind":"start","kernel":"6.1.0-57-cloud-amd64"}`)
+	f.onConsole("[    6.196321] procpid: loading out-of-tree module taints kernel.")
+	f.hungModule()
+	assert.Empty(t, f.res.Observations.Stopped, "within the limit")
+	f.phaseStart = time.Now().Add(-f.moduleLimit)
+	f.hungModule()
+	assert.Equal(t, "the guest was loading the module for over 1m0s (the limit on cloud under tcg): it hangs", f.res.Observations.Stopped)
+	res, err := decided(finish(f))
+	assert.Equal(t, verdict.Timeout, verdict.CodeOf(err))
+	assert.ErrorContains(t, err, "last console lines:\n    [    6.196321] procpid: loading out-of-tree module taints kernel.")
+	load := findCheck(t, RunReport("cloud", res, err), report.CheckLoad)
+	assert.Equal(t, "did not finish: loading hangs", load.Got)
+	assert.Equal(t, []string{"[    6.196321] procpid: loading out-of-tree module taints kernel."}, load.Console, "the console's last lines")
+	assert.Contains(t, load.Hint, "init function never returned")
+}
+
+func TestFloodedConsoleStopsTheRun(t *testing.T) {
+	f := testFollower(t)
+	f.onEvent(`{"kind":"start","kernel":"6.1.0-57-cloud-amd64"}`)
+	f.onEvent(`{"kind":"load"}`)
+	f.tests.Add(verdict.TestEvent{Action: "run", Test: "TestReadBeforeAnyWrite"})
+	f.onConsole("[    4.894346] pidlab: test TestReadBeforeAnyWrite")
+	for i := range verdict.FloodLines {
+		f.onConsole(fmt.Sprintf("[   12.%06d] procpid: show: line %d of a debugging dump", i, i))
+	}
+	o := f.res.Observations
+	require.True(t, o.Flooded)
+	assert.Regexp(t, `^the console is flooded: \d+ lines/s \(more than 10000 lines within 10s\) while the guest was running TestReadBeforeAnyWrite; the VM was stopped$`, o.Stopped)
+	res, err := decided(finish(f))
+	assert.Equal(t, verdict.Timeout, verdict.CodeOf(err))
+	assert.ErrorContains(t, err, "line 9999 of a debugging dump")
+	run := RunReport("cloud", res, err)
+	assert.Equal(t, 1, countNamed(run.Checks, "TestReadBeforeAnyWrite"), "the stopped test is reported once, as hung, not also as the kernel dying")
+	c := findCheck(t, run, "TestReadBeforeAnyWrite")
+	assert.Equal(t, report.Error, c.Verdict)
+	assert.Equal(t, "did not finish: it hangs", c.Got)
+	assert.Contains(t, c.Hint, "prints in a loop")
+	assert.Len(t, c.Console, quoteLines)
+}
+
+func TestReportsNameTheUsersFile(t *testing.T) {
+	// A real BUG_ON() report of a module built by kbuild in its cache: the
+	// kernel names the build copy's file.
+	f := testFollower(t)
+	f.res.Module = &kbuild.Module{Path: "/tmp/cache-hang/pidlab/modules/18729c859dc533a7/procpid.ko", Name: "procpid", Source: "/home/student/procpid"}
+	followConsole(t, f, "verdict/testdata/bug-on-read.log")
+	require.NotEmpty(t, f.res.Observations.Troubles)
+	assert.Equal(t, "kernel BUG at /home/student/procpid/procpid.c:143!", f.res.Observations.Troubles[0].KeyLines()[0])
+}
+
+func countNamed(checks []report.Check, name string) int {
+	n := 0
+	for _, c := range checks {
+		if c.Name == name {
+			n++
+		}
+	}
+	return n
 }

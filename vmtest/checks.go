@@ -35,12 +35,40 @@ func RunReport(kernelName string, res *Result, err error) report.Run {
 		run.ConsoleExcerpt = consoleExcerpt(o)
 	}
 	_, _, crashHint := report.Explain(run.Reason)
-	run.Checks = append(run.Checks, report.Check{Name: report.CheckBuild, Verdict: report.Pass}, loadCheck(o))
-	run.Checks = append(run.Checks, testChecks(res.Tests, crashHint)...)
-	run.Checks = append(run.Checks, crashedChecks(o, run.Reason, crashHint)...)
+	quote := kernelQuote(o)
+	run.Checks = append(run.Checks, report.Check{Name: report.CheckBuild, Verdict: report.Pass}, loadCheck(o, crashHint, quote))
+	run.Checks = append(run.Checks, testChecks(res.Tests, crashHint, quote)...)
+	run.Checks = append(run.Checks, crashedChecks(o, run.Reason, crashHint, quote)...)
 	run.Checks = append(run.Checks, notRunChecks(res.Planned, run.Checks, o)...)
-	run.Checks = append(run.Checks, unloadCheck(o), cleanCheck(o, run.Reason, crashHint))
+	clean := cleanCheck(o, run.Reason, crashHint)
+	if clean.Verdict == report.Fail && !quoted(run.Checks) {
+		clean.Console = quote // a report after the tests, or one no check died of
+	}
+	run.Checks = append(run.Checks, unloadCheck(o), clean)
 	return run
+}
+
+// quoteLines is how many of the console's last lines a hung check quotes.
+const quoteLines = 10
+
+// kernelQuote is what a check that died or hung quotes of the console:
+// the key lines of the kernel's first report (its headline, RIP and
+// first callers), else the console's last lines.
+func kernelQuote(o verdict.Observations) []string {
+	if len(o.Troubles) > 0 {
+		return o.Troubles[0].KeyLines()
+	}
+	return o.ConsoleTail[max(0, len(o.ConsoleTail)-quoteLines):]
+}
+
+// quoted reports whether a check already quotes the console.
+func quoted(checks []report.Check) bool {
+	for _, c := range checks {
+		if len(c.Console) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func buildFailure(reason string) report.Check {
@@ -62,7 +90,7 @@ func buildFailure(reason string) report.Check {
 	return c
 }
 
-func loadCheck(o verdict.Observations) report.Check {
+func loadCheck(o verdict.Observations, crashHint string, quote []string) report.Check {
 	c := report.Check{Name: report.CheckLoad, Verdict: report.Pass}
 	switch {
 	case o.LoadErr != "":
@@ -70,15 +98,20 @@ func loadCheck(o verdict.Observations) report.Check {
 		c.Hint = "the module's init function returned an error, or a symbol it needs is missing: see the console log"
 	case !o.RunnerStarted:
 		c.Verdict, c.Got = report.Error, "the guest did not start"
+	case o.Stopped != "" && o.Phase == verdict.PhaseLoading:
+		c.Verdict, c.Got, c.Hint, c.Console = report.Error, "did not finish: loading hangs", crashHint, quote
+		if len(o.Troubles) > 0 {
+			c.Got = "did not finish: " + troubleLine(o, "")
+		}
 	case len(o.Tests) == 0 && len(o.Running) == 0 && !o.Done:
-		c.Verdict, c.Got = report.Error, "the guest ended while loading the module"
+		c.Verdict, c.Got, c.Hint, c.Console = report.Error, "the guest ended while loading the module", crashHint, quote
 	}
 	return c
 }
 
 // testChecks are the guest's tests; a hung test is an ERROR with the
 // hang's hint.
-func testChecks(tests []verdict.TestResult, crashHint string) []report.Check {
+func testChecks(tests []verdict.TestResult, crashHint string, quote []string) []report.Check {
 	var checks []report.Check
 	for _, t := range tests {
 		c := report.Check{Name: t.Name, Seconds: t.Elapsed.Seconds()}
@@ -92,7 +125,7 @@ func testChecks(tests []verdict.TestResult, crashHint string) []report.Check {
 			c.Expected, c.Got, c.Hint = report.Explain(t.Output)
 		case verdict.Hung:
 			c.Verdict, c.Message = report.Error, cleanOutput(t.Output)
-			c.Got, c.Hint = "did not finish: it hangs", crashHint
+			c.Got, c.Hint, c.Console = "did not finish: it hangs", crashHint, quote
 		}
 		checks = append(checks, c)
 	}
@@ -100,11 +133,11 @@ func testChecks(tests []verdict.TestResult, crashHint string) []report.Check {
 }
 
 // crashedChecks are the tests that were running when the guest died.
-func crashedChecks(o verdict.Observations, reason, hint string) []report.Check {
+func crashedChecks(o verdict.Observations, reason, hint string, quote []string) []report.Check {
 	var checks []report.Check
 	for _, name := range o.Running {
 		checks = append(checks, report.Check{Name: name, Verdict: report.Error,
-			Got: "the kernel died while it ran: " + troubleLine(o, reason), Hint: hint})
+			Got: "the kernel died while it ran: " + troubleLine(o, reason), Hint: hint, Console: quote})
 	}
 	return checks
 }
@@ -155,11 +188,12 @@ func cleanCheck(o verdict.Observations, reason, hint string) report.Check {
 }
 
 // troubleLine is the headline of what went wrong in the kernel: the first
-// line of its report (BUG: kernel NULL pointer dereference, …).
+// key line of its report (BUG: kernel NULL pointer dereference, …, or a
+// WARN's own message), not the "cut here" marker before it.
 func troubleLine(o verdict.Observations, reason string) string {
 	if len(o.Troubles) > 0 {
-		if line := firstLine(o.Troubles[0].Report); line != "" {
-			return printkTime.ReplaceAllString(line, "")
+		if lines := o.Troubles[0].KeyLines(); len(lines) > 0 {
+			return lines[0]
 		}
 	}
 	return firstLine(reason)

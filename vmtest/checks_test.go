@@ -274,6 +274,8 @@ func TestRunReportHungTest(t *testing.T) {
 	var table bytes.Buffer
 	report.PrintTable(&table, report.Report{Runs: []report.Run{run}})
 	assert.Contains(t, table.String(), "\nERROR TestSecondReaderAfterEarlyStop/first-read-4-bytes\n")
+	assert.Contains(t, table.String(), "\n    console:  [    6.0] pid: module loaded\n              [    7.2] pid: read 4 bytes at offset 0\n",
+		"a hang quotes the console's last lines, as the README promises")
 	assert.NotContains(t, table.String(), "\nERROR TestSecondReaderAfterEarlyStop\n", "the hung parent's details are its subtest's")
 	assert.Contains(t, table.String(), "\n4 passed, 0 failed, 3 errors\n")
 }
@@ -415,4 +417,36 @@ func TestRunReportUnloadFailure(t *testing.T) {
 	assert.Equal(t, unloadErr, unload.Got)
 	assert.Contains(t, unload.Hint, "still in use")
 	assert.Equal(t, report.Pass, findCheck(t, run, report.CheckClean).Verdict)
+}
+
+func TestRunReportBugQuotesTheKernel(t *testing.T) {
+	// A real BUG_ON() in the read handler: the report begins with "cut
+	// here", which the table once showed as all there was to see.
+	f, err := os.Open("verdict/testdata/bug-on-read.log")
+	require.NoError(t, err)
+	defer f.Close()
+	var s verdict.ConsoleScanner
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		s.Scan(sc.Text())
+	}
+	var g guestTests
+	g.pass("TestEntryExists")
+	g.run("TestReadBeforeAnyWrite")
+	res, err := decided(&Result{Tests: g.tests.Results, Observations: verdict.Observations{
+		RunnerStarted: true, Troubles: s.Troubles, Running: g.tests.Running(),
+	}})
+	run := RunReport("cloud", res, err)
+	crashed := findCheck(t, run, "TestReadBeforeAnyWrite")
+	assert.Equal(t, "the kernel died while it ran: kernel BUG at /tmp/cache-hang/pidlab/modules/18729c859dc533a7.tmp-3692544389/procpid.c:143!", crashed.Got)
+	assert.Equal(t, s.Troubles[0].KeyLines(), crashed.Console, "the kernel's key lines")
+	clean := findCheck(t, run, report.CheckClean)
+	assert.Empty(t, clean.Console, "quoted once, where the kernel died")
+
+	var table bytes.Buffer
+	report.PrintTable(&table, report.Report{Runs: []report.Run{run}})
+	assert.NotContains(t, table.String(), "cut here")
+	assert.Contains(t, table.String(), "\n    console:  kernel BUG at /tmp/cache-hang/pidlab/modules/18729c859dc533a7.tmp-3692544389/procpid.c:143!\n"+
+		"              RIP: 0010:procpid_show+0x49e/0x4f4 [procpid]\n"+
+		"              Call Trace: seq_read_iter+0x122/0x450, seq_read+0xd0/0x100, proc_reg_read+0x56/0xa0, vfs_read+0xa5/0x310\n")
 }

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -26,6 +27,18 @@ type Module struct {
 	Name     string // as delete_module knows it
 	Warnings string // compiler warnings, if any
 	Cached   bool   // reused from an earlier build
+	Source   string // the folder it was built from
+}
+
+// Relativize shows paths into the build copy, where __FILE__ points in
+// a BUG() or WARN() report, as paths in the module's own folder. The copy
+// was "<dir>.tmp-<n>/", renamed to the .ko's folder since.
+func (m *Module) Relativize(s string) string {
+	if m == nil || m.Source == "" || !strings.Contains(s, ".tmp-") {
+		return s
+	}
+	copies := regexp.MustCompile(regexp.QuoteMeta(filepath.Dir(m.Path)) + `\.tmp-[0-9]+/`)
+	return copies.ReplaceAllLiteralString(s, m.Source+"/")
 }
 
 // Build compiles the module in srcDir for k. A build with the same source
@@ -42,7 +55,7 @@ func Build(ctx context.Context, k *kernel.Kernel, srcDir, cacheDir string, log *
 	dir := filepath.Join(cacheDir, "modules", key)
 	if m, err := find(dir); err == nil {
 		if cacheentry.Reuse(m.Path, "building the module again", log.Info) {
-			m.Cached = true
+			m.Cached, m.Source = true, srcDir
 			log.Debug("module: reusing %s", m.Path)
 			return m, nil
 		}
@@ -93,7 +106,7 @@ func build(ctx context.Context, k *kernel.Kernel, srcDir string, files []string,
 	if err != nil {
 		return nil, err
 	}
-	m.Warnings = warned
+	m.Warnings, m.Source = warned, srcDir
 	return m, nil
 }
 

@@ -209,11 +209,10 @@ func readyDebug(dir string) (*Kernel, error) {
 	}
 	tree := filepath.Join(dir, "linux")
 	return &Kernel{
-		Name:     DebugName,
-		Release:  release,
-		Image:    filepath.Join(tree, "arch", "x86", "boot", "bzImage"),
-		KDIR:     tree,
-		Slowdown: DebugSlowdown,
+		Name:    DebugName,
+		Release: release,
+		Image:   filepath.Join(tree, "arch", "x86", "boot", "bzImage"),
+		KDIR:    tree,
 	}, nil
 }
 

@@ -188,11 +188,10 @@ func TestReadyDebugAndCachedFallback(t *testing.T) {
 	k, err := readyDebug(want)
 	require.NoError(t, err)
 	assert.Equal(t, &Kernel{
-		Name:     "debug",
-		Release:  "6.1.192-pidlab-debug",
-		Image:    filepath.Join(want, "linux/arch/x86/boot/bzImage"),
-		KDIR:     filepath.Join(want, "linux"),
-		Slowdown: DebugSlowdown,
+		Name:    "debug",
+		Release: "6.1.192-pidlab-debug",
+		Image:   filepath.Join(want, "linux/arch/x86/boot/bzImage"),
+		KDIR:    filepath.Join(want, "linux"),
 	}, k)
 }
 

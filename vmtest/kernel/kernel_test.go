@@ -133,3 +133,9 @@ func TestModuleNamedFindsTheKernelsOwnModules(t *testing.T) {
 	_, builtin, ok = tree.ModuleNamed("ext4")
 	assert.True(t, ok && builtin, "found in the build tree")
 }
+
+func TestSlowdownIsTheDebugKernels(t *testing.T) {
+	assert.Equal(t, 1.0, (&Kernel{Name: "cloud"}).Slowdown(), "a stock kernel")
+	assert.Equal(t, 1.0, (&Kernel{Name: "custom"}).Slowdown(), "a custom kernel is taken for a stock one")
+	assert.Equal(t, float64(DebugSlowdown), (&Kernel{Name: DebugName}).Slowdown(), "KASAN and lockdep slow the debug kernel")
+}

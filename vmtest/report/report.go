@@ -56,7 +56,11 @@ type Check struct {
 	Got      string  `json:"got,omitempty"`
 	Hint     string  `json:"hint,omitempty"`
 	Message  string  `json:"message,omitempty"` // what the check printed when it did not pass
-	Seconds  float64 `json:"duration_seconds"`
+	// Console quotes the kernel where the check died or hung: the key
+	// lines of its report (headline, RIP, first frames), else the
+	// console's last lines.
+	Console []string `json:"console,omitempty"`
+	Seconds float64  `json:"duration_seconds"`
 }
 
 // The checks every run has besides the guest's tests.

@@ -95,6 +95,7 @@ func printDetails(w io.Writer, r Report) bool {
 		if d.check.Expected == "" && d.check.Got == "" {
 			printField(w, "says", firstLines(d.check.Message, 6))
 		}
+		printField(w, "console", strings.Join(d.check.Console, "\n"))
 		printField(w, "hint", d.check.Hint)
 	}
 	for _, run := range r.Runs {

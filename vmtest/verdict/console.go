@@ -11,6 +11,14 @@ type Trouble struct {
 	Report string // the report's first lines, as the kernel printed them
 }
 
+// Headline names the report in a verdict: "kernel Oops", "kernel panic".
+func (t Trouble) Headline() string {
+	if strings.HasPrefix(t.Kind, "kernel ") {
+		return t.Kind
+	}
+	return "kernel " + t.Kind
+}
+
 // troublePatterns are the first lines of the kernel's reports of a bug.
 // Each is matched after the printk timestamp.
 var troublePatterns = []struct {
@@ -27,15 +35,27 @@ var troublePatterns = []struct {
 	{"WARNING", regexp.MustCompile(`^WARNING: `)},
 	{"hung task", regexp.MustCompile(`^INFO: task .* blocked for more than`)},
 	{"soft lockup", regexp.MustCompile(`^watchdog: BUG: soft lockup|^NMI watchdog: Watchdog detected hard LOCKUP`)},
-	{"RCU stall", regexp.MustCompile(`^rcu: INFO: .* detected stalls`)},
+	{"RCU stall", regexp.MustCompile(`^rcu: INFO: .*(detected stalls|self-detected stall)`)},
 	{"kmemleak", regexp.MustCompile(`^kmemleak: \d+ new suspected memory leaks|^unreferenced object 0x`)},
 	{"Call Trace", regexp.MustCompile(`^Call Trace:`)},
 }
 
 var timestamp = regexp.MustCompile(`^\[\s*\d+\.\d+\]\s?`)
 
-// reportLines is how much of a report is quoted.
-const reportLines = 40
+// reportLines is how much of a report is quoted; a lockup's, which the
+// run stops at, up to the end of its call trace (its registers, the
+// trace, the user's registers take about 40 lines).
+const (
+	reportLines       = 40
+	lockupReportLines = 60
+)
+
+// lockupKinds are the reports of a kernel that no longer makes progress:
+// the run cannot end by itself, so the host stops it at the report.
+var lockupKinds = map[string]bool{"soft lockup": true, "hung task": true, "RCU stall": true}
+
+// IsLockup reports whether a kind of report is a lockup's.
+func IsLockup(kind string) bool { return lockupKinds[kind] }
 
 // ConsoleScanner watches console lines for kernel reports.
 type ConsoleScanner struct {
@@ -43,6 +63,18 @@ type ConsoleScanner struct {
 	current  *strings.Builder // the report being collected
 	left     int
 	preamble []string // lines since a "cut here" marker: a WARN's own message comes before its WARNING: line
+	lockup   int      // 1 + the index in Troubles of the first lockup report, 0 for none
+	complete bool     // the first lockup report has been collected
+}
+
+// Lockup is the first lockup report (soft lockup, hung task, RCU stall),
+// nil if there is none, and whether it is complete: its call trace ended
+// or it is as long as a report is quoted.
+func (s *ConsoleScanner) Lockup() (*Trouble, bool) {
+	if s.lockup == 0 {
+		return nil, false
+	}
+	return &s.Troubles[s.lockup-1], s.complete
 }
 
 // Scan takes one console line.
@@ -54,8 +86,14 @@ func (s *ConsoleScanner) Scan(line string) {
 		// the panic it causes) belongs to the report being quoted.
 		if s.current == nil {
 			s.Troubles = append(s.Troubles, Trouble{Kind: kind})
+			if IsLockup(kind) && s.lockup == 0 {
+				s.lockup = len(s.Troubles)
+			}
 			s.current = &strings.Builder{}
 			s.left = reportLines
+			if s.lockup == len(s.Troubles) {
+				s.left = lockupReportLines
+			}
 			for _, p := range s.preamble {
 				s.current.WriteString(p + "\n")
 			}
@@ -68,11 +106,17 @@ func (s *ConsoleScanner) Scan(line string) {
 	s.current.WriteString(line + "\n")
 	s.left--
 	s.Troubles[len(s.Troubles)-1].Report = s.current.String()
-	if s.left == 0 || isReportEnd(text) {
+	lockup := s.lockup == len(s.Troubles)
+	if s.left == 0 || isReportEnd(text) || lockup && isTraceEnd(text) {
 		s.current = nil
 		s.preamble = nil
+		s.complete = s.complete || lockup
 	}
 }
+
+// isTraceEnd matches the end of a call trace. A lockup report ends there
+// (no "end trace" line follows it); an Oops goes on after it.
+func isTraceEnd(text string) bool { return strings.TrimSpace(text) == "</TASK>" }
 
 // preambleLines bounds what is kept after a "cut here" marker.
 const preambleLines = 3
@@ -118,4 +162,39 @@ func NewTaint(before, after uint64) string {
 		}
 	}
 	return string(letters)
+}
+
+// keyFrames is how many frames of a call trace KeyLines quotes.
+const keyFrames = 4
+
+// KeyLines are the lines of a report a person reads first, without their
+// timestamps: a WARN's own message (printed before its WARNING: line), the
+// headline (kernel BUG at file:line!, BUG: …, WARNING: … at file:line, a
+// lockup), the RIP line (where the CPU was) and the call trace's first
+// frames on one line, innermost first, without the stale "? " ones.
+func (t Trouble) KeyLines() []string {
+	var keep, frames []string
+	headline, rip, inTrace, traced := false, false, false, false
+	for _, line := range strings.Split(strings.TrimRight(t.Report, "\n"), "\n") {
+		text := strings.TrimSpace(timestamp.ReplaceAllString(line, ""))
+		switch {
+		case text == "" || strings.Contains(text, "[ cut here ]"):
+		case !headline:
+			keep = append(keep, text) // the message before a WARNING:, or the headline itself
+			headline = troubleKind(text) != ""
+		case strings.HasPrefix(text, "RIP: ") && !rip && !inTrace:
+			keep = append(keep, text)
+			rip = true
+		case strings.HasPrefix(text, "Call Trace:") && !traced:
+			inTrace, traced = true, true
+		case inTrace && (text == "</TASK>" || strings.HasPrefix(text, "RIP: ") || len(frames) == keyFrames):
+			inTrace = false
+		case inTrace && !strings.HasPrefix(text, "<") && !strings.HasPrefix(text, "? "):
+			frames = append(frames, text)
+		}
+	}
+	if len(frames) > 0 {
+		keep = append(keep, "Call Trace: "+strings.Join(frames, ", "))
+	}
+	return keep
 }

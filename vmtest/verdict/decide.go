@@ -16,7 +16,9 @@ type Observations struct {
 	Troubles      []Trouble
 	NewTaint      string // taint letters beyond the expected O and E
 	Leaks         string // kmemleak's reports after the module was unloaded
-	Stopped       string // why the host stopped the VM (a hang), if it did
+	Stopped       string // why the host stopped the VM (a hang, a lockup, a flood), if it did
+	Phase         string // what the guest was doing when the host stopped it (PhaseLoading, …)
+	Flooded       bool   // the host stopped the VM because the console was flooded
 	ConsoleTail   []string
 	// Running names the tests still running when the VM ended (a crash),
 	// innermost last, as Tests.Running gives them; hints use it to tell
@@ -24,6 +26,13 @@ type Observations struct {
 	// in Tests as Hung instead.
 	Running []string
 }
+
+// Phases of a run in which the host stops a guest that takes too long.
+const (
+	PhaseLoading   = "loading the module"
+	PhaseTesting   = "running tests"
+	PhaseUnloading = "unloading the module"
+)
 
 // onlyLeakNotice reports whether the console's reports are only kmemleak's
 // notice of the scan after unload, whose reports Leaks holds in full.
@@ -65,7 +74,13 @@ func (o Observations) running() []string {
 func Decide(o Observations) *Error {
 	if len(o.Troubles) > 0 && !o.onlyLeakNotice() {
 		t := o.Troubles[0]
-		msg := fmt.Sprintf("kernel %s:\n%s%s", t.Kind, indent(t.Report), moreTroubles(o.Troubles[1:]))
+		msg := fmt.Sprintf("%s:\n%s%s", t.Headline(), indent(t.Report), moreTroubles(o.Troubles[1:]))
+		if o.Stopped != "" {
+			msg += "\n" + o.Stopped
+		}
+		if o.Flooded { // the flood may have caused the report: printing from a loop starves the CPU
+			return Errorf(KernelTrouble, "%s", withHints(msg, hintFlood, firstTroubleHint(o.Troubles, o.running())))
+		}
 		return Errorf(KernelTrouble, "%s", withHints(msg, firstTroubleHint(o.Troubles, o.running())))
 	}
 	if o.Leaks != "" {
@@ -80,7 +95,7 @@ func Decide(o Observations) *Error {
 	}
 	if o.Stopped != "" {
 		msg := fmt.Sprintf("%s\nlast console lines:\n%s", o.Stopped, indent(strings.Join(o.ConsoleTail, "\n")))
-		return Errorf(Timeout, "%s", withHints(msg, hangHint(o.running())))
+		return Errorf(Timeout, "%s", withHints(msg, hangHint(o)))
 	}
 	if !o.Done {
 		what := "the guest ended before the runner finished (a crash or reboot)"

@@ -121,11 +121,15 @@ var troubleRules = []struct {
 		always("a system call returned with a lock held: an error path returns before its unlock (use goto cleanup labels)")},
 	{regexp.MustCompile(`list_(add|del) corruption`),
 		always("a list entry was added twice, or used after it was deleted or freed")},
+	{regexp.MustCompile(`kernel BUG at `),
+		always("a BUG() or BUG_ON() fired at the file and line the report names: in the module, a condition it asserts " +
+			"does not hold (return an error such as -EINVAL or -ESRCH instead of stopping the kernel); " +
+			"in the kernel's own code, usually memory the module freed twice or overwrote")},
 	{regexp.MustCompile(`general protection fault`),
 		always("a wild pointer: often an object used after the reference that kept it was dropped, or a pointer never initialized")},
 	{regexp.MustCompile(`INFO: task .* blocked for more than`),
 		always("a task waited over two minutes in uninterruptible sleep: a mutex that is never unlocked, or a wait never woken")},
-	{regexp.MustCompile(`soft lockup|hard LOCKUP|detected stalls`),
+	{regexp.MustCompile(`soft lockup|hard LOCKUP|detected stall`),
 		always("a CPU ran in the kernel for seconds without yielding: a loop that never ends, " +
 			"or a wait for a condition with a spinlock held or inside rcu_read_lock()")},
 }
@@ -245,10 +249,29 @@ func leakHint(report string) (int, string) {
 const hintHang = "a call into the module never returned: a read (or write) handler that blocks — wait_event on a condition " +
 	"nothing makes true, a lock never released — or loops; a read returns its data, then 0 at end of file"
 
-// hangHint is hintHang when the host stopped a test, not a boot.
-func hangHint(running []string) string {
-	if len(running) == 0 {
-		return ""
+// Hints for a run the host stopped outside a test, told apart by what the
+// guest was doing, and for a flooded console.
+const (
+	hintInitHang = "the module's init function never returned: a loop that never ends, or a wait for something " +
+		"that never happens; init must set up (proc_create) and return 0 or an error at once"
+	hintExitHang = "the module did not unload (or load again for the next test binary) in time: the exit function " +
+		"(or init) waits for something that never happens, or loops"
+	hintFlood = "the module prints in a loop: a pr_info()/printk() that runs on every call or every iteration " +
+		"(e.g. in a read handler) floods the console; print once, or use pr_debug() or pr_info_ratelimited()"
+)
+
+// hangHint is the likely cause of a run the host stopped: a flood, a hung
+// load or unload, or a hung test; none for a boot.
+func hangHint(o Observations) string {
+	switch {
+	case o.Flooded:
+		return hintFlood
+	case o.Phase == PhaseLoading:
+		return hintInitHang
+	case o.Phase == PhaseUnloading:
+		return hintExitHang
+	case len(o.running()) > 0:
+		return hintHang
 	}
-	return hintHang
+	return ""
 }

@@ -132,6 +132,7 @@ var reportHints = map[string]string{
 	"watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [cat:80]":                                                                                                                                      "without yielding",
 	"rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:":                                                                                                                                           "without yielding",
 	"WARNING: held lock freed!": "locking mistake",
+	"kernel BUG at /home/student/procpid/procpid.c:143!\ninvalid opcode: 0000 [#1] PREEMPT SMP NOPTI": "a BUG() or BUG_ON() fired",
 }
 
 func TestHintsForReportKinds(t *testing.T) {
@@ -252,4 +253,18 @@ func TestTestFailuresKeepTheirHints(t *testing.T) {
 	assert.Contains(t, msg, "hint: start_time must be clock ticks", "a hint past the line limit is kept:\n%s", msg)
 	assert.Contains(t, msg, "…", "lines were left out")
 	assert.NotContains(t, msg, "compare_test.go:117")
+}
+
+func TestHangHintFollowsThePhase(t *testing.T) {
+	loading := Observations{RunnerStarted: true, Phase: PhaseLoading, Stopped: "the guest was loading the module for over 1m0s (the limit on cloud under tcg): it hangs"}
+	assert.Equal(t, hintInitHang, hintOf(t, Decide(loading)))
+	unloading := Observations{RunnerStarted: true, Phase: PhaseUnloading, Stopped: "the guest was unloading the module for over 1m0s",
+		Tests: []TestResult{{Name: "TestEntryExists", Outcome: Passed}}}
+	assert.Equal(t, hintExitHang, hintOf(t, Decide(unloading)))
+	flooded := Observations{RunnerStarted: true, Phase: PhaseTesting, Flooded: true, Stopped: "the console is flooded: 5000 lines/s",
+		Tests: []TestResult{{Name: "TestReadBeforeAnyWrite", Outcome: Hung}}}
+	err := Decide(flooded)
+	require.NotNil(t, err)
+	assert.Equal(t, Timeout, err.Code, "a flood is stopped like a hang")
+	assert.Equal(t, hintFlood, hintOf(t, err))
 }

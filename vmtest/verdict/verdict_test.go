@@ -51,6 +51,8 @@ func TestReportKinds(t *testing.T) {
 		"[    5.1] Kernel panic - not syncing: Fatal exception":                                    "kernel panic",
 		"[  125.1] INFO: task cat:77 blocked for more than 120 seconds.":                           "hung task",
 		"[    5.1] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [cat:80]":                     "soft lockup",
+		"[   31.5] rcu: INFO: rcu_preempt self-detected stall on CPU":                              "RCU stall",
+		"[   31.5] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:":                            "RCU stall",
 		"[   60.1] kmemleak: 1 new suspected memory leaks (see /sys/kernel/debug/kmemleak)":        "kmemleak",
 		"[    5.1] Call Trace:": "Call Trace",
 	} {
@@ -165,4 +167,36 @@ func TestWarningReportStartsAtCutHere(t *testing.T) {
 	assert.Contains(t, s.Troubles[0].Report, "already registered", "a WARN's message comes before its WARNING: line")
 	assert.NotContains(t, s.Troubles[0].Report, "loaded: /proc/pid")
 	assert.NotContains(t, s.Troubles[0].Report, "unloaded")
+}
+
+func TestBugKeyLinesQuoteTheKernelsReport(t *testing.T) {
+	// A real BUG_ON() in the read handler (the reference module, read
+	// before any write): its report starts with "cut here", which says nothing.
+	troubles := scanFile(t, "testdata/bug-on-read.log")
+	require.NotEmpty(t, troubles)
+	require.Equal(t, "BUG", troubles[0].Kind)
+	assert.Equal(t, []string{
+		"kernel BUG at /tmp/cache-hang/pidlab/modules/18729c859dc533a7.tmp-3692544389/procpid.c:143!",
+		"RIP: 0010:procpid_show+0x49e/0x4f4 [procpid]",
+		"Call Trace: seq_read_iter+0x122/0x450, seq_read+0xd0/0x100, proc_reg_read+0x56/0xa0, vfs_read+0xa5/0x310",
+	}, troubles[0].KeyLines(), "the headline, where the CPU was, the first callers without the stale '? ' frames")
+}
+
+func TestWarningKeyLinesKeepItsMessage(t *testing.T) {
+	troubles := scanFile(t, "testdata/proc-entry-not-removed.log")
+	require.NotEmpty(t, troubles)
+	lines := troubles[0].KeyLines()
+	require.GreaterOrEqual(t, len(lines), 3, "%q", lines)
+	assert.Equal(t, "proc_dir_entry '/proc/pid' already registered", lines[0], "a WARN's message comes before its WARNING: line")
+	assert.Equal(t, "WARNING: CPU: 1 PID: 98 at fs/proc/generic.c:400 proc_register+0x19f/0x240", lines[1])
+	assert.Regexp(t, `^RIP: 0010:proc_register\+`, lines[2])
+}
+
+func TestHeadlineSaysKernelOnce(t *testing.T) {
+	err := Decide(Observations{RunnerStarted: true, Troubles: []Trouble{{Kind: "kernel panic", Report: "Kernel panic - not syncing: Fatal exception\n"}}})
+	require.NotNil(t, err)
+	assert.True(t, strings.HasPrefix(err.Reason, "kernel panic:\n"), "reason: %q", err.Reason)
+	err = Decide(Observations{RunnerStarted: true, Troubles: []Trouble{{Kind: "Oops", Report: "Oops: 0000\n"}}})
+	require.NotNil(t, err)
+	assert.True(t, strings.HasPrefix(err.Reason, "kernel Oops:\n"), "reason: %q", err.Reason)
 }
