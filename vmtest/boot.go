@@ -58,6 +58,12 @@ func Boot(ctx context.Context, c Config, p *Prepared) (*Result, error) {
 	c.Log.Step("booting %s with module %s (%s)", p.Kernel.Release, p.Module.Name, accel)
 	for attempt := 1; ; attempt++ {
 		f, err := bootOnce(ctx, c, qc, res)
+		if ctx.Err() != nil || verdict.WasInterrupted(ctx, err) {
+			// Whatever the guest showed after the stop (QEMU killed
+			// mid-line) is no verdict on the module.
+			res.Err = verdict.Interruption(f.doing())
+			return res, nil
+		}
 		if err != nil {
 			return res, err
 		}
@@ -224,6 +230,15 @@ func (f *follower) hungBoot() {
 	}
 	f.bootHung = true
 	f.stop(fmt.Sprintf("the guest did not start the test runner within %s: it hung while booting", f.c.BootTimeout))
+}
+
+// doing says what the run was doing, for an interruption: f is nil when
+// QEMU did not start.
+func (f *follower) doing() string {
+	if f == nil {
+		return "starting QEMU"
+	}
+	return f.describePhase()
 }
 
 func (f *follower) describePhase() string {
