@@ -128,7 +128,7 @@ type VM struct {
 	Stderr  *strings.Builder
 
 	dir     *lockeddir.Dir // the results socket's; nil for an Interactive VM
-	restore func() // gives an Interactive VM's terminal back as it was
+	restore func()         // gives an Interactive VM's terminal back as it was
 }
 
 // TempDirPrefix names the private folders in the system's temp folder that
