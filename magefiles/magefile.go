@@ -7,8 +7,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/magefile/mage/mg"
 
@@ -24,8 +26,33 @@ import (
 // Default is what `go tool mage` runs.
 var Default = Test
 
+// stopSignals end a run early, through its context: the targets then kill
+// QEMU and make, remove their temporary folders and exit 130. Mage's
+// generated main cancels the context on SIGINT alone (and exits 1 if the
+// target has not returned 5 s later, or at a second SIGINT); SIGTERM would
+// kill this process on the spot, leaving make's jobs and QEMU's folder.
+// Registered at start, so that a signal before a target runs is kept.
+var stopSignals = make(chan os.Signal, 1)
+
+func init() { signal.Notify(stopSignals, os.Interrupt, syscall.SIGTERM) }
+
+// interruptible is ctx, cancelled also on SIGTERM (and on SIGINT, like
+// mage's own).
+func interruptible(ctx context.Context) context.Context {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-stopSignals:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx
+}
+
 // Test builds the /proc/pid module, boots it in QEMU and runs the profile checks and conformance tests in the guest.
 func Test(ctx context.Context) error {
+	ctx = interruptible(ctx)
 	c, err := config()
 	if err != nil {
 		return fail(err)
@@ -35,6 +62,7 @@ func Test(ctx context.Context) error {
 
 // Validate builds the module in DIR (in a copy), boots it and prints a verdict table of the profile's checks (PIDLAB_PROFILE, default reference).
 func Validate(ctx context.Context, dir string) error {
+	ctx = interruptible(ctx)
 	c, err := config()
 	if err != nil {
 		return fail(err)
@@ -99,9 +127,10 @@ type Kernel mg.Namespace
 
 // Fetch downloads and unpacks the selected kernel (PIDLAB_KERNEL, default Debian's cloud-amd64) into the cache.
 func (Kernel) Fetch(ctx context.Context) error {
+	ctx = interruptible(ctx)
 	_, k, err := provision(ctx)
 	if err != nil {
-		return fail(err)
+		return fail(verdict.Interrupting(ctx, err, "fetching the kernel"))
 	}
 	fmt.Printf("kernel %s\n  image %s\n  kdir  %s\n", k.Release, k.Image, k.KDIR)
 	return nil
@@ -109,16 +138,17 @@ func (Kernel) Fetch(ctx context.Context) error {
 
 // Debug builds the debug kernel (KASAN, lockdep, kmemleak …) from Debian's linux-source-6.1 into the cache.
 func (Kernel) Debug(ctx context.Context) error {
+	ctx = interruptible(ctx)
 	c, err := config()
 	if err != nil {
 		return fail(err)
 	}
 	if err := hostdeps.Ensure(ctx, c.Log, hostdeps.DebugKernel...); err != nil {
-		return fail(err)
+		return fail(verdict.Interrupting(ctx, err, "installing host packages"))
 	}
 	k, err := kernel.Provision(ctx, kernel.Selection{Flavour: kernel.DebugName}, c.CacheDir, c.Log)
 	if err != nil {
-		return fail(err)
+		return fail(verdict.Interrupting(ctx, err, "building the debug kernel"))
 	}
 	fmt.Printf("kernel %s\n  image %s\n  kdir  %s\n", k.Release, k.Image, k.KDIR)
 	return nil
@@ -129,13 +159,14 @@ type Module mg.Namespace
 
 // Build compiles module/ against the selected kernel and prints the .ko path.
 func (Module) Build(ctx context.Context) error {
+	ctx = interruptible(ctx)
 	c, k, err := provision(ctx)
 	if err != nil {
-		return fail(err)
+		return fail(verdict.Interrupting(ctx, err, "fetching the kernel"))
 	}
 	m, err := kbuild.Build(ctx, k, c.ModuleDir, c.CacheDir, c.Log)
 	if err != nil {
-		return fail(err)
+		return fail(verdict.Interrupting(ctx, err, "building the module"))
 	}
 	fmt.Println(m.Path)
 	return nil
@@ -146,6 +177,7 @@ type Vm mg.Namespace
 
 // Initramfs builds the guest initramfs (u-root init, runner, tests, module) and prints its path.
 func (Vm) Initramfs(ctx context.Context) error {
+	ctx = interruptible(ctx)
 	c, err := config()
 	if err != nil {
 		return fail(err)
@@ -160,6 +192,7 @@ func (Vm) Initramfs(ctx context.Context) error {
 
 // Shell boots the module in DIR (module for pidlab's own) with a shell in the guest on this terminal; exit in it powers the VM off.
 func (Vm) Shell(ctx context.Context, dir string) error {
+	ctx = interruptible(ctx)
 	c, err := config()
 	if err != nil {
 		return fail(err)
@@ -167,7 +200,7 @@ func (Vm) Shell(ctx context.Context, dir string) error {
 	if c.ModuleDir, err = vmtest.ModuleDir(dir); err != nil {
 		return fail(err)
 	}
-	return fail(vmtest.Shell(ctx, c))
+	return fail(verdict.Interrupting(ctx, vmtest.Shell(ctx, c), "running the shell VM"))
 }
 
 // provision returns the configuration and the kernel it selects.

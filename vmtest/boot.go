@@ -60,6 +60,12 @@ func Boot(ctx context.Context, c Config, p *Prepared) (*Result, error) {
 	c.Log.Step("booting %s with module %s (%s)", p.Kernel.Release, p.Module.Name, accel)
 	for attempt := 1; ; attempt++ {
 		f, err := bootOnce(ctx, c, qc, res)
+		if ctx.Err() != nil || verdict.WasInterrupted(ctx, err) {
+			// Whatever the guest showed after the stop (QEMU killed
+			// mid-line) is no verdict on the module.
+			res.Err = verdict.Interruption(f.doing())
+			return res, nil
+		}
 		if err != nil {
 			return res, err
 		}
@@ -297,6 +303,15 @@ func (f *follower) flooded() {
 	f.res.Observations.Flooded = true
 	f.stop(fmt.Sprintf("the console is flooded: %d lines/s (more than %d lines within %s) while the guest was %s; the VM was stopped",
 		rate, verdict.FloodLines, verdict.FloodWindow, f.describePhase()))
+}
+
+// doing says what the run was doing, for an interruption: f is nil when
+// QEMU did not start.
+func (f *follower) doing() string {
+	if f == nil {
+		return "starting QEMU"
+	}
+	return f.describePhase()
 }
 
 func (f *follower) describePhase() string {

@@ -78,6 +78,10 @@ func RunKernels(ctx context.Context, c Config, names []string) []KernelRun {
 		configs[i].Kernel, _ = kernel.ParseSelection(name, "")
 		configs[i].Log = c.Log.Named(name)
 		runs[i].Name = name
+		if ctx.Err() != nil {
+			runs[i].Err = verdict.Interruption("waiting to prepare this kernel")
+			continue
+		}
 		prepared[i], runs[i].Err = Prepare(ctx, configs[i])
 	}
 	sem := make(chan struct{}, runtime.NumCPU())
@@ -110,9 +114,10 @@ func Report(c Config, runs []KernelRun) report.Report {
 	return r
 }
 
-// Worst is a matrix's exit code: the most severe of its runs', a setup
-// problem first, then a build failure, kernel trouble, a timeout, a
-// failed check.
+// Worst is a matrix's exit code: the most severe of its runs', an
+// interruption first (the matrix did not finish, whatever the runs that
+// did found), then a setup problem, a build failure, kernel trouble, a
+// timeout, a failed check.
 func Worst(codes ...verdict.Code) verdict.Code {
 	worst := verdict.Pass
 	for _, c := range codes {
@@ -124,7 +129,7 @@ func Worst(codes ...verdict.Code) verdict.Code {
 }
 
 func severity(c verdict.Code) int {
-	for i, s := range []verdict.Code{verdict.Pass, verdict.TestFailed, verdict.Timeout, verdict.KernelTrouble, verdict.BuildFailed, verdict.Setup} {
+	for i, s := range []verdict.Code{verdict.Pass, verdict.TestFailed, verdict.Timeout, verdict.KernelTrouble, verdict.BuildFailed, verdict.Setup, verdict.Interrupted} {
 		if c == s {
 			return i
 		}

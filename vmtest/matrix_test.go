@@ -19,7 +19,7 @@ import (
 
 func TestWorst(t *testing.T) {
 	// The README's order, most severe first.
-	bySeverity := []verdict.Code{verdict.Setup, verdict.BuildFailed, verdict.KernelTrouble, verdict.Timeout, verdict.TestFailed, verdict.Pass}
+	bySeverity := []verdict.Code{verdict.Interrupted, verdict.Setup, verdict.BuildFailed, verdict.KernelTrouble, verdict.Timeout, verdict.TestFailed, verdict.Pass}
 	for i, worse := range bySeverity {
 		for _, better := range bySeverity[i:] {
 			assert.Equal(t, worse, Worst(worse, better), "%s over %s", worse, better)

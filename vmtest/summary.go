@@ -44,9 +44,12 @@ func PrintFailure(log *progress.Log, res *Result, err error) {
 		return
 	}
 	var v *verdict.Error
-	if errors.As(err, &v) {
+	switch {
+	case errors.As(err, &v) && v.Code == verdict.Interrupted:
+		log.Line("%s (exit %d)", v.Reason, int(v.Code)) // no verdict on the module: not a FAIL
+	case v != nil:
 		log.Line("FAIL (%s, exit %d): %s", v.Code, int(v.Code), strings.TrimRight(v.Error(), "\n"))
-	} else {
+	default:
 		log.Line("FAIL: %v", err)
 	}
 	if res != nil && res.ConsolePath != "" {

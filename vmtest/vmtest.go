@@ -178,7 +178,7 @@ func Prepare(ctx context.Context, c Config) (*Prepared, error) {
 	}
 	initrd, planned, err := buildInitramfs(ctx, c, mod)
 	if err != nil {
-		return nil, err
+		return nil, verdict.Interrupting(ctx, err, "building the guest programs and the initramfs")
 	}
 	return &Prepared{Kernel: k, Module: mod, Initramfs: initrd, Planned: planned}, nil
 }
@@ -194,16 +194,16 @@ func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Mod
 		needs = append(needs, hostdeps.DebianKernel...)
 	}
 	if err := hostdeps.Ensure(ctx, c.Log, needs...); err != nil {
-		return nil, nil, err
+		return nil, nil, verdict.Interrupting(ctx, err, "installing host packages")
 	}
 	k, err := kernel.Provision(ctx, c.Kernel, c.CacheDir, c.Log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, verdict.Interrupting(ctx, err, "fetching the kernel")
 	}
 	c.Log.Debug("kernel: %s", k.Image)
 	mod, err := kbuild.Build(ctx, k, c.ModuleDir, c.CacheDir, c.Log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, verdict.Interrupting(ctx, err, "building the module")
 	}
 	if mod.Warnings != "" {
 		c.Log.Info("the module built with warnings:\n%s", mod.Warnings)
@@ -321,6 +321,9 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 
 // bootToVerdict boots a prepared run; the error is the verdict.
 func bootToVerdict(ctx context.Context, c Config, p *Prepared) (*Result, error) {
+	if ctx.Err() != nil {
+		return nil, verdict.Interruption("waiting to boot")
+	}
 	res, err := Boot(ctx, c, p)
 	if err != nil {
 		return res, err

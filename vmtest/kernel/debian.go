@@ -196,6 +196,7 @@ func (d Debian) download(ctx context.Context, dir string, pkgs []string) ([]stri
 		args = append(args, "-o", "APT::Sandbox::User=root")
 	}
 	cmd := exec.CommandContext(ctx, "apt-get", append(args, pkgs...)...)
+	progress.KillGroupOnCancel(cmd)
 	cmd.Dir = dir
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

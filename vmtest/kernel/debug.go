@@ -362,6 +362,7 @@ func (d Debug) compile(ctx context.Context, tree string, args []string, jobs int
 	}
 	defer logFile.Close()
 	cmd := exec.CommandContext(ctx, debugMake[0], args...)
+	progress.KillGroupOnCancel(cmd)
 	cmd.Dir = tree
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	out, err := cmd.StdoutPipe()

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 )
 
 // Log writes progress lines. The zero value discards them.
@@ -82,6 +84,7 @@ func (e *CommandError) Unwrap() error { return e.Err }
 // line is printed first and its standard error streams to the log.
 func (l *Log) Output(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
+	KillGroupOnCancel(cmd)
 	cmd.Dir = dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
@@ -131,6 +134,7 @@ func shellQuote(s string) string {
 // with Verbose.
 func (l *Log) CombinedOutput(ctx context.Context, dir string, env []string, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
+	KillGroupOnCancel(cmd)
 	cmd.Dir = dir
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
@@ -141,4 +145,26 @@ func (l *Log) CombinedOutput(ctx context.Context, dir string, env []string, name
 		return out, &CommandError{Cmdline: Cmdline(cmd), Output: string(out), Err: err}
 	}
 	return out, nil
+}
+
+// KillGroupOnCancel makes cmd (from exec.CommandContext) the leader of a
+// process group of its own and, when the context is cancelled, kills the
+// whole group: make's gcc, go build's compilers, apt's methods. Killing the
+// leader alone would leave them running, holding cmd's output pipe open and
+// so Wait. The group also keeps a terminal's Ctrl-C, which goes to the
+// foreground group, from reaching the command: pidlab, which gets it, ends
+// the command by cancelling, and a command that died of the Ctrl-C first
+// cannot pass for one that failed. If pidlab dies without cancelling
+// (SIGKILL), the command gets SIGTERM, which make passes on to its jobs.
+func KillGroupOnCancel(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.Cancel = func() error {
+		if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != syscall.ESRCH {
+			return err
+		}
+		return os.ErrProcessDone
+	}
+	// A child that left the group (setsid) and kept the pipe open would
+	// still hold Wait.
+	cmd.WaitDelay = 5 * time.Second
 }

@@ -2,10 +2,16 @@ package progress
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -65,4 +71,65 @@ func TestNamedLogsShareALockAndKeepPercents(t *testing.T) {
 	for _, l := range lines {
 		assert.Regexp(t, `^\[(cloud|rt)%d\]     100% done$`, l)
 	}
+}
+
+// A cancelled command ends with its whole process group: make's gcc and
+// the like, which would otherwise live on and keep the output pipe (and so
+// the command's Wait) open.
+func TestCancelKillsTheCommandsChildren(t *testing.T) {
+	for _, run := range []struct {
+		name string
+		fn   func(ctx context.Context, script string) error
+	}{
+		{"CombinedOutput", func(ctx context.Context, script string) error {
+			_, err := (&Log{}).CombinedOutput(ctx, "", nil, "sh", "-c", script)
+			return err
+		}},
+		{"Output", func(ctx context.Context, script string) error {
+			_, err := (&Log{}).Output(ctx, "", "sh", "-c", script)
+			return err
+		}},
+	} {
+		t.Run(run.name, func(t *testing.T) {
+			pidFile := filepath.Join(t.TempDir(), "child.pid")
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() { done <- run.fn(ctx, "sleep 300 & echo $! > "+pidFile+"; wait") }()
+			child := waitForPID(t, pidFile)
+			cancel()
+			select {
+			case err := <-done:
+				assert.Error(t, err, "a cancelled command fails")
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the cancelled command did not return within 10s: its child (pid %d) holds its output", child)
+			}
+			assert.Eventually(t, func() bool { return gone(child) }, 5*time.Second, 50*time.Millisecond,
+				"the command's child, pid %d, ends with it", child)
+		})
+	}
+}
+
+func waitForPID(t *testing.T, path string) int {
+	t.Helper()
+	var pid int
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return false
+		}
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "the shell writes its child's pid to %s", path)
+	return pid
+}
+
+// gone is true when pid no longer runs (a zombie waiting for its reaper
+// has stopped running too).
+func gone(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	_, after, _ := strings.Cut(string(b), ") ")
+	return strings.HasPrefix(after, "Z")
 }

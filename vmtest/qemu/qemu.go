@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pidlab/pidlab/internal/lockeddir"
 )
 
 // Accel is how QEMU runs guest code.
@@ -146,36 +148,49 @@ type VM struct {
 	Results net.Conn // the guest runner's events
 	Stderr  *strings.Builder
 
-	dir     string
-	restore func() // gives an Interactive VM's terminal back as it was
+	dir     *lockeddir.Dir // the results socket's; nil for an Interactive VM
+	restore func()         // gives an Interactive VM's terminal back as it was
 }
 
+// TempDirPrefix names the private folders in the system's temp folder that
+// hold running VMs' results sockets.
+const TempDirPrefix = "pidlab-vm-"
+
+// staleAge is how old a folder of TempDirPrefix with no VM must be for
+// Start to remove it: far more than a VM's maker needs to lock its own.
+const staleAge = 10 * time.Second
+
 // Start boots the VM. The results socket lives in a private temp dir that
-// Wait removes.
+// Wait removes; a later Start removes it if this process is killed first.
 func Start(ctx context.Context, c Config) (*VM, error) {
 	if c.Interactive {
 		return startInteractive(ctx, c)
 	}
-	dir, err := os.MkdirTemp("", "pidlab-vm-")
+	// A run killed with SIGKILL could not remove its folder.
+	lockeddir.RemoveStale("", TempDirPrefix, staleAge)
+	dir, err := lockeddir.Make("", TempDirPrefix)
 	if err != nil {
 		return nil, err
 	}
-	sock := filepath.Join(dir, "results.sock")
+	sock := filepath.Join(dir.Path, "results.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
-		os.RemoveAll(dir)
+		dir.Remove()
 		return nil, err
 	}
 	defer ln.Close()
 	cmd := exec.CommandContext(ctx, c.Binary, c.Args(sock)...)
 	cmd.Stdin = nil // QEMU must not put a terminal in raw mode
-	// If pidlab dies (a killed go test, say), QEMU must not live on.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// If pidlab dies (a killed go test, say), QEMU must not live on. Its
+	// own process group keeps a terminal's Ctrl-C from it: QEMU would
+	// end on it at once, a guest's death pidlab could take for a crash;
+	// pidlab, which gets the Ctrl-C, kills QEMU through ctx instead.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	// A pipe of our own, not StdoutPipe: Wait would close that one while
 	// the last console lines (a panic's, say) are still unread.
 	console, consoleW, err := os.Pipe()
 	if err != nil {
-		os.RemoveAll(dir)
+		dir.Remove()
 		return nil, err
 	}
 	vm := &VM{Cmd: cmd, Console: console, Stderr: &strings.Builder{}, dir: dir}
@@ -184,7 +199,7 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 	consoleW.Close()
 	if err != nil {
 		console.Close()
-		os.RemoveAll(dir)
+		dir.Remove()
 		return nil, err
 	}
 	conn, err := accept(ln, cmd)
@@ -275,7 +290,7 @@ func (vm *VM) Wait() error {
 	if vm.restore != nil {
 		vm.restore()
 	}
-	os.RemoveAll(vm.dir)
+	vm.dir.Remove()
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -85,4 +86,21 @@ func TestArgs(t *testing.T) {
 		"the console must be the first UART (ttyS0), results the second (ttyS1)")
 	assert.Contains(t, c.KernelArgs(), "console=ttyS0")
 	assert.Contains(t, c.KernelArgs(), "panic=-1")
+}
+
+// The folder of a run killed with SIGKILL (no process holds it) goes at the
+// next Start, even one that fails; a failed Start leaves none of its own.
+func TestStartRemovesAKilledRunsFolder(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	stale := filepath.Join(tmp, TempDirPrefix+"killed")
+	require.NoError(t, os.Mkdir(stale, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(stale, "results.sock"), nil, 0o600))
+	old := time.Now().Add(-time.Hour)
+	require.NoError(t, os.Chtimes(stale, old, old))
+
+	_, err := Start(t.Context(), Config{Binary: filepath.Join(tmp, "no-qemu-here")})
+	require.Error(t, err, "starting a QEMU that does not exist")
+	left, _ := filepath.Glob(filepath.Join(tmp, TempDirPrefix+"*"))
+	assert.Empty(t, left, "%s* folders after Start", TempDirPrefix)
 }

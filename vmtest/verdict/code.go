@@ -3,8 +3,11 @@
 package verdict
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os/exec"
+	"syscall"
 )
 
 // Code is pidlab's exit code.
@@ -18,6 +21,9 @@ const (
 	KernelTrouble Code = 3 // oops, panic, BUG, warning, lockdep/KASAN/kmemleak report, new taint
 	Timeout       Code = 4 // the guest hung or a test ran past its limit
 	Setup         Code = 5 // a missing tool, a failed download: Fix says what to run
+	// Interrupted is a run stopped by Ctrl-C (SIGINT) or SIGTERM before it
+	// reached a verdict; 128+SIGINT, as a shell reports a Ctrl-C'd command.
+	Interrupted Code = 130
 )
 
 func (c Code) String() string {
@@ -34,6 +40,8 @@ func (c Code) String() string {
 		return "timeout"
 	case Setup:
 		return "setup problem"
+	case Interrupted:
+		return "interrupted"
 	}
 	return fmt.Sprintf("code %d", int(c))
 }
@@ -73,4 +81,45 @@ func CodeOf(err error) Code {
 		return e.Code
 	}
 	return Setup
+}
+
+// Interruption is the verdict of a run stopped while it was doing
+// something ("building the module", "running TestX"): no verdict on the
+// module, which did not get to finish.
+func Interruption(doing string) *Error {
+	return Errorf(Interrupted, "interrupted while %s", doing)
+}
+
+// Interrupting returns the Interruption verdict in place of err when err
+// comes from the run being stopped rather than from the work itself (see
+// WasInterrupted), else err.
+func Interrupting(ctx context.Context, err error, doing string) error {
+	if err != nil && WasInterrupted(ctx, err) {
+		return Interruption(doing)
+	}
+	return err
+}
+
+// WasInterrupted reports whether err, from work done under ctx, comes from
+// the run being stopped: ctx was cancelled (mage cancels it on Ctrl-C,
+// pidlab's targets on SIGTERM too), or a command died of SIGINT or SIGTERM.
+// The second covers the moment after a Ctrl-C, which the terminal sends to
+// every process in its foreground group: make or QEMU may die of it before
+// ctx is cancelled, and their failure is not the module's. A SIGKILL counts
+// only with ctx cancelled (exec.CommandContext's kill): alone it may be the
+// OOM killer's.
+func WasInterrupted(ctx context.Context, err error) bool {
+	if err == nil {
+		return false
+	}
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		return true
+	}
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return ws.Signal() == syscall.SIGINT || ws.Signal() == syscall.SIGTERM
+		}
+	}
+	return false
 }
