@@ -2,12 +2,13 @@ module github.com/pidlab/pidlab
 
 go 1.26.0
 
-// mage (cmd/mage: mage with a compile lock and signals passed on) runs the targets; u-root's init (every guest initramfs, see
+// mage (vmtest/cmd/mage: mage with a compile lock and signals passed on)
+// runs the targets; u-root's init (every guest initramfs, see
 // vmtest/initramfs) and gosh, cat, ls … (the shell VM's, vmtest/shell.go) are
 // not run on the host but built for the guest, and listing them here keeps
 // them and their dependencies pinned in go.sum.
 tool (
-	github.com/pidlab/pidlab/cmd/mage
+	github.com/pidlab/pidlab/vmtest/cmd/mage
 	github.com/u-root/u-root/cmds/core/cat
 	github.com/u-root/u-root/cmds/core/dmesg
 	github.com/u-root/u-root/cmds/core/echo

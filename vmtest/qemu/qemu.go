@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pidlab/pidlab/internal/lockeddir"
+	"github.com/pidlab/pidlab/vmtest/internal/lockeddir"
 )
 
 // Accel is how QEMU runs guest code.

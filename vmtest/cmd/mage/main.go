@@ -29,7 +29,7 @@ import (
 	"github.com/magefile/mage/mage"
 	"golang.org/x/sys/unix"
 
-	"github.com/pidlab/pidlab/internal/lockeddir"
+	"github.com/pidlab/pidlab/vmtest/internal/lockeddir"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }

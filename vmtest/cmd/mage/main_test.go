@@ -20,7 +20,7 @@ func TestConcurrentRunsInOneCheckout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles the magefiles a few times (about 30 s)")
 	}
-	repo, err := filepath.Abs("../..")
+	repo, err := filepath.Abs("../../..")
 	require.NoError(t, err)
 	kernel := fakeKernel(t)
 	env := append(os.Environ(), "XDG_CACHE_HOME="+t.TempDir(),
