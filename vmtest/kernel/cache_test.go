@@ -27,7 +27,7 @@ func fakeTree(t *testing.T, sealed bool) string {
 		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
 	}
 	if sealed {
-		require.NoError(t, cacheentry.SealTree(dir, "boot/vmlinuz-6.1.0-57-cloud-amd64"))
+		require.NoError(t, sealDebian("6.1.0-57-cloud-amd64")(dir))
 	}
 	return dir
 }
@@ -37,19 +37,19 @@ func TestCachedKernelTreeIsCheckedBeforeUse(t *testing.T) {
 	log := &progress.Log{W: &said}
 
 	dir := fakeTree(t, true)
-	assert.True(t, usableTree(dir, "fetching it again", log), "intact")
+	assert.True(t, usableTree(dir, "fetching it again", sealDebian("6.1.0-57-cloud-amd64"), log), "intact")
 
 	mk := filepath.Join(dir, "usr/src/linux-headers-6.1.0-57-cloud-amd64/Makefile")
 	require.NoError(t, os.Truncate(mk, 3))
-	assert.False(t, usableTree(dir, "fetching it again", log), "a cut header file")
+	assert.False(t, usableTree(dir, "fetching it again", sealDebian("6.1.0-57-cloud-amd64"), log), "a cut header file")
 	assert.NoDirExists(t, dir, "the damaged tree is removed, so it is fetched again")
 	assert.Equal(t, "    cache: "+dir+" is damaged: usr/src/linux-headers-6.1.0-57-cloud-amd64/Makefile: 3 bytes, 19 when it was written; fetching it again\n", said.String())
 
 	legacy := fakeTree(t, false)
-	assert.True(t, usableTree(legacy, "fetching it again", log), "an older pidlab's finished tree is trusted once")
+	assert.True(t, usableTree(legacy, "fetching it again", sealDebian("6.1.0-57-cloud-amd64"), log), "an older pidlab's finished tree is trusted once")
 	assert.NoError(t, cacheentry.CheckTree(legacy), "and sealed")
 
 	unfinished := fakeTree(t, true)
 	require.NoError(t, os.Remove(filepath.Join(unfinished, readyMarker)))
-	assert.False(t, usableTree(unfinished, "fetching it again", log), "no ready marker: not finished")
+	assert.False(t, usableTree(unfinished, "fetching it again", sealDebian("6.1.0-57-cloud-amd64"), log), "no ready marker: not finished")
 }

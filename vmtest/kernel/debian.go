@@ -72,7 +72,7 @@ func (d Debian) provision(ctx context.Context, flavour string) (*Kernel, error) 
 	}
 	release := abi + "-" + flavour
 	root := filepath.Join(d.CacheDir, release)
-	if !usableTree(root, "fetching it again", d.Log) {
+	if !usableTree(root, "fetching it again", sealDebian(release), d.Log) {
 		if err := d.fetch(ctx, release, root); err != nil {
 			return nil, err
 		}
@@ -160,11 +160,16 @@ func (d Debian) fetch(ctx context.Context, release, root string) error {
 	if err := os.WriteFile(filepath.Join(unpacked, readyMarker), []byte(release+"\n"), 0o644); err != nil {
 		return err
 	}
-	if err := cacheentry.SealTree(unpacked, "boot/vmlinuz-"+release); err != nil {
+	if err := sealDebian(release)(unpacked); err != nil {
 		return err
 	}
 	os.RemoveAll(root) // a half-made tree from an interrupted run
 	return os.Rename(unpacked, root)
+}
+
+// sealDebian seals a Debian kernel tree: every file, and the image's hash.
+func sealDebian(release string) func(dir string) error {
+	return func(dir string) error { return cacheentry.SealTree(dir, nil, "boot/vmlinuz-"+release) }
 }
 
 // headerDeps lists the other header packages the flavour's headers need

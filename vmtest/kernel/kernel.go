@@ -124,8 +124,8 @@ func Provision(ctx context.Context, sel Selection, cacheDir string, log *progres
 // A tree is finished when its ready marker is there, and intact when it
 // matches its seal; a damaged one is removed, said in one line ("cache: …
 // is damaged (…); <again>") and reported false. A finished tree that an
-// older pidlab left unsealed is sealed as it is now.
-func usableTree(dir, again string, log *progress.Log) bool {
+// older pidlab left unsealed is sealed as it is now, with seal.
+func usableTree(dir, again string, seal func(dir string) error, log *progress.Log) bool {
 	if _, err := os.Stat(filepath.Join(dir, readyMarker)); err != nil {
 		return false
 	}
@@ -134,7 +134,7 @@ func usableTree(dir, again string, log *progress.Log) bool {
 	case err == nil:
 	case errors.Is(err, cacheentry.ErrNotSealed):
 		log.Debug("kernel: sealing %s, which an older pidlab left unsealed", dir)
-		if err := cacheentry.SealTree(dir); err != nil {
+		if err := seal(dir); err != nil {
 			log.Info("cache: cannot seal %s (%v); %s", dir, err, again)
 			os.RemoveAll(dir)
 			return false

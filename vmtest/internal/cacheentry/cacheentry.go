@@ -165,10 +165,10 @@ func Touch(path string) {
 	os.Chtimes(path, now, now)
 }
 
-// SealTree records every regular file under dir with its size, and the
-// hash of the files in vital (paths relative to dir). Call it before the
-// tree is renamed into place.
-func SealTree(dir string, vital ...string) error {
+// SealTree records every regular file under dir with its size, but those
+// skip says to leave out (nil: none), and the hash of the files in vital
+// (paths relative to dir). Call it before the tree is renamed into place.
+func SealTree(dir string, skip func(rel string) bool, vital ...string) error {
 	isVital := map[string]bool{}
 	for _, v := range vital {
 		isVital[filepath.ToSlash(v)] = true
@@ -180,7 +180,7 @@ func SealTree(dir string, vital ...string) error {
 		}
 		rel, _ := filepath.Rel(dir, path)
 		rel = filepath.ToSlash(rel)
-		if rel == TreeSeal {
+		if rel == TreeSeal || skip != nil && skip(rel) && !isVital[rel] {
 			return nil
 		}
 		fi, err := d.Info()

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -54,8 +55,8 @@ func TestSealedTreeFindsLostCutAndChangedFiles(t *testing.T) {
 	write(t, filepath.Join(dir, "usr/src/h/Makefile"), "include x")
 	write(t, filepath.Join(dir, "usr/src/h/include/a.h"), "#define A 1")
 	assert.ErrorIs(t, CheckTree(dir), ErrNotSealed)
-	assert.Error(t, SealTree(dir, "boot/missing"), "a vital file must exist")
-	require.NoError(t, SealTree(dir, "boot/vmlinuz"))
+	assert.Error(t, SealTree(dir, nil, "boot/missing"), "a vital file must exist")
+	require.NoError(t, SealTree(dir, nil, "boot/vmlinuz"))
 	require.NoError(t, CheckTree(dir))
 
 	write(t, filepath.Join(dir, "usr/src/h/.tmp_build_output"), "new")
@@ -96,4 +97,15 @@ func TestReuseSaysWhatIsDamagedAndDropsIt(t *testing.T) {
 	assert.NoFileExists(t, p)
 	require.Len(t, said, 1)
 	assert.Equal(t, "cache: "+p+" is damaged: 3 bytes, 7 when it was written; building it again", said[0])
+}
+
+func TestSealTreeLeavesOutWhatSkipSays(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "kernel/fork.c"), "source")
+	write(t, filepath.Join(dir, "include/linux/sched.h"), "header")
+	require.NoError(t, SealTree(dir, func(rel string) bool { return strings.HasSuffix(rel, ".c") }))
+	require.NoError(t, os.Truncate(filepath.Join(dir, "kernel/fork.c"), 0))
+	assert.NoError(t, CheckTree(dir), "a skipped file is not checked")
+	require.NoError(t, os.Truncate(filepath.Join(dir, "include/linux/sched.h"), 0))
+	assert.True(t, IsDamaged(CheckTree(dir)), "the others are")
 }
