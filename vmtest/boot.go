@@ -100,6 +100,16 @@ func (c Config) limitsFor(k *kernel.Kernel) Config {
 	return c
 }
 
+// setting names the setting behind a limit scaled by limitsFor, as the
+// user gave it: "PIDLAB_TIMEOUT=15m0s ×5 on the debug kernel".
+func (f *follower) setting(env string, scaled time.Duration) string {
+	k := f.res.Kernel
+	if k.Slowdown() == 1 {
+		return fmt.Sprintf("%s=%s", env, scaled)
+	}
+	return fmt.Sprintf("%s=%s ×%g on the %s kernel", env, time.Duration(float64(scaled)/k.Slowdown()), k.Slowdown(), k.Name)
+}
+
 // bootAttempts bounds the boots of one run: a retry only for a boot hang.
 const bootAttempts = 2
 
@@ -206,7 +216,7 @@ func (f *follower) follow() error {
 			f.lockedUp()
 			f.printCount()
 		case <-deadline.C:
-			f.stop(fmt.Sprintf("the VM did not finish within %s (%s=%s); the guest was %s", f.c.Timeout, EnvTimeout, f.c.Timeout, f.describePhase()))
+			f.stop(fmt.Sprintf("the VM did not finish within %s (%s); the guest was %s", f.c.Timeout, f.setting(EnvTimeout, f.c.Timeout), f.describePhase()))
 		case qemuErr = <-exited:
 			exited = nil
 		}
@@ -244,7 +254,7 @@ func (f *follower) hungTest() {
 		return
 	}
 	name := running[len(running)-1]
-	f.stop(fmt.Sprintf("test %s did not finish within %s (%s): it hangs", name, f.c.TestTimeout, EnvTestTimeout))
+	f.stop(fmt.Sprintf("test %s did not finish within %s (%s): it hangs", name, f.c.TestTimeout, f.setting(EnvTestTimeout, f.c.TestTimeout)))
 }
 
 // hungBoot stops a guest that has not started the runner in time.

@@ -168,3 +168,11 @@ func countNamed(checks []report.Check, name string) int {
 	}
 	return n
 }
+
+func TestHangMessagesNameTheSettingAsGiven(t *testing.T) {
+	f := &follower{res: &Result{Kernel: &kernel.Kernel{Name: kernel.DebugName}}}
+	assert.Equal(t, "PIDLAB_TEST_TIMEOUT=2m0s ×5 on the debug kernel", f.setting(EnvTestTimeout, 10*time.Minute),
+		"a user who lowers the setting to the number shown must not get five times it")
+	f.res.Kernel = &kernel.Kernel{Name: "cloud"}
+	assert.Equal(t, "PIDLAB_TIMEOUT=15m0s", f.setting(EnvTimeout, 15*time.Minute))
+}

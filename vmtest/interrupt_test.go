@@ -43,9 +43,10 @@ func TestCtrlCWhileBooting(t *testing.T) {
 	for lines.Scan() {
 		output.WriteString(lines.Text() + "\n")
 		if qemus == nil && strings.Contains(lines.Text(), "==> booting") {
-			time.Sleep(2 * time.Second) // well into the boot
-			qemus = descendants(t, cmd.Process.Pid, "qemu-system-x86")
-			require.NotEmpty(t, qemus, "a QEMU among the run's processes 2 s after it said it boots; output:\n%s", output.String())
+			// Ctrl-C as soon as QEMU runs: the kernel takes a second or
+			// more to boot to the runner, so the guest is still booting.
+			qemus = waitForDescendants(t, cmd.Process.Pid, "qemu-system-x86", 30*time.Second)
+			require.NotEmpty(t, qemus, "no QEMU among the run's processes 30 s after it said it boots; output:\n%s", output.String())
 			require.NoError(t, syscall.Kill(-cmd.Process.Pid, syscall.SIGINT), "Ctrl-C")
 		}
 	}
@@ -62,6 +63,19 @@ func TestCtrlCWhileBooting(t *testing.T) {
 	}
 	left, _ := filepath.Glob(filepath.Join(tmp, qemu.TempDirPrefix+"*"))
 	assert.Empty(t, left, "results folders left in TMPDIR")
+}
+
+// waitForDescendants polls descendants until one named comm runs, at
+// most limit.
+func waitForDescendants(t *testing.T, pid int, comm string, limit time.Duration) []int {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		if found := descendants(t, pid, comm); len(found) > 0 || time.Now().After(deadline) {
+			return found
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // descendants are the processes under pid whose name (comm, at most 15

@@ -198,7 +198,11 @@ func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Mod
 	}
 	k, err := kernel.Provision(ctx, c.Kernel, c.CacheDir, c.Log)
 	if err != nil {
-		return nil, nil, verdict.Interrupting(ctx, err, "fetching the kernel")
+		doing := "fetching the kernel"
+		if c.Kernel.IsDebug() {
+			doing = "building the debug kernel"
+		}
+		return nil, nil, verdict.Interrupting(ctx, err, doing)
 	}
 	c.Log.Debug("kernel: %s", k.Image)
 	mod, err := kbuild.Build(ctx, k, c.ModuleDir, c.CacheDir, c.Log)

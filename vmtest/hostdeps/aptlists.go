@@ -51,8 +51,8 @@ var Lists = &AptLists{}
 func (a *AptLists) Retry(ctx context.Context, log *progress.Log, op func() error) error {
 	err := op()
 	var aptErr *AptError
-	if !errors.As(err, &aptErr) || !a.canUpdate() {
-		return err
+	if !errors.As(err, &aptErr) || !a.canUpdate() || ctx.Err() != nil {
+		return err // not apt's lists, nothing to do about them, or the run was stopped
 	}
 	refreshed, uerr := a.refresh(ctx, log)
 	if uerr != nil {

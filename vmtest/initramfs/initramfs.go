@@ -79,13 +79,30 @@ func Build(ctx context.Context, spec Spec, cacheDir string, log *progress.Log) (
 		return "", false, err
 	}
 	out := filepath.Join(tmp, "initramfs.cpio")
-	if err := create(spec, manifestPath, tmp, out, log); err != nil {
+	if err := createOrStop(ctx, spec, manifestPath, tmp, out, log); err != nil {
 		return "", false, fmt.Errorf("building the initramfs with u-root: %w", err)
 	}
 	if err := cacheentry.SealFile(out); err != nil {
 		return "", false, err
 	}
 	return path, false, cacheentry.Rename(out, path)
+}
+
+// createOrStop runs create until it ends or ctx is done. u-root's build
+// takes no context: on a Ctrl-C it is left to end with the process, whose
+// exit is near, rather than waited for (a minute or two for a busybox).
+func createOrStop(ctx context.Context, spec Spec, manifestPath, tmp, out string, log *progress.Log) error {
+	done := make(chan error, 1)
+	go func() { done <- create(spec, manifestPath, tmp, out, log) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			err = ctx.Err()
+		}
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func create(spec Spec, manifestPath, tmp, out string, log *progress.Log) error {

@@ -163,7 +163,10 @@ func (d Debian) fetch(ctx context.Context, release, root string) error {
 	if err := sealDebian(release)(unpacked); err != nil {
 		return err
 	}
-	os.RemoveAll(root) // a half-made tree from an interrupted run
+	if cacheentry.CheckTree(root) == nil {
+		return nil // a parallel run fetched the same kernel first, and may be using it
+	}
+	os.RemoveAll(root) // a half-made or damaged tree
 	return os.Rename(unpacked, root)
 }
 

@@ -125,6 +125,11 @@ func (d Debug) provision(ctx context.Context) (*Kernel, error) {
 			return k, nil
 		}
 	}
+	if resolveErr != nil {
+		// The fallback build was damaged and is gone; without apt there is
+		// no source to build another from.
+		return nil, resolveErr
+	}
 	if err := d.build(ctx, src, frag, key, dir); err != nil {
 		return nil, err
 	}

@@ -147,9 +147,13 @@ func (l *Log) CombinedOutput(ctx context.Context, dir string, env []string, name
 	return out, nil
 }
 
+// killGrace is how long a cancelled command's group has to end on SIGTERM
+// before SIGKILL; below mage's 5 s wait for a Ctrl-C's cleanup.
+const killGrace = 2 * time.Second
+
 // KillGroupOnCancel makes cmd (from exec.CommandContext) the leader of a
 // process group of its own and, when the context is cancelled, kills the
-// whole group: make's gcc, go build's compilers, apt's methods. Killing the
+// whole group (SIGTERM, then SIGKILL after killGrace): make's gcc, go build's compilers, apt's methods. Killing the
 // leader alone would leave them running, holding cmd's output pipe open and
 // so Wait. The group also keeps a terminal's Ctrl-C, which goes to the
 // foreground group, from reaching the command: pidlab, which gets it, ends
@@ -159,7 +163,11 @@ func (l *Log) CombinedOutput(ctx context.Context, dir string, env []string, name
 func KillGroupOnCancel(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	cmd.Cancel = func() error {
-		if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != syscall.ESRCH {
+		// SIGTERM first: make removes its half-written targets, dpkg
+		// leaves its database consistent; what is left dies a moment later.
+		pgid := cmd.Process.Pid
+		time.AfterFunc(killGrace, func() { syscall.Kill(-pgid, syscall.SIGKILL) })
+		if err := syscall.Kill(-pgid, syscall.SIGTERM); err != syscall.ESRCH {
 			return err
 		}
 		return os.ErrProcessDone

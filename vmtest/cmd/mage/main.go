@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -130,8 +131,10 @@ func runTargets(inv mage.Invocation, exe string, signals chan os.Signal) int {
 		fmt.Fprintln(os.Stderr, "failed to run compiled magefile:", err)
 		return 1
 	}
+	var signalled atomic.Bool
 	go func() {
 		for range signals {
+			signalled.Store(true)
 			c.Process.Signal(syscall.SIGTERM)
 		}
 	}()
@@ -140,6 +143,11 @@ func runTargets(inv mage.Invocation, exe string, signals chan os.Signal) int {
 	if errors.As(err, &exit) {
 		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			return 128 + int(ws.Signal())
+		}
+		if exit.ExitCode() == 1 && signalled.Load() {
+			// Mage's main gives up on a slow cleanup or a second Ctrl-C
+			// with 1, which would say a test failed.
+			return interrupted
 		}
 		return exit.ExitCode()
 	}

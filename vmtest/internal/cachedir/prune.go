@@ -50,7 +50,7 @@ type entry struct {
 // family and unused for long, and leftovers of interrupted runs.
 func Prune(dir string, b Budget, now time.Time) Pruned {
 	var p Pruned
-	p.remove(oldRuns(filepath.Join(dir, "runs"), b.Runs))
+	p.remove(oldRuns(filepath.Join(dir, "runs"), b.Runs, now.Add(-b.Recent)))
 	p.remove(leftovers(dir, now.Add(-b.Leftover)))
 	p.remove(overBudget(builds(dir), b, now))
 	p.remove(supersededKernels(filepath.Join(dir, "kernels"), now.Add(-b.Unused)))
@@ -67,9 +67,10 @@ func (p *Pruned) remove(es []entry) {
 	}
 }
 
-// oldRuns are the run folders beyond the newest keep; their names start
-// with the time they began.
-func oldRuns(dir string, keep int) []entry {
+// oldRuns are the run folders beyond the newest keep, but for those
+// written since before (a long run's, still going); their names start with
+// the time they began.
+func oldRuns(dir string, keep int, before time.Time) []entry {
 	des, _ := os.ReadDir(dir)
 	var names []string
 	for _, de := range des {
@@ -81,14 +82,18 @@ func oldRuns(dir string, keep int) []entry {
 	var old []entry
 	for i := keep; i < len(names); i++ {
 		path := filepath.Join(dir, names[i])
+		if newest([]string{path, filepath.Join(path, "console.log")}).After(before) {
+			continue
+		}
 		old = append(old, entry{paths: []string{path}, size: sizeOf(path)})
 	}
 	return old
 }
 
 // leftover names the staging folders and files of runs that stopped half
-// way: dot-named ones, and a module build's "<key>.tmp-N".
-var leftover = regexp.MustCompile(`^\.|\.tmp-`)
+// way: dot-named ones, and a module build's "<key>.tmp-N"; and what a failed
+// debug build keeps to be read (its log, a config Kconfig changed).
+var leftover = regexp.MustCompile(`^\.|\.tmp-|\.failed\.log$|\.rejected\.config$`)
 
 func leftovers(dir string, before time.Time) []entry {
 	var es []entry

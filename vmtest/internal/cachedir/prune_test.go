@@ -32,8 +32,11 @@ func TestPruneKeepsTheBudget(t *testing.T) {
 	b := Budget{Runs: 2, Builds: 3000, Unused: 14 * day, Recent: time.Hour, Leftover: day}
 
 	for _, run := range []string{"20261130-090000-1", "20261201-100000-2", "20261201-110000-3"} {
-		put(t, dir, "runs/"+run+"/console.log", 10, now, 0)
+		put(t, dir, "runs/"+run+"/console.log", 10, now, 2*time.Hour)
 	}
+	// The oldest run's name, but still writing its console: a long debug run.
+	live := put(t, dir, "runs/20261130-080000-0/console.log", 10, now, time.Minute)
+	failedLog := put(t, dir, "kernels/debug-0123456789abcdef.failed.log", 10, now, 2*day)
 	// Builds, newest first: 1000 bytes each plus a seal; the budget holds two.
 	fresh := put(t, dir, "initramfs/aaaa.cpio", 1000, now, time.Minute)
 	put(t, dir, "initramfs/aaaa.cpio.sum", 10, now, time.Minute)
@@ -56,7 +59,9 @@ func TestPruneKeepsTheBudget(t *testing.T) {
 
 	runs, err := filepath.Glob(filepath.Join(dir, "runs/*"))
 	require.NoError(t, err)
-	assert.Equal(t, []string{filepath.Join(dir, "runs/20261201-100000-2"), filepath.Join(dir, "runs/20261201-110000-3")}, runs, "the newest runs")
+	assert.Equal(t, []string{filepath.Join(dir, "runs/20261130-080000-0"), filepath.Join(dir, "runs/20261201-100000-2"), filepath.Join(dir, "runs/20261201-110000-3")}, runs, "the newest runs, and a live one")
+	assert.FileExists(t, live)
+	assert.NoFileExists(t, failedLog, "a failed build's log, a day old")
 	assert.FileExists(t, fresh)
 	assert.FileExists(t, ko)
 	assert.NoFileExists(t, lru, "least recently used, beyond the size budget")
@@ -69,7 +74,7 @@ func TestPruneKeepsTheBudget(t *testing.T) {
 	assert.FileExists(t, rt, "the only one of its flavour")
 	assert.NoDirExists(t, filepath.Dir(debugOld), "superseded and unused")
 	assert.FileExists(t, debugNew)
-	assert.Equal(t, 6, p.Entries, "runs 1, builds 2, leftovers 1, kernels 2: %+v", p)
+	assert.Equal(t, 7, p.Entries, "runs 1, builds 2, leftovers 2, kernels 2: %+v", p)
 	assert.Positive(t, p.Bytes)
 }
 

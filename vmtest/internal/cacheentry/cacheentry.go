@@ -138,14 +138,20 @@ func Reuse(path, again string, say func(format string, args ...any)) bool {
 		Touch(path)
 		return true
 	}
-	if IsDamaged(err) {
+	switch {
+	case IsDamaged(err):
 		say("cache: %v; %s", err, again)
+		Remove(path)
+	case errors.Is(err, ErrNotSealed):
+		Remove(path)
 	}
-	Remove(path)
+	// Anything else, a file not there above all, is left alone: a
+	// parallel run may be renaming its copy into place right now.
 	return false
 }
 
-// Rename moves a sealed file and its seal to newPath.
+// Rename moves a sealed file and its seal to newPath: the seal first, so
+// that a reader never finds the file without it.
 func Rename(oldPath, newPath string) error {
 	if err := os.Rename(oldPath+SumSuffix, newPath+SumSuffix); err != nil {
 		return err
