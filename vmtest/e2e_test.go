@@ -29,7 +29,7 @@ func e2eKernels(t *testing.T) []string {
 	if os.Getenv(EnvE2EDebug) == "1" {
 		return []string{"cloud", "debug"}
 	}
-	t.Logf("debug kernel runs skipped: set %s=1 to build (once, ~5 min) and test on it", EnvE2EDebug)
+	t.Logf("debug kernel runs skipped: set %s=1 to build (once, ~10 min) and test on it", EnvE2EDebug)
 	return []string{"cloud"}
 }
 

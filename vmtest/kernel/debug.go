@@ -278,7 +278,7 @@ func (d Debug) build(ctx context.Context, src debugSource, frag []Option, key, d
 	if jobs <= 0 {
 		jobs = runtime.NumCPU()
 	}
-	d.Log.Step("building the debug kernel from %s %s (first time only: about 7 minutes on 2 cores)", DebugSourcePackage, src.Version)
+	d.Log.Step("building the debug kernel from %s %s (first time only: about 10 minutes on 2 cores)", DebugSourcePackage, src.Version)
 	if err := os.MkdirAll(d.CacheDir, 0o755); err != nil {
 		return err
 	}
