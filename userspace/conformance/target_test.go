@@ -192,9 +192,25 @@ func (tg *target) signal(t *testing.T, sig unix.Signal, want string) {
 }
 
 // waitState polls /proc/<pid>/stat until the state letter is want.
-func waitState(t *testing.T, pid int, want string) procfs.Stat {
+// waitState polls /proc/<pid>/status, not stat, until the process is in
+// state want. Reading stat is not free of effects: it sets the floor of
+// the process's adjusted utime and stime (the kernel keeps them monotonic
+// per thread group), which then differ from the per-thread sums a module
+// can compute. Polled while a child still ran (no system tick yet, so all
+// its time counted as user time), stat went on to report utime 4 ticks
+// for the zombie, whose threads' own adjusted times say 0 (seen once).
+func waitState(t *testing.T, pid int, want string) {
 	t.Helper()
-	return waitStat(t, pid, "state "+want, func(s procfs.Stat) bool { return s.State == want })
+	deadline := time.Now().Add(stateTimeout)
+	for {
+		s := requireStatus(t, pid)
+		if s.State == want {
+			return
+		}
+		require.True(t, time.Now().Before(deadline),
+			"pid %d did not reach state %s within %v; last status: %+v", pid, want, stateTimeout, s)
+		time.Sleep(pollInterval)
+	}
 }
 
 // waitStat polls /proc/<pid>/stat until done holds, and returns that stat.

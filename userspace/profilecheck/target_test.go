@@ -58,7 +58,9 @@ func waitState(t *testing.T, pid int, want string) {
 	t.Helper()
 	deadline := time.Now().Add(stateTimeout)
 	for {
-		s, err := procfs.ReadStat(pid)
+		// status, not stat: reading stat sets the floor of the process's
+		// adjusted CPU times, which a module's per-thread sums do not see.
+		s, err := procfs.ReadStatus(pid)
 		require.NoError(t, err)
 		if s.State == want {
 			return
