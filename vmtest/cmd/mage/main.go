@@ -48,7 +48,11 @@ func run(args []string) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	if err != nil || cmd != mage.None || inv.List || inv.Help || inv.Autocomplete {
+	if err != nil { // Parse printed the usage; what mage's own main says and returns
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		return 2
+	}
+	if cmd != mage.None || inv.List || inv.Help || inv.Autocomplete {
 		// Mage's own commands and listings; -compile writes the main file.
 		unlock, lerr := lock(inv.CacheDir)
 		if lerr != nil {
