@@ -20,7 +20,7 @@ import (
 )
 
 // EnvE2EDebug turns on vmtest's end-to-end runs on the debug kernel, whose
-// first build takes about 5 minutes (CI sets it; see the README). Only go
+// first build takes about 10 minutes (CI sets it; see the README). Only go
 // test reads it, but it is a setting all the same.
 const EnvE2EDebug = "PIDLAB_E2E_DEBUG"
 
