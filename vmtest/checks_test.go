@@ -284,7 +284,14 @@ func TestRunReportHungTest(t *testing.T) {
 // task->mm dereference, read while a kernel thread was selected.
 func oopsOnRead(t *testing.T) (troubles []verdict.Trouble, tail []string) {
 	t.Helper()
-	f, err := os.Open("verdict/testdata/oops-on-read.log")
+	return scanLog(t, "verdict/testdata/oops-on-read.log")
+}
+
+// scanLog runs a recorded console log through the scanner: the kernel
+// reports it finds and the console's last lines.
+func scanLog(t *testing.T, path string) (troubles []verdict.Trouble, tail []string) {
+	t.Helper()
+	f, err := os.Open(path)
 	require.NoError(t, err)
 	defer f.Close()
 	var s verdict.ConsoleScanner
@@ -422,24 +429,17 @@ func TestRunReportUnloadFailure(t *testing.T) {
 func TestRunReportBugQuotesTheKernel(t *testing.T) {
 	// A real BUG_ON() in the read handler: the report begins with "cut
 	// here", which the table once showed as all there was to see.
-	f, err := os.Open("verdict/testdata/bug-on-read.log")
-	require.NoError(t, err)
-	defer f.Close()
-	var s verdict.ConsoleScanner
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		s.Scan(sc.Text())
-	}
+	troubles, _ := scanLog(t, "verdict/testdata/bug-on-read.log")
 	var g guestTests
 	g.pass("TestEntryExists")
 	g.run("TestReadBeforeAnyWrite")
 	res, err := decided(&Result{Tests: g.tests.Results, Observations: verdict.Observations{
-		RunnerStarted: true, Troubles: s.Troubles, Running: g.tests.Running(),
+		RunnerStarted: true, Troubles: troubles, Running: g.tests.Running(),
 	}})
 	run := RunReport("cloud", res, err)
 	crashed := findCheck(t, run, "TestReadBeforeAnyWrite")
 	assert.Equal(t, "the kernel died while it ran: kernel BUG at /tmp/cache-hang/pidlab/modules/18729c859dc533a7.tmp-3692544389/procpid.c:143!", crashed.Got)
-	assert.Equal(t, s.Troubles[0].KeyLines(), crashed.Console, "the kernel's key lines")
+	assert.Equal(t, troubles[0].KeyLines(), crashed.Console, "the kernel's key lines")
 	clean := findCheck(t, run, report.CheckClean)
 	assert.Empty(t, clean.Console, "quoted once, where the kernel died")
 

@@ -120,7 +120,7 @@ func find(dir string) (*Module, error) {
 	if len(kos) != 1 {
 		return nil, fmt.Errorf("%d .ko files in %s, want one", len(kos), dir)
 	}
-	name := strings.ReplaceAll(strings.TrimSuffix(filepath.Base(kos[0]), ".ko"), "-", "_")
+	name := kernel.ModuleName(kos[0])
 	return &Module{Path: kos[0], Name: name}, nil
 }
 

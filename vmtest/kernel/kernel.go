@@ -169,7 +169,7 @@ func (k *Kernel) ModuleNamed(name string) (path string, builtin, ok bool) {
 			}
 			for _, line := range strings.Split(string(b), "\n") {
 				line = strings.TrimSpace(line)
-				if line != "" && moduleName(line) == name {
+				if line != "" && ModuleName(line) == name {
 					return line, list == "modules.builtin", true
 				}
 			}
@@ -178,8 +178,9 @@ func (k *Kernel) ModuleNamed(name string) (path string, builtin, ok bool) {
 	return "", false, false
 }
 
-// moduleName is the name delete_module knows the module at path by.
-func moduleName(path string) string {
+// ModuleName is the name delete_module knows the module file at path by:
+// its base name without .ko, dashes as underscores.
+func ModuleName(path string) string {
 	return strings.ReplaceAll(strings.TrimSuffix(filepath.Base(path), ".ko"), "-", "_")
 }
 
