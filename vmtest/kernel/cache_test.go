@@ -53,3 +53,40 @@ func TestCachedKernelTreeIsCheckedBeforeUse(t *testing.T) {
 	require.NoError(t, os.Remove(filepath.Join(unfinished, readyMarker)))
 	assert.False(t, usableTree(unfinished, "fetching it again", sealDebian("6.1.0-57-cloud-amd64"), log), "no ready marker: not finished")
 }
+
+// A cache fetched by an older pidlab under another path (a moved or
+// shared cache) named its common headers by that path, and every module
+// build failed with "No such file or directory" (seen in CI). Such a
+// tree is kept, made relocatable and sealed again.
+func TestCachedTreeNamingAnotherPathIsRelocated(t *testing.T) {
+	state := fakeApt(t)
+	require.NoError(t, os.Remove(filepath.Join(state, "stale")))
+	var said strings.Builder
+	d := Debian{Flavour: "cloud", CacheDir: t.TempDir(), Log: &progress.Log{W: &said}}
+	root := filepath.Join(d.CacheDir, "6.1.0-57-cloud-amd64")
+	mk := filepath.Join(root, "usr/src/linux-headers-6.1.0-57-cloud-amd64/Makefile")
+	for name, content := range map[string]string{
+		"boot/vmlinuz-6.1.0-57-cloud-amd64": "bzImage kept from the first fetch",
+		mk:                                  "include /tmp/cache-hang/pidlab/kernels/6.1.0-57-cloud-amd64/usr/src/linux-headers-6.1.0-57-common/Makefile\n",
+		readyMarker:                         "6.1.0-57-cloud-amd64\n",
+	} {
+		p := name
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(root, name)
+		}
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+	}
+	require.NoError(t, sealDebian("6.1.0-57-cloud-amd64")(root))
+
+	k, err := d.Provision(t.Context())
+	require.NoError(t, err, "log:\n%s", said.String())
+	b, err := os.ReadFile(filepath.Join(k.KDIR, "Makefile"))
+	require.NoError(t, err)
+	assert.Equal(t, "include $(dir $(lastword $(MAKEFILE_LIST)))../linux-headers-6.1.0-57-common/Makefile\n", string(b))
+	image, err := os.ReadFile(k.Image)
+	require.NoError(t, err)
+	assert.Equal(t, "bzImage kept from the first fetch", string(image), "the tree is kept, not fetched again")
+	assert.NoError(t, cacheentry.CheckTree(root), "sealed again")
+	assert.Contains(t, said.String(), "named its common headers by an absolute path")
+}

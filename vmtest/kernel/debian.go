@@ -76,6 +76,8 @@ func (d Debian) provision(ctx context.Context, flavour string) (*Kernel, error) 
 		if err := d.fetch(ctx, release, root); err != nil {
 			return nil, err
 		}
+	} else if err := d.relocateCached(root, release); err != nil {
+		return nil, err
 	}
 	return &Kernel{
 		Name:    d.Flavour,
@@ -83,6 +85,17 @@ func (d Debian) provision(ctx context.Context, flavour string) (*Kernel, error) 
 		Image:   filepath.Join(root, "boot", "vmlinuz-"+release),
 		KDIR:    filepath.Join(root, "usr", "src", "linux-headers-"+release),
 	}, nil
+}
+
+// relocateCached makes a cached tree that an older pidlab fetched build
+// wherever it lies (see commonHeadersInclude), and seals it again.
+func (d Debian) relocateCached(root, release string) error {
+	changed, err := relocateHeaders(root, release)
+	if err != nil || !changed {
+		return err
+	}
+	d.Log.Info("cache: %s named its common headers by an absolute path; now by a relative one", root)
+	return sealDebian(release)(root)
 }
 
 // resolveABI asks apt which 6.1 ABI the flavour's metapackage points at.
@@ -154,7 +167,7 @@ func (d Debian) fetch(ctx context.Context, release, root string) error {
 	if err := dropModules(unpacked); err != nil {
 		return err
 	}
-	if err := relocateHeaders(unpacked, root, release); err != nil {
+	if _, err := relocateHeaders(unpacked, release); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(unpacked, readyMarker), []byte(release+"\n"), 0o644); err != nil {
@@ -259,17 +272,26 @@ func dropModules(unpacked string) error {
 	return nil
 }
 
-// relocateHeaders points the flavour headers' Makefile, which includes the
-// common headers by absolute path under /usr/src, at their copy in the tree
-// that unpacked (now) will be renamed to root.
-func relocateHeaders(unpacked, root, release string) error {
-	mk := filepath.Join(unpacked, "usr", "src", "linux-headers-"+release, "Makefile")
+// commonHeadersInclude is the flavour headers' one line: Debian's names
+// the common headers by absolute path (/usr/src/…), and pidlab before
+// this one named their copy in the cache by its absolute path, which
+// broke when a cache was moved or shared under another path.
+var commonHeadersInclude = regexp.MustCompile(`(?m)^include \S*/usr/src/(linux-headers-[^/\s]+)/Makefile$`)
+
+// relocateHeaders points the flavour headers' Makefile in tree at the
+// common headers next to it, relative to the Makefile itself, so the tree
+// builds modules wherever it lies. It says whether it changed the file.
+func relocateHeaders(tree, release string) (bool, error) {
+	mk := filepath.Join(tree, "usr", "src", "linux-headers-"+release, "Makefile")
 	b, err := os.ReadFile(mk)
 	if err != nil {
-		return fmt.Errorf("kernel headers of %s: %w", release, err)
+		return false, fmt.Errorf("kernel headers of %s: %w", release, err)
 	}
-	fixed := strings.ReplaceAll(string(b), "include /usr/src/", "include "+filepath.Join(root, "usr", "src")+"/")
-	return os.WriteFile(mk, []byte(fixed), 0o644)
+	fixed := commonHeadersInclude.ReplaceAll(b, []byte("include $$(dir $$(lastword $$(MAKEFILE_LIST)))../$1/Makefile"))
+	if bytes.Equal(fixed, b) {
+		return false, nil
+	}
+	return true, cacheentry.WriteFileAtomic(mk, fixed, 0o644)
 }
 
 func commandDetail(err error) string {

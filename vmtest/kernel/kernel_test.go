@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -52,16 +53,51 @@ func TestCustomNeedsAPreparedTree(t *testing.T) {
 	assert.Equal(t, verdict.Setup, verdict.CodeOf(err))
 }
 
-func TestRelocateHeadersPointsAtTheFinalTree(t *testing.T) {
-	unpacked := t.TempDir()
-	mk := filepath.Join(unpacked, "usr/src/linux-headers-6.1.0-9-cloud-amd64/Makefile")
-	require.NoError(t, os.MkdirAll(filepath.Dir(mk), 0o755))
-	require.NoError(t, os.WriteFile(mk, []byte("include /usr/src/linux-headers-6.1.0-9-common/Makefile\n"), 0o644))
+func TestRelocateHeadersPointsAtTheCommonHeadersNextToThem(t *testing.T) {
+	for name, include := range map[string]string{
+		"as Debian ships it":                       "include /usr/src/linux-headers-6.1.0-9-common/Makefile\n",
+		"as an older pidlab left it, another path": "include /tmp/cache-hang/pidlab/kernels/6.1.0-9-cloud-amd64/usr/src/linux-headers-6.1.0-9-common/Makefile\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			tree := t.TempDir()
+			mk := filepath.Join(tree, "usr/src/linux-headers-6.1.0-9-cloud-amd64/Makefile")
+			require.NoError(t, os.MkdirAll(filepath.Dir(mk), 0o755))
+			require.NoError(t, os.WriteFile(mk, []byte(include), 0o644))
 
-	require.NoError(t, relocateHeaders(unpacked, "/cache/kernels/6.1.0-9-cloud-amd64", "6.1.0-9-cloud-amd64"))
-	b, err := os.ReadFile(mk)
+			changed, err := relocateHeaders(tree, "6.1.0-9-cloud-amd64")
+			require.NoError(t, err)
+			assert.True(t, changed)
+			b, err := os.ReadFile(mk)
+			require.NoError(t, err)
+			assert.Equal(t, "include $(dir $(lastword $(MAKEFILE_LIST)))../linux-headers-6.1.0-9-common/Makefile\n", string(b))
+
+			changed, err = relocateHeaders(tree, "6.1.0-9-cloud-amd64")
+			require.NoError(t, err)
+			assert.False(t, changed, "a relocated Makefile is left as it is")
+		})
+	}
+}
+
+// The include must mean what make makes of it: a tree moved after it was
+// made still finds its common headers (a real make, a fake kernel tree).
+func TestRelocatedHeadersBuildFromAnotherPath(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make not installed")
+	}
+	made := filepath.Join(t.TempDir(), "made")
+	src := filepath.Join(made, "usr/src")
+	require.NoError(t, os.MkdirAll(filepath.Join(src, "linux-headers-6.1.0-9-common"), 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Join(src, "linux-headers-6.1.0-9-cloud-amd64"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "linux-headers-6.1.0-9-common/Makefile"), []byte("all:\n\t@echo common headers found\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "linux-headers-6.1.0-9-cloud-amd64/Makefile"), []byte("include /usr/src/linux-headers-6.1.0-9-common/Makefile\n"), 0o644))
+	_, err := relocateHeaders(made, "6.1.0-9-cloud-amd64")
 	require.NoError(t, err)
-	assert.Equal(t, "include /cache/kernels/6.1.0-9-cloud-amd64/usr/src/linux-headers-6.1.0-9-common/Makefile\n", string(b))
+
+	moved := filepath.Join(t.TempDir(), "moved")
+	require.NoError(t, os.Rename(made, moved))
+	out, err := exec.Command("make", "-s", "-C", filepath.Join(moved, "usr/src/linux-headers-6.1.0-9-cloud-amd64")).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "common headers found")
 }
 
 func TestNewestCachedPicksTheHighestABI(t *testing.T) {

@@ -93,7 +93,7 @@ func SealFile(path string) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path+SumSuffix, []byte(fileSum{Size: n, Hash: sum}.String()))
+	return WriteFileAtomic(path+SumSuffix, []byte(fileSum{Size: n, Hash: sum}.String()), 0o644)
 }
 
 // CheckFile checks the file at path against its seal: nil when it matches,
@@ -210,7 +210,7 @@ func SealTree(dir string, skip func(rel string) bool, vital ...string) error {
 		return fmt.Errorf("sealing %s: %d vital file(s) missing, %s among them", dir, len(isVital), anyKey(isVital))
 	}
 	sort.Strings(lines)
-	return writeAtomic(filepath.Join(dir, TreeSeal), []byte(strings.Join(lines, "\n")+"\n"))
+	return WriteFileAtomic(filepath.Join(dir, TreeSeal), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }
 
 // CheckTree checks the tree at dir against its seal: every file listed is
@@ -288,14 +288,17 @@ func anyKey(m map[string]bool) string {
 	return ""
 }
 
-// writeAtomic writes b to path through a temporary file, so that a reader
-// never sees half a seal.
-func writeAtomic(path string, b []byte) error {
+// WriteFileAtomic writes b to path with perm through a temporary file, so
+// that a reader never sees half a file (a seal, a file of a shared tree).
+func WriteFileAtomic(path string, b []byte, perm os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
 	if err != nil {
 		return err
 	}
 	_, err = tmp.Write(b)
+	if err == nil {
+		err = tmp.Chmod(perm)
+	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
