@@ -1,0 +1,247 @@
+// Package targets is what each of pidlab's mage targets does, so that the
+// command line is tested here and magefiles/ stays a list of one-line
+// targets. A target returns nil or an *ExitError, whose ExitStatus mage
+// exits with.
+package targets
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pidlab/pidlab/vmtest"
+	"github.com/pidlab/pidlab/vmtest/hostdeps"
+	"github.com/pidlab/pidlab/vmtest/kbuild"
+	"github.com/pidlab/pidlab/vmtest/kernel"
+	"github.com/pidlab/pidlab/vmtest/progress"
+	"github.com/pidlab/pidlab/vmtest/report"
+	"github.com/pidlab/pidlab/vmtest/verdict"
+)
+
+// Options are what every target takes from its command line.
+type Options struct {
+	RepoDir string    // pidlab's source tree: the Go module root, where go tool mage runs
+	Out     io.Writer // progress, verdicts, tables
+	Verbose bool      // mage -v: every command and its output, every test as it ends
+}
+
+// ExitError is a target's failure with pidlab's exit code for it. Mage
+// prints Error() after "Error: " and exits with ExitStatus().
+type ExitError struct {
+	Err  error
+	Code verdict.Code
+	// Reported is true when the run already printed its verdict: the
+	// message is then only the code.
+	Reported bool
+}
+
+func (e *ExitError) Error() string {
+	if e.Reported {
+		return fmt.Sprintf("%s (exit %d)", e.Code, int(e.Code))
+	}
+	return fmt.Sprintf("%v\n(%s, exit %d)", e.Err, e.Code, int(e.Code))
+}
+
+// ExitStatus is the process's exit code, as mage asks for it.
+func (e *ExitError) ExitStatus() int { return int(e.Code) }
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// fail gives err its exit code: nil stays nil.
+func fail(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &ExitError{Err: err, Code: verdict.CodeOf(err)}
+}
+
+// exitWith is the error of an outcome already reported: nil for a pass.
+func exitWith(code verdict.Code) error {
+	if code == verdict.Pass {
+		return nil
+	}
+	return &ExitError{Err: fmt.Errorf("%s", code), Code: code, Reported: true}
+}
+
+// Test builds pidlab's own module (module/), boots it and runs its checks
+// and guest tests, on PIDLAB_KERNELS or PIDLAB_KERNEL.
+func Test(ctx context.Context, o Options) error {
+	ctx = Interruptible(ctx)
+	c, err := config(o)
+	if err != nil {
+		return fail(err)
+	}
+	return run(ctx, c, false)
+}
+
+// Validate builds the module in dir (in a copy), boots it and prints a
+// verdict table of the profile's checks.
+func Validate(ctx context.Context, o Options, dir string) error {
+	ctx = Interruptible(ctx)
+	c, err := config(o)
+	if err != nil {
+		return fail(err)
+	}
+	if c.ModuleDir, err = vmtest.ModuleDir(dir); err != nil {
+		return fail(err)
+	}
+	c.QuietTests = !o.Verbose // the table says it all
+	return run(ctx, c, true)
+}
+
+// run runs c on the kernels PIDLAB_KERNELS names (else PIDLAB_KERNEL's one),
+// prints the verdict (a table for a validation or a matrix), writes the
+// reports and returns the most severe code.
+func run(ctx context.Context, c vmtest.Config, table bool) error {
+	kernels, err := vmtest.KernelsFromEnv(c)
+	if err != nil {
+		return fail(err)
+	}
+	if table || len(kernels) > 1 {
+		c.Log.Step("validating %s with profile %s on %s", c.ModuleDir, c.Profile.Name, strings.Join(kernels, ", "))
+	}
+	runs := vmtest.RunKernels(ctx, c, kernels)
+	rep := vmtest.Report(c, runs)
+	if table || len(runs) > 1 {
+		fmt.Fprintln(c.Log.W)
+		report.PrintTable(c.Log.W, rep)
+		for _, r := range runs {
+			vmtest.PrintWhereToLook(c.Log.Named(r.Name), r.Result, r.Err)
+		}
+	} else {
+		vmtest.PrintSummary(c.Log, runs[0].Result, runs[0].Err)
+	}
+	if err := vmtest.WriteReports(c, rep); err != nil {
+		c.Log.Line("%v", err) // the verdict above stands; its code too
+	}
+	vmtest.PruneCache(c)
+	return exitWith(verdict.Code(rep.ExitCode))
+}
+
+// Clean removes pidlab's cache but for its kernels (all: the kernels too).
+func Clean(o Options, all bool) error {
+	dir, err := vmtest.DefaultCacheDir()
+	if err != nil {
+		return fail(err)
+	}
+	what := "builds, archives and run logs; kernels kept"
+	if all {
+		what = "everything"
+	}
+	fmt.Fprintf(o.Out, "removing %s (%s)\n", dir, what)
+	return fail(vmtest.CleanCache(dir, all))
+}
+
+// FetchKernel provisions the selected kernel (PIDLAB_KERNEL) into the
+// cache and prints where it is.
+func FetchKernel(ctx context.Context, o Options) error {
+	ctx = Interruptible(ctx)
+	_, k, err := provision(ctx, o)
+	if err != nil {
+		return fail(verdict.Interrupting(ctx, err, "fetching the kernel"))
+	}
+	printKernel(o, k)
+	return nil
+}
+
+// BuildDebugKernel builds the debug kernel into the cache (once) and
+// prints where it is.
+func BuildDebugKernel(ctx context.Context, o Options) error {
+	ctx = Interruptible(ctx)
+	c, err := config(o)
+	if err != nil {
+		return fail(err)
+	}
+	if err := hostdeps.Ensure(ctx, c.Log, hostdeps.DebugKernel...); err != nil {
+		return fail(verdict.Interrupting(ctx, err, "installing host packages"))
+	}
+	k, err := kernel.Provision(ctx, kernel.Selection{Flavour: kernel.DebugName}, c.CacheDir, c.Log)
+	if err != nil {
+		return fail(verdict.Interrupting(ctx, err, "building the debug kernel"))
+	}
+	printKernel(o, k)
+	return nil
+}
+
+func printKernel(o Options, k *kernel.Kernel) {
+	fmt.Fprintf(o.Out, "kernel %s\n  image %s\n  kdir  %s\n", k.Release, k.Image, k.KDIR)
+}
+
+// BuildModule compiles module/ against the selected kernel and prints the
+// .ko's path.
+func BuildModule(ctx context.Context, o Options) error {
+	ctx = Interruptible(ctx)
+	c, k, err := provision(ctx, o)
+	if err != nil {
+		return fail(verdict.Interrupting(ctx, err, "fetching the kernel"))
+	}
+	m, err := kbuild.Build(ctx, k, c.ModuleDir, c.CacheDir, c.Log)
+	if err != nil {
+		return fail(verdict.Interrupting(ctx, err, "building the module"))
+	}
+	fmt.Fprintln(o.Out, m.Path)
+	return nil
+}
+
+// BuildInitramfs builds the guest initramfs (u-root init, runner, tests,
+// module) and prints its path.
+func BuildInitramfs(ctx context.Context, o Options) error {
+	ctx = Interruptible(ctx)
+	c, err := config(o)
+	if err != nil {
+		return fail(err)
+	}
+	p, err := vmtest.Prepare(ctx, c)
+	if err != nil {
+		return fail(err)
+	}
+	fmt.Fprintln(o.Out, p.Initramfs)
+	return nil
+}
+
+// Shell boots the module in dir with a shell in the guest on this
+// terminal.
+func Shell(ctx context.Context, o Options, dir string) error {
+	ctx = Interruptible(ctx)
+	c, err := config(o)
+	if err != nil {
+		return fail(err)
+	}
+	if c.ModuleDir, err = vmtest.ModuleDir(dir); err != nil {
+		return fail(err)
+	}
+	return fail(verdict.Interrupting(ctx, vmtest.Shell(ctx, c), "running the shell VM"))
+}
+
+// provision returns the configuration and the kernel it selects.
+func provision(ctx context.Context, o Options) (vmtest.Config, *kernel.Kernel, error) {
+	c, err := config(o)
+	if err != nil {
+		return c, nil, err
+	}
+	k, err := kernel.Provision(ctx, c.Kernel, c.CacheDir, c.Log)
+	return c, k, err
+}
+
+// config is the run the environment asks for, on pidlab's own module.
+func config(o Options) (vmtest.Config, error) {
+	out := o.Out
+	if out == nil {
+		out = os.Stdout
+	}
+	c, err := vmtest.ConfigFromEnv(&progress.Log{W: out, Verbose: o.Verbose})
+	if err != nil {
+		return c, err
+	}
+	if c.RepoDir, err = filepath.Abs(o.RepoDir); err != nil {
+		return c, err
+	}
+	c.ModuleDir = filepath.Join(c.RepoDir, "module")
+	if c.CacheDir, err = vmtest.DefaultCacheDir(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
