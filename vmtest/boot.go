@@ -415,6 +415,7 @@ func (f *follower) onEvent(line string) {
 		f.setPhase("scanning for leaks")
 	case guest.KindLeaks:
 		if ev.Err != "" {
+			o.LeakScanErr = ev.Err
 			f.c.Log.Info("kmemleak scan failed: %s", ev.Err)
 			return
 		}

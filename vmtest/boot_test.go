@@ -176,3 +176,19 @@ func TestHangMessagesNameTheSettingAsGiven(t *testing.T) {
 	f.res.Kernel = &kernel.Kernel{Name: "cloud"}
 	assert.Equal(t, "PIDLAB_TIMEOUT=15m0s", f.setting(EnvTimeout, 15*time.Minute))
 }
+
+// A kernel with kmemleak promises a leak check: when the scan after unload
+// fails, the run does not pass as if the kernel stayed clean.
+func TestFailedLeakScanIsNotAPass(t *testing.T) {
+	f := testFollower(t)
+	f.onEvent(`{"kind":"start","kernel":"6.1.192-pidlab-debug"}`)
+	f.onEvent(`{"kind":"load"}`)
+	f.tests.Add(verdict.TestEvent{Action: "run", Test: "TestEntryExists"})
+	f.tests.Add(verdict.TestEvent{Action: "pass", Test: "TestEntryExists"})
+	f.onEvent(`{"kind":"unload"}`)
+	f.onEvent(`{"kind":"leaks","err":"kmemleak scan: write /sys/kernel/debug/kmemleak: operation not permitted"}`)
+	f.onEvent(`{"kind":"done"}`)
+	_, err := decided(finish(f))
+	assert.Equal(t, verdict.KernelTrouble, verdict.CodeOf(err))
+	assert.ErrorContains(t, err, "kmemleak could not scan after the module was unloaded: kmemleak scan: write /sys/kernel/debug/kmemleak: operation not permitted")
+}

@@ -16,6 +16,7 @@ type Observations struct {
 	Troubles      []Trouble
 	NewTaint      string // taint letters beyond the expected O and E
 	Leaks         string // kmemleak's reports after the module was unloaded
+	LeakScanErr   string // why kmemleak could not scan after the module was unloaded
 	Stopped       string // why the host stopped the VM (a hang, a lockup, a flood), if it did
 	Phase         string // what the guest was doing when the host stopped it (PhaseLoading, …)
 	Flooded       bool   // the host stopped the VM because the console was flooded
@@ -124,6 +125,12 @@ func Decide(o Observations) *Error {
 	}
 	if o.UnloadErr != "" {
 		return Errorf(TestFailed, "the module did not unload: %s", o.UnloadErr)
+	}
+	if o.LeakScanErr != "" {
+		// A kernel with kmemleak promises a leak check; a run without one
+		// cannot say the kernel stayed clean.
+		return Errorf(KernelTrouble, "kmemleak could not scan after the module was unloaded: %s\n"+
+			"the run cannot tell whether the module leaked; the console log has kmemleak's own lines", o.LeakScanErr)
 	}
 	return nil
 }

@@ -99,6 +99,8 @@ func TestDecidePriorities(t *testing.T) {
 		"load failed":          {Observations{RunnerStarted: true, Done: true, LoadErr: "Unknown symbol"}, TestFailed, "did not load: Unknown symbol"},
 		"unload failed":        {Observations{RunnerStarted: true, Done: true, Tests: passed, UnloadErr: "EBUSY"}, TestFailed, "did not unload"},
 		"no tests":             {Observations{RunnerStarted: true, Done: true}, TestFailed, "no test ran"},
+		"leak scan failed": {Observations{RunnerStarted: true, Done: true, Tests: passed, LeakScanErr: "kmemleak scan: operation not permitted"},
+			KernelTrouble, "kmemleak could not scan after the module was unloaded: kmemleak scan: operation not permitted"},
 		"subtest named": {Observations{RunnerStarted: true, Done: true, Tests: []TestResult{
 			{Name: "TestW/empty", Outcome: Failed, Output: "want EINVAL"}, {Name: "TestW", Outcome: Failed}}}, TestFailed, "TestW/empty:\n    want EINVAL"},
 	} {
