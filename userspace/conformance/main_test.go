@@ -12,14 +12,12 @@
 package conformance
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"runtime"
 	"testing"
 
-	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/userspace/guesttest"
 )
 
 // targetPath is the statically linked pidlab-target helper.
@@ -33,31 +31,13 @@ func init() {
 }
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	// Listing runs no test, so it is allowed anywhere.
-	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
-		os.Exit(m.Run())
-	}
-	if err := setup(); err != nil {
-		fmt.Fprintf(os.Stderr, "conformance: %v\n", err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
+	guesttest.Main(m, "conformance", "write /proc/pid and start, stop, renice and kill processes", setup)
 }
 
 func setup() error {
-	if os.Getenv("PIDLAB_GUEST") != "1" {
-		return errors.New("refusing to run: PIDLAB_GUEST=1 is not set; these tests write /proc/pid " +
-			"and start, stop, renice and kill processes, so they run only inside the pidlab guest (go tool mage test)")
-	}
-	targetPath = os.Getenv("PIDLAB_TARGET")
-	if targetPath == "" {
-		return errors.New("PIDLAB_TARGET is not set: it names the pidlab-target helper (userspace/target)")
-	}
-	if fi, err := os.Stat(targetPath); err != nil {
-		return fmt.Errorf("PIDLAB_TARGET: %w", err)
-	} else if fi.Mode()&0o111 == 0 {
-		return fmt.Errorf("PIDLAB_TARGET %s is not executable (mode %v)", targetPath, fi.Mode())
+	var err error
+	if targetPath, err = guesttest.TargetPath(); err != nil {
+		return err
 	}
 	// Stat does not open the file, so it leaves the first read untouched.
 	if _, err := os.Stat(procPID); err != nil {
@@ -66,5 +46,5 @@ func setup() error {
 	return nil
 }
 
-// markTest names the test in the kernel log, for a crash's hint.
-func markTest(t *testing.T) { guest.MarkTest(t.Name()) }
+// markTest names the test on the console, for a crash's hint.
+func markTest(t *testing.T) { guesttest.Mark(t) }

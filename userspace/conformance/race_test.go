@@ -141,7 +141,7 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 		}
 	}
 	gone := startTarget(t, "sleep")
-	gone.reap(t)
+	gone.Reap(t)
 	requireWritePID(t, own[0][0])
 	noNewKernelWarning(t)
 

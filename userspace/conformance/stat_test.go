@@ -86,7 +86,7 @@ func TestNonLeaderThreadID(t *testing.T) {
 	// Written as a TID, the module reports that thread, as /proc/<tid>/stat
 	// does: its own ID and comm, the process's parent and thread count.
 	tg := startTarget(t, "threads", "3")
-	tid := tg.infoInt(t, 1) // the target names it "pidlab-thr2"
+	tid := tg.InfoInt(t, 1) // the target names it "pidlab-thr2"
 	rec := requireMatchesStat(t, tid)
 	assert.Equal(t, tid, rec.PID, "pid of TID %d", tid)
 	assert.Equal(t, "pidlab-thr2", rec.Comm, "comm of TID %d: the thread's own name", tid)
@@ -98,7 +98,7 @@ func TestNonLeaderThreadNice(t *testing.T) {
 	markTest(t)
 	// Nice is per thread: renicing one TID must not show on the leader.
 	tg := startTarget(t, "threads", "2")
-	tid := tg.infoInt(t, 0)
+	tid := tg.InfoInt(t, 0)
 	require.NoError(t, unix.Setpriority(unix.PRIO_PROCESS, tid, 10), "renice TID %d to 10", tid)
 
 	rec := requireMatchesStat(t, tid)
@@ -126,7 +126,7 @@ func TestWholeProcessCPUTime(t *testing.T) {
 		assert.Equal(t, 3, rec.Threads, "threads")
 	})
 	t.Run("spinning thread", func(t *testing.T) {
-		tid := tg.infoInt(t, 0)
+		tid := tg.InfoInt(t, 0)
 		rec := requireMatchesStat(t, tid)
 		assert.Equal(t, tid, rec.PID, "pid of TID %d", tid)
 		assert.Equal(t, "R", rec.State, "state of spinning TID %d", tid)
@@ -182,7 +182,7 @@ func TestRealtimePriority(t *testing.T) {
 func TestStoppedProcess(t *testing.T) {
 	markTest(t)
 	tg := startTarget(t, "sleep")
-	tg.signal(t, unix.SIGSTOP, "T")
+	tg.Signal(t, unix.SIGSTOP, "T")
 	rec := requireMatchesStat(t, tg.PID)
 	assert.Equal(t, "T", rec.State, "state after SIGSTOP")
 }
@@ -194,7 +194,7 @@ func TestTracedProcess(t *testing.T) {
 	// killed and reaped before that thread is released.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	defer tg.stop()
+	defer tg.Stop()
 	require.NoError(t, unix.PtraceSeize(tg.PID), "PTRACE_SEIZE %d", tg.PID)
 	require.NoError(t, unix.PtraceInterrupt(tg.PID), "PTRACE_INTERRUPT %d", tg.PID)
 	waitState(t, tg.PID, "t")
@@ -252,7 +252,7 @@ func TestZombie(t *testing.T) {
 	})
 	t.Run("child of a target", func(t *testing.T) {
 		parent := startTarget(t, "exit-child")
-		child := parent.infoInt(t, 0)
+		child := parent.InfoInt(t, 0)
 		waitState(t, child, "Z")
 		assertZombie(t, child, parent.PID)
 	})

@@ -78,7 +78,7 @@ func TestBadWritesLeaveSelection(t *testing.T) {
 	// number) and make the kernel print nothing.
 	tg := startTarget(t, "sleep")
 	gone := startTarget(t, "sleep")
-	gone.reap(t)
+	gone.Reap(t)
 	pid := strconv.Itoa(tg.PID)
 	guard := newGuardPage(t)
 
@@ -397,11 +397,11 @@ func TestReadAfterExitIsESRCH(t *testing.T) {
 	requireWritePID(t, tg.PID)
 
 	// Killed but not reaped: still a task, now a zombie.
-	tg.signal(t, unix.SIGKILL, "Z")
+	tg.Signal(t, unix.SIGKILL, "Z")
 	rec := requireStoredMatchesStat(t, tg.PID)
 	assert.Equal(t, "Z", rec.State, withHint(hintState, "state of killed, unreaped pid %d", tg.PID))
 
-	tg.reap(t)
+	tg.Reap(t)
 	_, err := readRecord(t)
 	assert.ErrorIs(t, err, unix.ESRCH, withHint(readHint(err, hintReadExited), "read /proc/pid after pid %d was reaped", tg.PID))
 
@@ -414,7 +414,7 @@ func TestReadAfterPIDReuseIsESRCH(t *testing.T) {
 	markTest(t)
 	old := startTarget(t, "sleep")
 	requireWritePID(t, old.PID)
-	old.reap(t)
+	old.Reap(t)
 
 	reused := startTargetAtPID(t, old.PID)
 	_, err := readRecord(t)
@@ -440,7 +440,7 @@ func startTargetAtPID(t *testing.T, pid int) *target {
 		if tg.PID == pid {
 			return tg
 		}
-		tg.stop()
+		tg.Stop()
 	}
 	t.Skipf("cannot arrange PID reuse: 10 new processes did not get pid %d", pid)
 	return nil

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/userspace/guesttest"
 )
 
 // kmod is the module under test, as the guest runner loaded it.
@@ -241,8 +242,8 @@ func TestUnloadWhileReading(t *testing.T) {
 	for range readers {
 		select {
 		case <-started:
-		case <-time.After(readyTimeout):
-			require.FailNow(t, "the readers did not read once", "after %v", readyTimeout)
+		case <-time.After(guesttest.ReadyTimeout):
+			require.FailNow(t, "the readers did not read once", "after %v", guesttest.ReadyTimeout)
 		}
 	}
 
@@ -254,10 +255,10 @@ func TestUnloadWhileReading(t *testing.T) {
 	}()
 	select {
 	case <-done:
-	case <-time.After(stateTimeout):
+	case <-time.After(guesttest.StateTimeout):
 		stop()
 		<-done
-		assert.Fail(t, "readers still reading after the unload", "%v after it", stateTimeout)
+		assert.Fail(t, "readers still reading after the unload", "%v after it", guesttest.StateTimeout)
 	}
 
 	for _, r := range readers {

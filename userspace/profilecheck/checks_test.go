@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/pidlab/pidlab/userspace/guesttest"
 	"github.com/pidlab/pidlab/userspace/procfs"
 	"github.com/pidlab/pidlab/userspace/profile"
 )
@@ -28,7 +29,7 @@ const (
 func TestEntryExists(t *testing.T) {
 	markTest(t)
 	if _, err := os.Stat(prof.Entry); err != nil {
-		fatal(t, "the module's entry", prof.Entry+" exists once the module is loaded", errnoName(err),
+		fatal(t, "the module's entry", prof.Entry+" exists once the module is loaded", guesttest.ErrnoName(err),
 			fmt.Sprintf("create it in the module's init function: proc_create(%q, 0644, NULL, &your_proc_ops)", strings.TrimPrefix(prof.Entry, "/proc/")))
 	}
 }
@@ -214,7 +215,7 @@ func TestMissingPID(t *testing.T) {
 	text := prof.WriteText(pid)
 	n, err := writeEntry(text)
 	if err != nil {
-		t.Logf("got: write(%q): %s", text, errnoName(err))
+		t.Logf("got: write(%q): %s", text, guesttest.ErrnoName(err))
 		return
 	}
 	if n != len(text) {
@@ -247,7 +248,7 @@ func TestBadInputIsHarmless(t *testing.T) {
 			short = fmt.Sprintf("%.12s… (%d bytes)", in, len(in))
 		}
 		if err != nil {
-			got = append(got, fmt.Sprintf("%q: %s", short, errnoName(err)))
+			got = append(got, fmt.Sprintf("%q: %s", short, guesttest.ErrnoName(err)))
 			continue
 		}
 		got = append(got, fmt.Sprintf("%q: %d", short, n))

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/pidlab/pidlab/userspace/guesttest"
 )
 
 // Limits of one read-to-EOF: a record is a few hundred bytes, so a module
@@ -30,7 +32,7 @@ type readOutcome struct {
 func (o readOutcome) String() string {
 	switch {
 	case o.Err != nil:
-		return fmt.Sprintf("read failed after %d bytes: %v", len(o.Text), errnoName(o.Err))
+		return fmt.Sprintf("read failed after %d bytes: %v", len(o.Text), guesttest.ErrnoName(o.Err))
 	case !o.EOF:
 		return fmt.Sprintf("%d reads returned %d bytes and none returned 0 (end of file)", o.Reads, len(o.Text))
 	case o.Text == "":
@@ -88,7 +90,7 @@ func selectPID(t *testing.T, pid int) {
 	text := prof.WriteText(pid)
 	n, err := writeEntry(text)
 	if err != nil {
-		fatal(t, "selecting a process", fmt.Sprintf("write(%q) returns %d", text, len(text)), "write failed: "+errnoName(err),
+		fatal(t, "selecting a process", fmt.Sprintf("write(%q) returns %d", text, len(text)), "write failed: "+guesttest.ErrnoName(err),
 			"the write handler must accept a PID in the profile's format ("+strings.TrimSpace(prof.Write)+") and return count")
 	}
 	if n != len(text) {
@@ -113,24 +115,6 @@ func fatal(t *testing.T, what, want, got, hint string) {
 	t.Helper()
 	report(t, what, want, got, hint)
 	t.FailNow()
-}
-
-// errnoName names an errno as C does (ESRCH), else prints the error.
-func errnoName(err error) string {
-	var errno unix.Errno
-	if e, ok := err.(unix.Errno); ok {
-		errno = e
-	} else if u, ok := err.(interface{ Unwrap() error }); ok {
-		if e, ok := u.Unwrap().(unix.Errno); ok {
-			errno = e
-		}
-	}
-	if errno != 0 {
-		if name := unix.ErrnoName(errno); name != "" {
-			return name + " (" + errno.Error() + ")"
-		}
-	}
-	return err.Error()
 }
 
 // openEntry opens the entry for reading; the caller closes it.

@@ -11,13 +11,11 @@
 package profilecheck
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"testing"
 
-	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/userspace/guesttest"
 	"github.com/pidlab/pidlab/userspace/profile"
 )
 
@@ -27,31 +25,19 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
-		os.Exit(m.Run())
-	}
-	if err := setup(); err != nil {
-		fmt.Fprintf(os.Stderr, "profilecheck: %v\n", err)
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
+	guesttest.Main(m, "profilecheck", "write to a kernel module and kill processes", setup)
 }
 
 func setup() error {
-	if os.Getenv("PIDLAB_GUEST") != "1" {
-		return errors.New("refusing to run: PIDLAB_GUEST=1 is not set; these checks write to a kernel module and kill processes, so they run only inside the pidlab guest (go tool mage validate)")
-	}
-	targetPath = os.Getenv("PIDLAB_TARGET")
-	if targetPath == "" {
-		return errors.New("PIDLAB_TARGET is not set: it names the pidlab-target helper (userspace/target)")
-	}
 	var err error
+	if targetPath, err = guesttest.TargetPath(); err != nil {
+		return err
+	}
 	if prof, err = profile.FromJSON([]byte(os.Getenv(profile.EnvGuestJSON))); err != nil {
 		return fmt.Errorf("%s: %w", profile.EnvGuestJSON, err)
 	}
 	return nil
 }
 
-// markTest names the test in the kernel log, for a crash's hint.
-func markTest(t *testing.T) { guest.MarkTest(t.Name()) }
+// markTest names the test on the console, for a crash's hint.
+func markTest(t *testing.T) { guesttest.Mark(t) }
