@@ -319,7 +319,7 @@ func (f *follower) flooded() {
 // QEMU did not start.
 func (f *follower) doing() string {
 	if f == nil {
-		return "starting QEMU"
+		return "booting (starting QEMU)"
 	}
 	return f.describePhase()
 }

@@ -202,7 +202,7 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 		dir.Remove()
 		return nil, err
 	}
-	conn, err := accept(ln, cmd)
+	conn, err := accept(ctx, ln, cmd)
 	if err != nil {
 		cmd.Process.Kill()
 		vm.Wait()
@@ -213,10 +213,11 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 	return vm, nil
 }
 
-// accept waits for QEMU's connection, or for QEMU to die trying.
-func accept(ln net.Listener, cmd *exec.Cmd) (net.Conn, error) {
+// accept waits for QEMU's connection, or for QEMU to die trying, or for
+// ctx to end (a Ctrl-C while QEMU starts: exec.CommandContext kills it).
+func accept(ctx context.Context, ln net.Listener, cmd *exec.Cmd) (net.Conn, error) {
 	ul := ln.(*net.UnixListener)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(connectTimeout)
 	for time.Now().Before(deadline) {
 		ul.SetDeadline(time.Now().Add(200 * time.Millisecond))
 		conn, err := ul.Accept()
@@ -226,15 +227,27 @@ func accept(ln net.Listener, cmd *exec.Cmd) (net.Conn, error) {
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, err
 		}
-		if cmd.ProcessState != nil || processGone(cmd) {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if exited(cmd) {
 			return nil, errors.New("QEMU exited")
 		}
 	}
-	return nil, errors.New("timed out")
+	return nil, fmt.Errorf("timed out after %v", connectTimeout)
 }
 
-func processGone(cmd *exec.Cmd) bool {
-	return cmd.Process.Signal(syscall.Signal(0)) != nil // kill -0
+// connectTimeout bounds how long QEMU may take to connect its results
+// port: it does so before the guest runs.
+const connectTimeout = 30 * time.Second
+
+// exited reports whether QEMU has exited, without reaping it (Wait does
+// that later). A dead child that is not reaped yet is a zombie, and
+// kill -0 still reaches a zombie: it cannot tell.
+func exited(cmd *exec.Cmd) bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, cmd.Process.Pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return err != nil || info.Signo == int32(unix.SIGCHLD)
 }
 
 // ErrNoTerminal is an Interactive VM without a terminal to give it.

@@ -1,9 +1,13 @@
 package qemu
 
 import (
+	"context"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,4 +107,38 @@ func TestStartRemovesAKilledRunsFolder(t *testing.T) {
 	require.Error(t, err, "starting a QEMU that does not exist")
 	left, _ := filepath.Glob(filepath.Join(tmp, TempDirPrefix+"*"))
 	assert.Empty(t, left, "%s* folders after Start", TempDirPrefix)
+}
+
+func listenResults(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "results.sock"))
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// A QEMU that dies before it connects its results port is seen dead at
+// once, though it is not reaped (a zombie answers kill -0).
+func TestAcceptSeesQEMUExitBeforeConnecting(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "exit 1")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Wait() })
+	start := time.Now()
+	_, err := accept(t.Context(), listenResults(t), cmd)
+	assert.EqualError(t, err, "QEMU exited")
+	assert.Less(t, time.Since(start), 5*time.Second, "not the whole connect timeout")
+	assert.NoError(t, cmd.Process.Signal(syscall.Signal(0)), "accept did not reap it: Wait does")
+}
+
+// A Ctrl-C while QEMU starts ends the wait for its connection.
+func TestAcceptEndsWithItsContext(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	_, err := accept(ctx, listenResults(t), cmd)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Less(t, time.Since(start), 5*time.Second)
 }
