@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/vmtest/kbuild"
 	"github.com/pidlab/pidlab/vmtest/kernel"
 	"github.com/pidlab/pidlab/vmtest/progress"
@@ -55,7 +55,7 @@ func Boot(ctx context.Context, c Config, p *Prepared) (*Result, error) {
 	qc := qemu.Config{
 		Binary: "qemu-system-x86_64", Kernel: p.Kernel.Image, Initrd: p.Initramfs,
 		Accel: accel, MemoryMB: 1024, CPUs: 2,
-		Append: []string{guest.RunArgsKernelArg(runArgs(c, c.Timeout))},
+		Append: []string{guestapi.RunArgsKernelArg(runArgs(c, c.Timeout))},
 	}
 	c.Log.Step("booting %s with module %s (%s)", p.Kernel.Release, p.Module.Name, accel)
 	for attempt := 1; ; attempt++ {
@@ -339,7 +339,7 @@ func (f *follower) describePhase() string {
 // did not crash: its running tests are in Tests as hung.
 func (f *follower) crashedTests() []string {
 	running := f.tests.Running()
-	if f.marked == "" || f.marked == guest.NoTest || f.res.Observations.Done || f.res.Observations.Stopped != "" {
+	if f.marked == "" || f.marked == guestapi.NoTest || f.res.Observations.Done || f.res.Observations.Stopped != "" {
 		return running
 	}
 	return markedAndInner(f.marked, running)
@@ -362,7 +362,7 @@ func markedAndInner(marked string, running []string) []string {
 }
 
 func (f *follower) onConsole(line string) {
-	if m := guest.TestMark.FindStringSubmatch(line); m != nil {
+	if m := guestapi.TestMark.FindStringSubmatch(line); m != nil {
 		f.marked = m[1]
 	}
 	line = f.res.Module.Relativize(line)
@@ -377,20 +377,20 @@ func (f *follower) onConsole(line string) {
 }
 
 func (f *follower) onEvent(line string) {
-	var ev guest.Event
+	var ev guestapi.Event
 	if err := json.Unmarshal([]byte(line), &ev); err != nil {
 		f.c.Log.Debug("results channel: not an event: %q", line)
 		return
 	}
 	o := &f.res.Observations
 	switch ev.Kind {
-	case guest.KindStart:
+	case guestapi.KindStart:
 		o.RunnerStarted = true
 		f.res.GuestKernel = ev.Kernel
 		f.before = ev.Taint
 		f.setPhase(verdict.PhaseLoading)
 		f.c.Log.Debug("guest runner started on %s after %s", ev.Kernel, time.Since(f.start).Round(time.Millisecond))
-	case guest.KindLoad:
+	case guestapi.KindLoad:
 		if ev.Err != "" {
 			o.LoadErr = ev.Err
 			f.c.Log.Info("module %s did not load: %s", f.res.Module.Name, ev.Err)
@@ -398,14 +398,14 @@ func (f *follower) onEvent(line string) {
 		}
 		f.setPhase(verdict.PhaseTesting)
 		f.c.Log.Info("module %s loaded", f.res.Module.Name)
-	case guest.KindTestOutput:
+	case guestapi.KindTestOutput:
 		f.conv.write(ev.Line)
-	case guest.KindTestExit:
+	case guestapi.KindTestExit:
 		if ev.Err != "" && f.tests.Count(verdict.Failed) == 0 {
 			o.BinaryErrs = append(o.BinaryErrs, fmt.Sprintf("test binary %s ended badly: %s", filepath.Base(ev.Binary), ev.Err))
 		}
 		f.setPhase(verdict.PhaseUnloading) // and reloading it for the next test binary
-	case guest.KindUnload:
+	case guestapi.KindUnload:
 		if ev.Err != "" {
 			o.UnloadErr = ev.Err
 			f.c.Log.Info("module %s did not unload: %s", f.res.Module.Name, ev.Err)
@@ -413,7 +413,7 @@ func (f *follower) onEvent(line string) {
 			f.c.Log.Info("module %s unloaded", f.res.Module.Name)
 		}
 		f.setPhase("scanning for leaks")
-	case guest.KindLeaks:
+	case guestapi.KindLeaks:
 		if ev.Err != "" {
 			o.LeakScanErr = ev.Err
 			f.c.Log.Info("kmemleak scan failed: %s", ev.Err)
@@ -422,7 +422,7 @@ func (f *follower) onEvent(line string) {
 		o.Leaks = ev.Line
 		f.setPhase("powering off")
 		f.c.Log.Debug("kmemleak scan after unload: %d report(s)", strings.Count(ev.Line, "unreferenced object"))
-	case guest.KindDone:
+	case guestapi.KindDone:
 		o.Done = true
 		o.NewTaint = verdict.NewTaint(f.before, ev.Taint)
 	}

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/vmtest/initramfs"
 	"github.com/pidlab/pidlab/vmtest/kbuild"
 	"github.com/pidlab/pidlab/vmtest/progress"
@@ -85,7 +85,7 @@ func Shell(ctx context.Context, c Config) error {
 func buildShellInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, error) {
 	base, _, err := initramfs.Build(ctx, initramfs.Spec{
 		RepoDir:  c.RepoDir,
-		Manifest: guest.Manifest{Shell: true},
+		Manifest: guestapi.Manifest{Shell: true},
 		Commands: shellCommands,
 		Tags:     shellTags,
 	}, c.CacheDir, c.Log)
@@ -94,5 +94,5 @@ func buildShellInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (str
 	}
 	guestKO := filepath.Join(guestModuleDir, filepath.Base(mod.Path))
 	return initramfs.Overlay(base, []initramfs.File{{Host: mod.Path, Guest: guestKO}},
-		guest.Manifest{Module: guestKO, ModuleName: mod.Name, Shell: true}, c.CacheDir, c.Log.Info)
+		guestapi.Manifest{Module: guestKO, ModuleName: mod.Name, Shell: true}, c.CacheDir, c.Log.Info)
 }

@@ -14,7 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/userspace/profile"
 	"github.com/pidlab/pidlab/vmtest/guestbin"
 	"github.com/pidlab/pidlab/vmtest/hostdeps"
@@ -250,7 +250,7 @@ func buildInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, 
 	spec := initramfs.Spec{
 		RepoDir: c.RepoDir,
 		Files:   []initramfs.File{{Host: mod.Path, Guest: guestKO}, {Host: target, Guest: guestTarget}},
-		Manifest: guest.Manifest{
+		Manifest: guestapi.Manifest{
 			Module:     guestKO,
 			ModuleName: mod.Name,
 			Env: []string{"PIDLAB_GUEST=1", "PIDLAB_TARGET=" + guestTarget,
@@ -276,7 +276,7 @@ func buildInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, 
 		}
 		planned = append(planned, names...)
 		spec.Files = append(spec.Files, initramfs.File{Host: bin, Guest: s.path})
-		spec.Manifest.Tests = append(spec.Manifest.Tests, guest.TestBinary{Path: s.path, Args: testArgs})
+		spec.Manifest.Tests = append(spec.Manifest.Tests, guestapi.TestBinary{Path: s.path, Args: testArgs})
 	}
 	path, _, err := initramfs.Build(ctx, spec, c.CacheDir, c.Log)
 	return path, planned, err

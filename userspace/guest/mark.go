@@ -2,17 +2,9 @@ package guest
 
 import (
 	"os"
-	"regexp"
+
+	"github.com/pidlab/pidlab/userspace/guestapi"
 )
-
-// TestMarkPrefix starts the kernel-log line that names a test as it starts.
-const TestMarkPrefix = "pidlab: test "
-
-// NoTest is the mark of a time when no test runs.
-const NoTest = "-"
-
-// TestMark finds a test's name in a console line.
-var TestMark = regexp.MustCompile(regexp.QuoteMeta(TestMarkPrefix) + `(\S+)`)
 
 // MarkTest writes the name of the test about to run to the kernel log. A
 // panic flushes the console but not the results port, so the last test
@@ -24,5 +16,5 @@ func MarkTest(name string) {
 		return // a mark only sharpens a crash's hint
 	}
 	defer f.Close()
-	f.WriteString("<6>" + TestMarkPrefix + name + "\n") // KERN_INFO; the guest prints every level
+	f.WriteString("<6>" + guestapi.TestMarkPrefix + name + "\n") // KERN_INFO; the guest prints every level
 }

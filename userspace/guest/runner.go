@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pidlab/pidlab/userspace/guestapi"
 	"io"
 	"os"
 	"os/exec"
@@ -24,7 +25,7 @@ type System interface {
 	Kernel() string
 	// Leaks is nil on a kernel without kmemleak.
 	Leaks() LeakDetector
-	// Mark names on the console what runs now (MarkTest), NoTest when
+	// Mark names on the console what runs now (MarkTest), guestapi.NoTest when
 	// no test does.
 	Mark(name string)
 }
@@ -36,10 +37,10 @@ type LeakDetector interface {
 	Scan() (string, error)
 }
 
-// Runner carries out a Manifest and reports it as Events on Out.
+// Runner carries out a guestapi.Manifest and reports it as Events on Out.
 type Runner struct {
 	Sys      System
-	Manifest Manifest
+	Manifest guestapi.Manifest
 	Out      io.Writer
 
 	mu  sync.Mutex // one event per line, whole, even from two goroutines
@@ -61,24 +62,24 @@ const outputGrace = 2 * time.Second
 // everything else is an event for the host to judge.
 func (r *Runner) Run(ctx context.Context) error {
 	r.enc = json.NewEncoder(r.Out)
-	if err := r.emit(Event{Kind: KindStart, Kernel: r.Sys.Kernel(), Taint: r.taint()}); err != nil {
+	if err := r.emit(guestapi.Event{Kind: guestapi.KindStart, Kernel: r.Sys.Kernel(), Taint: r.taint()}); err != nil {
 		return err
 	}
 	leaks := r.Sys.Leaks()
 	if leaks != nil {
 		// What boot leaked (or kmemleak thinks it did) is not the module's.
 		if err := leaks.Forget(); err != nil {
-			r.emit(Event{Kind: KindLeaks, Err: err.Error()})
+			r.emit(guestapi.Event{Kind: guestapi.KindLeaks, Err: err.Error()})
 		}
 	}
 	if err := r.Sys.LoadModule(r.Manifest.Module); err != nil {
-		r.emit(Event{Kind: KindLoad, Err: err.Error()})
-		return r.emit(Event{Kind: KindDone, Taint: r.taint()})
+		r.emit(guestapi.Event{Kind: guestapi.KindLoad, Err: err.Error()})
+		return r.emit(guestapi.Event{Kind: guestapi.KindDone, Taint: r.taint()})
 	}
-	r.emit(Event{Kind: KindLoad})
+	r.emit(guestapi.Event{Kind: guestapi.KindLoad})
 	for i, tb := range r.Manifest.Tests {
 		if i > 0 && !r.reload() {
-			return r.emit(Event{Kind: KindDone, Taint: r.taint()})
+			return r.emit(guestapi.Event{Kind: guestapi.KindDone, Taint: r.taint()})
 		}
 		r.runTests(ctx, tb)
 	}
@@ -87,18 +88,18 @@ func (r *Runner) Run(ctx context.Context) error {
 	if leaks != nil && unload.Err == "" {
 		r.emit(scanLeaks(leaks))
 	}
-	return r.emit(Event{Kind: KindDone, Taint: r.taint()})
+	return r.emit(guestapi.Event{Kind: guestapi.KindDone, Taint: r.taint()})
 }
 
-func scanLeaks(leaks LeakDetector) Event {
+func scanLeaks(leaks LeakDetector) guestapi.Event {
 	report, err := leaks.Scan()
 	if err != nil {
-		return Event{Kind: KindLeaks, Err: err.Error()}
+		return guestapi.Event{Kind: guestapi.KindLeaks, Err: err.Error()}
 	}
-	return Event{Kind: KindLeaks, Line: report}
+	return guestapi.Event{Kind: guestapi.KindLeaks, Line: report}
 }
 
-func (r *Runner) emit(ev Event) error {
+func (r *Runner) emit(ev guestapi.Event) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.enc.Encode(ev); err != nil {
@@ -118,15 +119,15 @@ func (r *Runner) taint() uint64 {
 // runTests runs one test binary, forwarding its combined output line by line.
 // It runs in a process group of its own, so that target processes a failed
 // test left behind are killed with it and cannot hold its output open.
-func (r *Runner) runTests(ctx context.Context, tb TestBinary) {
-	defer r.Sys.Mark(NoTest) // a crash after the binary is not its last test's
+func (r *Runner) runTests(ctx context.Context, tb guestapi.TestBinary) {
+	defer r.Sys.Mark(guestapi.NoTest) // a crash after the binary is not its last test's
 	cmd := exec.CommandContext(ctx, tb.Path, tb.Args...)
 	cmd.Env = append(os.Environ(), r.Manifest.Env...)
 	cmd.Dir = "/tmp"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		r.emit(Event{Kind: KindTestExit, Binary: tb.Path, Err: err.Error()})
+		r.emit(guestapi.Event{Kind: guestapi.KindTestExit, Binary: tb.Path, Err: err.Error()})
 		return
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
@@ -134,7 +135,7 @@ func (r *Runner) runTests(ctx context.Context, tb TestBinary) {
 	pw.Close()
 	if err != nil {
 		pr.Close()
-		r.emit(Event{Kind: KindTestExit, Binary: tb.Path, Err: err.Error()})
+		r.emit(guestapi.Event{Kind: guestapi.KindTestExit, Binary: tb.Path, Err: err.Error()})
 		return
 	}
 	forwarded := make(chan struct{})
@@ -151,7 +152,7 @@ func (r *Runner) runTests(ctx context.Context, tb TestBinary) {
 		<-forwarded
 	}
 	pr.Close()
-	ev := Event{Kind: KindTestExit, Binary: tb.Path}
+	ev := guestapi.Event{Kind: guestapi.KindTestExit, Binary: tb.Path}
 	var exitErr *exec.ExitError
 	if errors.As(waitErr, &exitErr) {
 		ev.ExitCode = exitErr.ExitCode()
@@ -167,7 +168,7 @@ func (r *Runner) forwardLines(rd io.Reader, binary string) {
 	for {
 		line, err := br.ReadString('\n')
 		if line != "" {
-			r.emit(Event{Kind: KindTestOutput, Binary: binary, Line: strings.TrimSuffix(line, "\n")})
+			r.emit(guestapi.Event{Kind: guestapi.KindTestOutput, Binary: binary, Line: strings.TrimSuffix(line, "\n")})
 		}
 		if err != nil {
 			return
@@ -184,17 +185,17 @@ func (r *Runner) reload() bool {
 		return false
 	}
 	if err := r.Sys.LoadModule(r.Manifest.Module); err != nil {
-		r.emit(Event{Kind: KindLoad, Err: "loading it again for the next test binary: " + err.Error()})
+		r.emit(guestapi.Event{Kind: guestapi.KindLoad, Err: "loading it again for the next test binary: " + err.Error()})
 		return false
 	}
 	return true
 }
 
-func (r *Runner) unload() Event {
+func (r *Runner) unload() guestapi.Event {
 	if err := Unload(r.Sys, r.Manifest.ModuleName); err != nil {
-		return Event{Kind: KindUnload, Err: err.Error()}
+		return guestapi.Event{Kind: guestapi.KindUnload, Err: err.Error()}
 	}
-	return Event{Kind: KindUnload}
+	return guestapi.Event{Kind: guestapi.KindUnload}
 }
 
 // Unload removes the module, retrying while it is busy.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/pidlab/pidlab/userspace/guestapi"
 	"os"
 	"path/filepath"
 	"testing"
@@ -70,23 +71,23 @@ func script(t *testing.T, body string) string {
 	return p
 }
 
-func runEvents(t *testing.T, sys System, m Manifest) []Event {
+func runEvents(t *testing.T, sys System, m guestapi.Manifest) []guestapi.Event {
 	t.Helper()
 	var out bytes.Buffer
 	r := &Runner{Sys: sys, Manifest: m, Out: &out}
 	require.NoError(t, r.Run(t.Context()))
-	var evs []Event
+	var evs []guestapi.Event
 	sc := bufio.NewScanner(&out)
 	for sc.Scan() {
-		var ev Event
+		var ev guestapi.Event
 		require.NoError(t, json.Unmarshal(sc.Bytes(), &ev), "line %q", sc.Text())
 		evs = append(evs, ev)
 	}
 	return evs
 }
 
-func kinds(evs []Event) []Kind {
-	var ks []Kind
+func kinds(evs []guestapi.Event) []guestapi.Kind {
+	var ks []guestapi.Kind
 	for _, e := range evs {
 		ks = append(ks, e.Kind)
 	}
@@ -96,12 +97,12 @@ func kinds(evs []Event) []Kind {
 func TestRunnerLoadsRunsUnloadsInOrder(t *testing.T) {
 	sys := &fakeSystem{unloadBusy: 2}
 	bin := script(t, "echo 'line one'\necho 'env' $PIDLAB_GUEST >&2\nexit 3\n")
-	evs := runEvents(t, sys, Manifest{
+	evs := runEvents(t, sys, guestapi.Manifest{
 		Module: "/m/x.ko", ModuleName: "x",
-		Tests: []TestBinary{{Path: bin}},
+		Tests: []guestapi.TestBinary{{Path: bin}},
 		Env:   []string{"PIDLAB_GUEST=1"},
 	})
-	assert.Equal(t, []Kind{KindStart, KindLoad, KindTestOutput, KindTestOutput, KindTestExit, KindUnload, KindDone}, kinds(evs))
+	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindTestOutput, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindDone}, kinds(evs))
 	assert.Equal(t, "6.1.0-test", evs[0].Kernel)
 	assert.Equal(t, "line one", evs[2].Line)
 	assert.Equal(t, "env 1", evs[3].Line, "the manifest's environment reaches the tests")
@@ -112,8 +113,8 @@ func TestRunnerLoadsRunsUnloadsInOrder(t *testing.T) {
 
 func TestRunnerSkipsTestsWhenLoadFails(t *testing.T) {
 	sys := &fakeSystem{loadErr: errors.New("Unknown symbol")}
-	evs := runEvents(t, sys, Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []TestBinary{{Path: "/nonexistent"}}})
-	assert.Equal(t, []Kind{KindStart, KindLoad, KindDone}, kinds(evs))
+	evs := runEvents(t, sys, guestapi.Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []guestapi.TestBinary{{Path: "/nonexistent"}}})
+	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindDone}, kinds(evs))
 	assert.Equal(t, "Unknown symbol", evs[1].Err)
 	assert.Empty(t, sys.unloaded, "nothing to unload")
 }
@@ -122,33 +123,33 @@ func TestRunnerIsNotHeldByALeftoverProcess(t *testing.T) {
 	// The test binary leaves a child holding its output open.
 	bin := script(t, "sleep 600 &\necho done\n")
 	start := time.Now()
-	evs := runEvents(t, &fakeSystem{}, Manifest{ModuleName: "x", Tests: []TestBinary{{Path: bin}}})
+	evs := runEvents(t, &fakeSystem{}, guestapi.Manifest{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: bin}}})
 	assert.Less(t, time.Since(start), 30*time.Second, "the runner waited for a leftover process")
-	assert.Contains(t, kinds(evs), KindDone)
+	assert.Contains(t, kinds(evs), guestapi.KindDone)
 }
 
 func TestRunnerReportsLeaksAfterUnloadOnly(t *testing.T) {
 	leaks := &fakeLeaks{report: "unreferenced object 0xffff888003a1b200 (size 224):"}
-	evs := runEvents(t, &fakeSystem{leaks: leaks}, Manifest{ModuleName: "x", Tests: []TestBinary{{Path: script(t, "true\n")}}})
+	evs := runEvents(t, &fakeSystem{leaks: leaks}, guestapi.Manifest{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: script(t, "true\n")}}})
 	assert.True(t, leaks.forgot, "leaks from boot are forgotten before the module loads")
-	assert.Equal(t, []Kind{KindStart, KindLoad, KindTestExit, KindUnload, KindLeaks, KindDone}, kinds(evs))
+	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindLeaks, guestapi.KindDone}, kinds(evs))
 	assert.Equal(t, leaks.report, evs[4].Line)
 
-	evs = runEvents(t, &fakeSystem{leaks: leaks, unloadErr: errors.New("EBUSY")}, Manifest{ModuleName: "x"})
-	assert.NotContains(t, kinds(evs), KindLeaks, "a module still loaded still holds its memory: no scan")
+	evs = runEvents(t, &fakeSystem{leaks: leaks, unloadErr: errors.New("EBUSY")}, guestapi.Manifest{ModuleName: "x"})
+	assert.NotContains(t, kinds(evs), guestapi.KindLeaks, "a module still loaded still holds its memory: no scan")
 }
 
 func TestRunnerReloadsTheModuleBetweenTestBinaries(t *testing.T) {
 	sys := &fakeSystem{}
 	first, second := script(t, "echo first\n"), script(t, "echo second\n")
-	evs := runEvents(t, sys, Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []TestBinary{{Path: first}, {Path: second}}})
-	assert.Equal(t, []Kind{KindStart, KindLoad, KindTestOutput, KindTestExit, KindTestOutput, KindTestExit, KindUnload, KindDone}, kinds(evs))
+	evs := runEvents(t, sys, guestapi.Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []guestapi.TestBinary{{Path: first}, {Path: second}}})
+	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindDone}, kinds(evs))
 	assert.Equal(t, []string{"/m/x.ko", "/m/x.ko"}, sys.loaded, "loaded once per binary")
 	assert.Equal(t, []string{"x", "x"}, sys.unloaded)
-	assert.Equal(t, []string{NoTest, NoTest}, sys.marks, "no test is named while the module reloads or unloads")
+	assert.Equal(t, []string{guestapi.NoTest, guestapi.NoTest}, sys.marks, "no test is named while the module reloads or unloads")
 
 	sys = &fakeSystem{unloadErr: errors.New("EBUSY")}
-	evs = runEvents(t, sys, Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []TestBinary{{Path: first}, {Path: second}}})
-	assert.Equal(t, []Kind{KindStart, KindLoad, KindTestOutput, KindTestExit, KindUnload, KindDone}, kinds(evs), "a module that will not unload ends the run")
+	evs = runEvents(t, sys, guestapi.Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []guestapi.TestBinary{{Path: first}, {Path: second}}})
+	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindDone}, kinds(evs), "a module that will not unload ends the run")
 	assert.Equal(t, "EBUSY", evs[4].Err)
 }

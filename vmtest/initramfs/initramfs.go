@@ -18,7 +18,7 @@ import (
 	"github.com/u-root/mkuimage/uimage"
 	"github.com/u-root/uio/llog"
 
-	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/vmtest/internal/cacheentry"
 	"github.com/pidlab/pidlab/vmtest/internal/contenthash"
 	"github.com/pidlab/pidlab/vmtest/progress"
@@ -40,7 +40,7 @@ type File struct {
 type Spec struct {
 	RepoDir  string // pidlab's Go module root: the Go commands build there
 	Files    []File
-	Manifest guest.Manifest
+	Manifest guestapi.Manifest
 	Commands []string // more Go commands (package paths), built into one u-root busybox
 	Tags     []string // Go build tags for all the commands
 }
@@ -106,7 +106,7 @@ func createOrStop(ctx context.Context, spec Spec, manifestPath, tmp, out string,
 }
 
 func create(spec Spec, manifestPath, tmp, out string, log *progress.Log) error {
-	files := []string{manifestPath + ":" + trimSlash(guest.ManifestPath)}
+	files := []string{manifestPath + ":" + trimSlash(guestapi.ManifestPath)}
 	for _, f := range spec.Files {
 		files = append(files, f.Host+":"+trimSlash(f.Guest))
 	}
@@ -165,7 +165,7 @@ func contentKey(spec Spec, manifest []byte) (string, error) {
 // runnerSources are the files the runner's build depends on.
 func runnerSources(repo string) ([]string, error) {
 	var srcs []string
-	for _, pattern := range []string{"go.mod", "go.sum", "userspace/guest/*.go", "userspace/cmd/pidlab-guest/*.go"} {
+	for _, pattern := range []string{"go.mod", "go.sum", "userspace/guest/*.go", "userspace/guestapi/*.go", "userspace/cmd/pidlab-guest/*.go"} {
 		m, err := filepath.Glob(filepath.Join(repo, pattern))
 		if err != nil {
 			return nil, err

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/u-root/mkuimage/cpio"
 
-	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/vmtest/progress"
 )
 
@@ -27,7 +27,7 @@ func TestBuildHoldsInitRunnerAndFilesAndIsCached(t *testing.T) {
 	spec := Spec{
 		RepoDir:  repo,
 		Files:    []File{{Host: payload, Guest: "/pidlab/payload"}},
-		Manifest: guest.Manifest{Module: "/pidlab/x.ko", ModuleName: "x"},
+		Manifest: guestapi.Manifest{Module: "/pidlab/x.ko", ModuleName: "x"},
 	}
 	cache := t.TempDir()
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/u-root/mkuimage/cpio"
 
-	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/vmtest/internal/cacheentry"
 	"github.com/pidlab/pidlab/vmtest/internal/contenthash"
 )
@@ -20,7 +20,7 @@ import (
 // replacing earlier ones, so that a changed .ko costs a copy of base, not a
 // rebuild of its Go commands. The result is cached by content.
 // A damaged cached overlay is said through say and written again.
-func Overlay(base string, files []File, m guest.Manifest, cacheDir string, say func(string, ...any)) (string, error) {
+func Overlay(base string, files []File, m guestapi.Manifest, cacheDir string, say func(string, ...any)) (string, error) {
 	manifest, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return "", err
@@ -69,7 +69,7 @@ func Overlay(base string, files []File, m guest.Manifest, cacheDir string, say f
 // above it, in the order the kernel must create them.
 func records(files []File, manifest []byte) ([]cpio.Record, error) {
 	made := map[string]bool{".": true}
-	recs := file(guest.ManifestPath, manifest, made)
+	recs := file(guestapi.ManifestPath, manifest, made)
 	for _, f := range files {
 		b, err := os.ReadFile(f.Host)
 		if err != nil {

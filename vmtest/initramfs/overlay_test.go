@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/u-root/mkuimage/cpio"
 
-	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/userspace/guestapi"
 )
 
 func TestOverlayAppendsFilesAndManifestAsASecondArchive(t *testing.T) {
@@ -20,7 +20,7 @@ func TestOverlayAppendsFilesAndManifestAsASecondArchive(t *testing.T) {
 	writeArchive(t, base, cpio.StaticFile("init", "odd length", 0o755), cpio.StaticFile("pidlab/manifest.json", "{}", 0o644))
 	ko := filepath.Join(dir, "x.ko")
 	require.NoError(t, os.WriteFile(ko, []byte("module"), 0o644))
-	m := guest.Manifest{Module: "/pidlab/module/x.ko", ModuleName: "x", Shell: true}
+	m := guestapi.Manifest{Module: "/pidlab/module/x.ko", ModuleName: "x", Shell: true}
 	files := []File{{Host: ko, Guest: m.Module}}
 	cache := t.TempDir()
 
@@ -37,7 +37,7 @@ func TestOverlayAppendsFilesAndManifestAsASecondArchive(t *testing.T) {
 	records := readArchive(t, writeTemp(t, second))
 	assert.Equal(t, "module", records["pidlab/module/x.ko"])
 	assert.Contains(t, records, "pidlab/module", "the .ko's directory comes before it")
-	var gotM guest.Manifest
+	var gotM guestapi.Manifest
 	require.NoError(t, json.Unmarshal([]byte(records["pidlab/manifest.json"]), &gotM))
 	assert.Equal(t, m, gotM, "the manifest replaces base's")
 

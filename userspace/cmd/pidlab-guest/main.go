@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/userspace/guestapi"
 )
 
 func main() {
@@ -28,7 +29,7 @@ func run() error {
 	if err := os.Chmod("/", 0o755); err != nil {
 		return err
 	}
-	m, err := readManifest(guest.ManifestPath)
+	m, err := readManifest(guestapi.ManifestPath)
 	if err != nil {
 		return err
 	}
@@ -39,29 +40,29 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	args, err := guest.RunArgs(string(cmdline))
+	args, err := guestapi.RunArgs(string(cmdline))
 	if err != nil {
 		return err
 	}
 	m = m.WithArgs(args)
-	port, err := os.OpenFile(guest.ResultsPort, os.O_RDWR, 0)
+	port, err := os.OpenFile(guestapi.ResultsPort, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("opening the results channel: %w", err)
 	}
 	defer port.Close()
 	if err := guest.MakeRaw(port); err != nil {
-		return fmt.Errorf("raw mode on %s: %w", guest.ResultsPort, err)
+		return fmt.Errorf("raw mode on %s: %w", guestapi.ResultsPort, err)
 	}
 	r := &guest.Runner{Sys: guest.LinuxSystem{}, Manifest: m, Out: port}
 	runErr := r.Run(context.Background())
 	if err := guest.Drain(port); err != nil {
-		log.Printf("pidlab-guest: draining %s: %v", guest.ResultsPort, err)
+		log.Printf("pidlab-guest: draining %s: %v", guestapi.ResultsPort, err)
 	}
 	return runErr
 }
 
-func readManifest(path string) (guest.Manifest, error) {
-	var m guest.Manifest
+func readManifest(path string) (guestapi.Manifest, error) {
+	var m guestapi.Manifest
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return m, fmt.Errorf("reading the manifest: %w", err)

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/userspace/guestapi"
 )
 
 // shell is u-root's gosh, which the host builds into a shell VM's
@@ -19,7 +20,7 @@ const shell = "gosh"
 
 // runShell is `mage vm:shell`: it loads the module, gives the console to a
 // shell until the person leaves it, then unloads the module.
-func runShell(m guest.Manifest) error {
+func runShell(m guestapi.Manifest) error {
 	sys := guest.LinuxSystem{}
 	loadErr := sys.LoadModule(m.Module)
 	if loadErr != nil {
@@ -48,7 +49,7 @@ func runShell(m guest.Manifest) error {
 // say writes a line to the console, opened anew each time: the kernel
 // hangs the console up when the shell, its session leader, exits.
 func say(format string, args ...any) {
-	tty, err := os.OpenFile(guest.ConsolePort, os.O_WRONLY, 0)
+	tty, err := os.OpenFile(guestapi.ConsolePort, os.O_WRONLY, 0)
 	if err != nil {
 		return
 	}
@@ -69,7 +70,7 @@ func runShellOnConsole() error {
 	if err != nil {
 		return err
 	}
-	tty, err := os.OpenFile(guest.ConsolePort, os.O_RDWR, 0)
+	tty, err := os.OpenFile(guestapi.ConsolePort, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("opening the console: %w", err)
 	}

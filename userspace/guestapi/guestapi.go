@@ -1,9 +1,10 @@
-// Package guest is pidlab's guest runner: inside the VM it loads the module
-// under test, runs the test binaries, unloads the module and reports each
-// step to the host as one JSON event per line on the results serial port.
-//
-// The host imports this package only for the wire types (Event, Manifest).
-package guest
+// Package guestapi is the contract between pidlab's host and its guest
+// runner (userspace/guest): the manifest the host packs into the
+// initramfs, the events the runner sends back on the results serial port
+// (one JSON object a line), the test marks on the console and the test
+// flags on the kernel command line. It depends on nothing but the standard
+// library, so that the host imports no guest code.
+package guestapi
 
 // Kind names what an Event reports.
 type Kind string
