@@ -1,6 +1,7 @@
 package vmtest
 
 import (
+	"errors"
 	"regexp"
 	"strings"
 
@@ -19,7 +20,7 @@ func RunReport(kernelName string, res *Result, err error) report.Run {
 	}
 	if res == nil {
 		if code == verdict.BuildFailed {
-			run.Checks = []report.Check{buildFailure(run.Reason)}
+			run.Checks = []report.Check{buildFailure(err)}
 		}
 		return run
 	}
@@ -34,7 +35,7 @@ func RunReport(kernelName string, res *Result, err error) report.Run {
 	if code == verdict.KernelTrouble || code == verdict.Timeout {
 		run.ConsoleExcerpt = consoleExcerpt(o)
 	}
-	_, _, crashHint := report.Explain(run.Reason)
+	crashHint := verdictOf(err).Hint()
 	quote := kernelQuote(o)
 	run.Checks = append(run.Checks, report.Check{Name: report.CheckBuild, Verdict: report.Pass}, loadCheck(o, crashHint, quote))
 	run.Checks = append(run.Checks, testChecks(res.Tests, crashHint, quote)...)
@@ -71,23 +72,25 @@ func quoted(checks []report.Check) bool {
 	return false
 }
 
-func buildFailure(reason string) report.Check {
-	c := report.Check{Name: report.CheckBuild, Verdict: report.Fail, Expected: "the module builds", Message: reason}
-	var hints []string
-	for _, l := range strings.Split(reason, "\n") {
-		t := strings.TrimSpace(l)
-		switch {
-		case strings.HasPrefix(t, "hint: "):
-			hints = append(hints, strings.TrimPrefix(t, "hint: "))
-		case c.Got == "" && (strings.Contains(t, "error:") || strings.Contains(t, "ERROR:")):
-			c.Got = t
+func buildFailure(err error) report.Check {
+	c := report.Check{Name: report.CheckBuild, Verdict: report.Fail, Expected: "the module builds",
+		Message: err.Error(), Got: firstLine(err.Error())}
+	if v := verdictOf(err); v != nil {
+		c.Hint = strings.Join(v.Hints, "\n")
+		if v.Build != nil {
+			c.Got = v.Build.FirstError
 		}
 	}
-	if c.Got == "" {
-		c.Got = firstLine(reason)
-	}
-	c.Hint = strings.Join(hints, "\n")
 	return c
+}
+
+// verdictOf is err's verdict, nil when err has none.
+func verdictOf(err error) *verdict.Error {
+	var v *verdict.Error
+	if errors.As(err, &v) {
+		return v
+	}
+	return nil
 }
 
 func loadCheck(o verdict.Observations, crashHint string, quote []string) report.Check {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -85,7 +86,8 @@ func TestRunReportBuildFailure(t *testing.T) {
 	b, err := os.ReadFile("testdata/osc10e-task-state.build")
 	require.NoError(t, err)
 	reason := strings.TrimRight(string(b), "\n")
-	run := RunReport("cloud", nil, &verdict.Error{Code: verdict.BuildFailed, Reason: reason})
+	lines := strings.Split(reason, "\n") // the first line, make's output, the hint
+	run := RunReport("cloud", nil, kbuild.Failed(errors.New("exit status 2"), strings.Join(lines[1:len(lines)-1], "\n")))
 
 	assert.Equal(t, "cloud", run.Kernel)
 	assert.Equal(t, 2, run.ExitCode)
@@ -111,8 +113,7 @@ ERROR: modpost: "task_prio" [/src/pid.ko] undefined!
 make[2]: *** [/k/scripts/Makefile.modpost:126: /src/Module.symvers] Error 1`
 	hints := kbuild.Hints(output)
 	require.Len(t, hints, 2)
-	reason := "the module did not build (exit status 2):\n" + output + "\nhint: " + strings.Join(hints, "\nhint: ")
-	run := RunReport("rt", nil, &verdict.Error{Code: verdict.BuildFailed, Reason: reason})
+	run := RunReport("rt", nil, kbuild.Failed(errors.New("exit status 2"), output))
 	require.Len(t, run.Checks, 1)
 	assert.Equal(t, `ERROR: modpost: "find_task_by_vpid" [/src/pid.ko] undefined!`, run.Checks[0].Got)
 	assert.Equal(t, hints[0]+"\n"+hints[1], run.Checks[0].Hint, "every hint, a line each")
@@ -247,7 +248,7 @@ func TestRunReportHungTest(t *testing.T) {
 		RunnerStarted: true, ConsoleTail: tail, Stopped: stopped,
 	}})
 	// The verdict as Decide words a hang, with its hint.
-	err := verdict.Errorf(verdict.Timeout, "%s\nlast console lines:\n%s\nhint: %s", stopped, indent(tail...), hintHang)
+	err := verdict.Errorf(verdict.Timeout, "%s\nlast console lines:\n%s", stopped, indent(tail...)).WithHints(hintHang)
 	require.NotNil(t, res.Err)
 	require.Equal(t, verdict.Timeout, res.Err.Code)
 	run := RunReport("cloud", res, err)
@@ -315,7 +316,7 @@ func TestRunReportCrash(t *testing.T) {
 	}, Planned: []string{"TestReadBeforeAnyWriteIsENODATA", "TestRecordFormat", "TestKthreadd", "TestInit", "TestZombie"}})
 	// The verdict as Decide words an Oops, with its hint.
 	report0 := strings.Split(strings.TrimRight(troubles[0].Report, "\n"), "\n")
-	err := verdict.Errorf(verdict.KernelTrouble, "kernel %s:\n%s\nhint: %s", troubles[0].Kind, indent(report0...), hintNoMM)
+	err := verdict.Errorf(verdict.KernelTrouble, "kernel %s:\n%s", troubles[0].Kind, indent(report0...)).WithHints(hintNoMM)
 	require.NotNil(t, res.Err)
 	require.Equal(t, verdict.KernelTrouble, res.Err.Code)
 	run := RunReport("cloud", res, err)

@@ -68,11 +68,14 @@ func Hints(output string) []string {
 	return out
 }
 
-// withHints appends the hints for output to a build failure's message.
-func withHints(msg, output string) string {
-	hs := Hints(output)
-	if len(hs) == 0 {
-		return msg
+// firstError is the first line of a build's output that reports an error
+// (gcc's "error:", modpost's "ERROR:"), else its first line.
+func firstError(output string) string {
+	lines := strings.Split(output, "\n")
+	for _, l := range lines {
+		if t := strings.TrimSpace(l); strings.Contains(t, "error:") || strings.Contains(t, "ERROR:") {
+			return t
+		}
 	}
-	return msg + "\nhint: " + strings.Join(hs, "\nhint: ")
+	return strings.TrimSpace(lines[0])
 }

@@ -1,6 +1,7 @@
 package kbuild
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -72,5 +73,20 @@ ERROR: modpost: "some_private_helper" [/src/pid.ko] undefined!
 	assert.Contains(t, hs[1], "task->state was renamed __state")
 	assert.Contains(t, hs[2], "sum task_cputime_adjusted()")
 	assert.Empty(t, Hints("error: expected ';' before '}' token"), "no hint for an ordinary syntax error")
-	assert.Equal(t, "plain", withHints("plain", "nothing known"))
+}
+
+func TestFailedKeepsTheCompilersWordsAndHints(t *testing.T) {
+	out := "  CC [M]  /src/pid.o\n/src/pid.c:40:44: error: 'struct task_struct' has no member named 'state'; did you mean '__state'?\nmake[1]: *** Error 1"
+	v := Failed(errors.New("exit status 2"), out)
+	assert.Equal(t, verdict.BuildFailed, v.Code)
+	require.NotNil(t, v.Build)
+	assert.Equal(t, out, v.Build.Output)
+	assert.Equal(t, "/src/pid.c:40:44: error: 'struct task_struct' has no member named 'state'; did you mean '__state'?", v.Build.FirstError)
+	require.Len(t, v.Hints, 1)
+	assert.Contains(t, v.Hints[0], "task->state was renamed __state")
+	assert.Equal(t, "the module did not build (exit status 2):\n"+out+"\nhint: "+v.Hints[0], v.Error(), "a hint a line, after the output")
+
+	plain := Failed(errors.New("exit status 2"), "make: *** No rule to make target 'modules'.  Stop.")
+	assert.Empty(t, plain.Hints, "nothing known")
+	assert.Equal(t, "make: *** No rule to make target 'modules'.  Stop.", plain.Build.FirstError, "no error line: the first line")
 }

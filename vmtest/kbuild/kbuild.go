@@ -82,10 +82,7 @@ func build(ctx context.Context, k *kernel.Kernel, srcDir string, files []string,
 	var ce *progress.CommandError
 	if errors.As(err, &ce) {
 		output := strings.TrimRight(relativize(ce.Output, tmp, srcDir), "\n")
-		return nil, &verdict.Error{
-			Code:   verdict.BuildFailed,
-			Reason: withHints(fmt.Sprintf("the module did not build (%v):\n%s", ce.Err, output), output),
-		}
+		return nil, Failed(ce.Err, output)
 	} else if err != nil {
 		return nil, err
 	}
@@ -115,6 +112,17 @@ func build(ctx context.Context, k *kernel.Kernel, srcDir string, files []string,
 var asciiMessages = []string{"LANG=C", "LC_CTYPE=C", "LC_MESSAGES=C"}
 
 // find returns the one .ko in dir.
+// Failed is the verdict on a build that failed with cause (make's exit
+// status): the compiler's output and first error, and the hints for them.
+func Failed(cause error, output string) *verdict.Error {
+	return &verdict.Error{
+		Code:   verdict.BuildFailed,
+		Reason: fmt.Sprintf("the module did not build (%v):\n%s", cause, output),
+		Hints:  Hints(output),
+		Build:  &verdict.BuildFailure{Output: output, FirstError: firstError(output)},
+	}
+}
+
 func find(dir string) (*Module, error) {
 	kos, _ := filepath.Glob(filepath.Join(dir, "*.ko"))
 	if len(kos) != 1 {

@@ -50,14 +50,46 @@ func (c Code) String() string {
 type Error struct {
 	Code   Code
 	Reason string
-	Fix    string // a command or step that fixes it, if one is known
+	Hints  []string // the likely causes, in the terms of someone writing the module
+	Fix    string   // a command or step that fixes it, if one is known
+	// Build is the compiler's account of a failed build (Code BuildFailed).
+	Build *BuildFailure
 }
 
+// BuildFailure is what make printed when the module did not build.
+type BuildFailure struct {
+	Output     string // make's output, paths as in the module's folder
+	FirstError string // its first "error:" line: what to fix first
+}
+
+// Error prints the reason, a line "hint: …" for each hint, and the fix.
 func (e *Error) Error() string {
-	if e.Fix == "" {
-		return e.Reason
+	msg := e.Reason
+	for _, h := range e.Hints {
+		msg += "\nhint: " + h
 	}
-	return fmt.Sprintf("%s\n    fix: %s", e.Reason, e.Fix)
+	if e.Fix != "" {
+		msg += "\n    fix: " + e.Fix
+	}
+	return msg
+}
+
+// Hint is the error's first hint, "" for none.
+func (e *Error) Hint() string {
+	if e == nil || len(e.Hints) == 0 {
+		return ""
+	}
+	return e.Hints[0]
+}
+
+// WithHints adds the hints that are not empty.
+func (e *Error) WithHints(hints ...string) *Error {
+	for _, h := range hints {
+		if h != "" {
+			e.Hints = append(e.Hints, h)
+		}
+	}
+	return e
 }
 
 // Errorf builds an Error without a fix.

@@ -80,15 +80,15 @@ func Decide(o Observations) *Error {
 			msg += "\n" + o.Stopped
 		}
 		if o.Flooded { // the flood may have caused the report: printing from a loop starves the CPU
-			return Errorf(KernelTrouble, "%s", withHints(msg, hintFlood, firstTroubleHint(o.Troubles, o.running())))
+			return Errorf(KernelTrouble, "%s", msg).WithHints(hintFlood, firstTroubleHint(o.Troubles, o.running()))
 		}
-		return Errorf(KernelTrouble, "%s", withHints(msg, firstTroubleHint(o.Troubles, o.running())))
+		return Errorf(KernelTrouble, "%s", msg).WithHints(firstTroubleHint(o.Troubles, o.running()))
 	}
 	if o.Leaks != "" {
 		n := strings.Count(o.Leaks, "unreferenced object")
 		msg := fmt.Sprintf("kmemleak: %d suspected memory leak(s) after the module was unloaded:\n%s",
 			n, indent(firstLines(o.Leaks, reportLines)))
-		return Errorf(KernelTrouble, "%s", withHints(msg, leakHints(o.Leaks)...))
+		return Errorf(KernelTrouble, "%s", msg).WithHints(leakHints(o.Leaks)...)
 	}
 	if o.NewTaint != "" {
 		return Errorf(KernelTrouble, "the kernel became tainted (%s) during the run; see %s",
@@ -96,7 +96,7 @@ func Decide(o Observations) *Error {
 	}
 	if o.Stopped != "" {
 		msg := fmt.Sprintf("%s\nlast console lines:\n%s", o.Stopped, indent(strings.Join(o.ConsoleTail, "\n")))
-		return Errorf(Timeout, "%s", withHints(msg, hangHint(o)))
+		return Errorf(Timeout, "%s", msg).WithHints(hangHint(o))
 	}
 	if !o.Done {
 		what := "the guest ended before the runner finished (a crash or reboot)"

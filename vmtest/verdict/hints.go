@@ -7,19 +7,7 @@ import (
 )
 
 // A hint names the likely cause of a failure and its fix, in the terms of
-// someone writing the module. It is one line "hint: …" at the end of the
-// failure's text, the convention the build's hints (kbuild) and the guest
-// tests' failure messages follow too.
-
-// withHints appends a line "hint: …" to msg for each hint that is not empty.
-func withHints(msg string, hints ...string) string {
-	for _, h := range hints {
-		if h != "" {
-			msg += "\nhint: " + h
-		}
-	}
-	return msg
-}
+// someone writing the module. A verdict keeps its hints as Error.Hints.
 
 // Hints for a NULL pointer dereference, told apart by what the module was
 // asked to read when it happened.
