@@ -400,6 +400,10 @@ func (f *follower) onEvent(line string) {
 		f.c.Log.Info("module %s loaded", f.res.Module.Name)
 	case guestapi.KindTestOutput:
 		f.conv.write(ev.Line)
+	case guestapi.KindFailure:
+		if ev.Failure != nil {
+			f.tests.AddFailure(*ev.Failure)
+		}
 	case guestapi.KindTestExit:
 		if ev.Err != "" && f.tests.Count(verdict.Failed) == 0 {
 			o.BinaryErrs = append(o.BinaryErrs, fmt.Sprintf("test binary %s ended badly: %s", filepath.Base(ev.Binary), ev.Err))

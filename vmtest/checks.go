@@ -125,7 +125,14 @@ func testChecks(tests []verdict.TestResult, crashHint string, quote []string) []
 			c.Verdict, c.Message = report.Skip, cleanOutput(t.Output)
 		case verdict.Failed:
 			c.Verdict, c.Message = report.Fail, cleanOutput(t.Output)
-			c.Expected, c.Got, c.Hint = report.Explain(t.Output)
+			if len(t.Failures) > 0 {
+				f := t.Failures[0] // the first is what to fix first
+				c.Expected, c.Got, c.Hint = f.Expected, f.Got, f.Hint
+			} else {
+				// A failure the test did not record as data (testify's,
+				// a panic): its text.
+				c.Expected, c.Got, c.Hint = report.Explain(t.Output)
+			}
 		case verdict.Hung:
 			c.Verdict, c.Message = report.Error, cleanOutput(t.Output)
 			c.Got, c.Hint, c.Console = "did not finish: it hangs", crashHint, quote

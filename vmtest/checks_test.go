@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/vmtest/kbuild"
 	"github.com/pidlab/pidlab/vmtest/kernel"
 	"github.com/pidlab/pidlab/vmtest/report"
@@ -450,4 +451,18 @@ func TestRunReportBugQuotesTheKernel(t *testing.T) {
 	assert.Contains(t, table.String(), "\n    console:  kernel BUG at /tmp/cache-hang/pidlab/modules/18729c859dc533a7.tmp-3692544389/procpid.c:143!\n"+
 		"              RIP: 0010:procpid_show+0x49e/0x4f4 [procpid]\n"+
 		"              Call Trace: seq_read_iter+0x122/0x450, seq_read+0xd0/0x100, proc_reg_read+0x56/0xa0, vfs_read+0xa5/0x310\n")
+}
+
+// A failure the guest recorded as data is the check's expected, got and
+// hint; its output is only the message.
+func TestRecordedFailureIsTheCheck(t *testing.T) {
+	tests := []verdict.TestResult{{Name: "TestSmallReadsAreNotOverrun", Outcome: verdict.Failed,
+		Output: "    checks_test.go:124: reading 4 bytes at a time (dd bs=4)\n        expected: printed text\n",
+		Failures: []guestapi.Failure{{Test: "TestSmallReadsAreNotOverrun", Check: "reading 4 bytes at a time (dd bs=4)",
+			Expected: "at most 4", Got: "read 1 returned 50 bytes", Hint: "the read handler ignores count"}}}}
+	c := testChecks(tests, "", nil)[0]
+	assert.Equal(t, report.Fail, c.Verdict)
+	assert.Equal(t, "at most 4", c.Expected)
+	assert.Equal(t, "read 1 returned 50 bytes", c.Got)
+	assert.Equal(t, "the read handler ignores count", c.Hint)
 }

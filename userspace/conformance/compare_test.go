@@ -3,11 +3,13 @@
 package conformance
 
 import (
+	"fmt"
 	"testing"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pidlab/pidlab/userspace/guestapi"
+	"github.com/pidlab/pidlab/userspace/guesttest"
 	"github.com/pidlab/pidlab/userspace/procfs"
 )
 
@@ -124,26 +126,47 @@ func requireStable(t *testing.T, before, after procfs.Stat) {
 // assertMatches compares each record field with the kernel's value. Fields
 // that a live task may change (state, memory, threads) must equal the
 // value seen before and after when those agree, and lie between them when
-// they do not. The messages name the field and the /proc source;
-// testify adds the expected (kernel) and actual (module) values.
+// they do not. A mismatch is a recorded failure (guesttest.Fail): the
+// field and its /proc source, the kernel's value, the module's, a hint.
 func assertMatches(t *testing.T, o observation) {
 	t.Helper()
 	id, b, a, r := o.id, o.before, o.after, o.rec
-	assert.Equal(t, b.PID, r.PID, withHint(hintPID, "pid: module vs /proc/%d/stat field 1", id))
-	assert.Equal(t, b.Comm, r.Comm, withHint(hintComm, "comm: module vs /proc/%d/stat field 2", id))
+	checkEqual(t, b.PID, r.PID, hintPID, "pid: module vs /proc/%d/stat field 1", id)
+	checkEqual(t, b.Comm, r.Comm, hintComm, "comm: module vs /proc/%d/stat field 2", id)
 	assertState(t, id, r.State, b.State, a.State)
-	assert.Equal(t, b.PPID, r.PPID, withHint(ppidHint(r.PPID, b.PPID, id, o.status.Tgid), "ppid: module vs /proc/%d/stat field 4", id))
-	assert.Equal(t, o.status.Uid[0], r.UID, withHint(idHint(r.UID, o.status.Uid), "uid: module vs /proc/%d/status Uid: (real)", id))
-	assert.Equal(t, o.status.Gid[0], r.GID, withHint(idHint(r.GID, o.status.Gid), "gid: module vs /proc/%d/status Gid: (real)", id))
-	assert.Equal(t, b.Priority, r.Priority, withHint(hintPriority, "priority: module vs /proc/%d/stat field 18", id))
-	assert.Equal(t, b.Nice, r.Nice, withHint(hintNice, "nice: module vs /proc/%d/stat field 19", id))
+	checkEqual(t, b.PPID, r.PPID, ppidHint(r.PPID, b.PPID, id, o.status.Tgid), "ppid: module vs /proc/%d/stat field 4", id)
+	checkEqual(t, o.status.Uid[0], r.UID, idHint(r.UID, o.status.Uid), "uid: module vs /proc/%d/status Uid: (real)", id)
+	checkEqual(t, o.status.Gid[0], r.GID, idHint(r.GID, o.status.Gid), "gid: module vs /proc/%d/status Gid: (real)", id)
+	checkEqual(t, b.Priority, r.Priority, hintPriority, "priority: module vs /proc/%d/stat field 18", id)
+	checkEqual(t, b.Nice, r.Nice, hintNice, "nice: module vs /proc/%d/stat field 19", id)
 	assertTicks(t, "utime", id, r.UTime, b.UTime, a.UTime, splitSlack(o))
 	assertTicks(t, "stime", id, r.STime, b.STime, a.STime, splitSlack(o))
 	assertTicks(t, "utime+stime", id, r.UTime+r.STime, b.UTime+b.STime, a.UTime+a.STime, cpuSumSlack)
-	assert.Equal(t, b.StartTime, r.StartTime, withHint(startTimeHint(r.StartTime, b.StartTime), "start_time: module vs /proc/%d/stat field 22", id))
+	checkEqual(t, b.StartTime, r.StartTime, startTimeHint(r.StartTime, b.StartTime), "start_time: module vs /proc/%d/stat field 22", id)
 	assertBetween(t, "vsize", "field 23", id, r.VSize, b.VSize, a.VSize, vsizeHint(r.VSize, a.VSize))
 	assertBetween(t, "rss", "field 24", id, r.RSS, b.RSS, a.RSS, rssHint(r.RSS, a.RSS))
 	assertBetween(t, "threads", "field 20", id, r.Threads, b.Threads, a.Threads, hintThreads)
+}
+
+// checkEqual records a failure when the module's got is not the kernel's
+// want. The check is format and args.
+func checkEqual[T comparable](t *testing.T, want, got T, h hint, format string, args ...any) bool {
+	t.Helper()
+	if want == got {
+		return true
+	}
+	guesttest.Fail(t, guestapi.Failure{Check: fmt.Sprintf(format, args...), Expected: fmt.Sprint(want), Got: fmt.Sprint(got), Hint: string(h)})
+	return false
+}
+
+// checkThat records a failure unless ok: want says what the kernel allows.
+func checkThat(t *testing.T, ok bool, want, got string, h hint, format string, args ...any) bool {
+	t.Helper()
+	if ok {
+		return true
+	}
+	guesttest.Fail(t, guestapi.Failure{Check: fmt.Sprintf(format, args...), Expected: want, Got: got, Hint: string(h)})
+	return false
 }
 
 // assertState checks the state letter: equal to stat's when stat agreed
@@ -151,10 +174,10 @@ func assertMatches(t *testing.T, o observation) {
 func assertState(t *testing.T, id int, got, before, after string) bool {
 	t.Helper()
 	if before == after {
-		return assert.Equal(t, before, got, withHint(hintState, "state: module vs /proc/%d/stat field 3", id))
+		return checkEqual(t, before, got, hintState, "state: module vs /proc/%d/stat field 3", id)
 	}
-	return assert.Contains(t, []string{before, after}, got,
-		withHint(hintState, "state: module vs /proc/%d/stat field 3, which changed from %s to %s during the read", id, before, after))
+	return checkThat(t, got == before || got == after, before+" or "+after, got, hintState,
+		"state: module vs /proc/%d/stat field 3, which changed from %s to %s during the read", id, before, after)
 }
 
 // assertBetween checks a number that may change while it is read: equal
@@ -163,12 +186,11 @@ func assertState(t *testing.T, id int, got, before, after string) bool {
 func assertBetween[T ~int | ~uint64](t *testing.T, field, source string, id int, got, before, after T, h hint) bool {
 	t.Helper()
 	if before == after {
-		return assert.Equal(t, before, got, withHint(h, "%s: module vs /proc/%d/stat %s", field, id, source))
+		return checkEqual(t, before, got, h, "%s: module vs /proc/%d/stat %s", field, id, source)
 	}
 	lo, hi := min(before, after), max(before, after)
-	return assert.True(t, lo <= got && got <= hi,
-		withHint(h, "%s: module reports %v; /proc/%d/stat %s went from %v to %v during the read",
-			field, got, id, source, before, after))
+	return checkThat(t, lo <= got && got <= hi, fmt.Sprintf("between %v and %v", lo, hi), fmt.Sprint(got), h,
+		"%s: module vs /proc/%d/stat %s, which went from %v to %v during the read", field, id, source, before, after)
 }
 
 // assertTicks checks a CPU time against stat read before and after, with
@@ -178,8 +200,7 @@ func assertTicks(t *testing.T, field string, id int, got, before, after, slack u
 	lo, hi := min(before, after), max(before, after)
 	lo -= min(lo, slack)
 	hi += slack
-	return assert.True(t, lo <= got && got <= hi,
-		withHint(cpuTimeHint(got, hi), "%s: module reports %d ticks; /proc/%d/stat says %d before the read and %d after, "+
-			"so it must lie within [%d, %d] (slack %d ticks)",
-			field, got, id, before, after, lo, hi, slack))
+	return checkThat(t, lo <= got && got <= hi, fmt.Sprintf("%d to %d ticks", lo, hi), fmt.Sprintf("%d ticks", got), cpuTimeHint(got, hi),
+		"%s: module vs /proc/%d/stat, which says %d ticks before the read and %d after (slack %d ticks)",
+		field, id, before, after, slack)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/pidlab/pidlab/userspace/guestapi"
 	"io"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pidlab/pidlab/userspace/guestapi"
 )
 
 // System is what the runner needs from the kernel. The guest uses the real
@@ -116,42 +117,55 @@ func (r *Runner) taint() uint64 {
 	return t
 }
 
-// runTests runs one test binary, forwarding its combined output line by line.
-// It runs in a process group of its own, so that target processes a failed
-// test left behind are killed with it and cannot hold its output open.
+// runTests runs one test binary, forwarding its combined output line by
+// line, and the failures it records (guesttest.Fail) on a file descriptor
+// of their own (guestapi.FailuresFD) as data. It runs in a process group
+// of its own, so that target processes a failed test left behind are
+// killed with it and cannot hold its output open.
 func (r *Runner) runTests(ctx context.Context, tb guestapi.TestBinary) {
 	defer r.Sys.Mark(guestapi.NoTest) // a crash after the binary is not its last test's
+	exited := func(err error) {
+		r.emit(guestapi.Event{Kind: guestapi.KindTestExit, Binary: tb.Path, Err: err.Error()})
+	}
+	out, outW, err := os.Pipe()
+	if err != nil {
+		exited(err)
+		return
+	}
+	failures, failuresW, err := os.Pipe()
+	if err != nil {
+		out.Close()
+		outW.Close()
+		exited(err)
+		return
+	}
 	cmd := exec.CommandContext(ctx, tb.Path, tb.Args...)
 	cmd.Env = append(os.Environ(), r.Manifest.Env...)
+	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", guestapi.FailuresEnv, guestapi.FailuresFD))
 	cmd.Dir = "/tmp"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		r.emit(guestapi.Event{Kind: guestapi.KindTestExit, Binary: tb.Path, Err: err.Error()})
-		return
-	}
-	cmd.Stdout, cmd.Stderr = pw, pw
+	cmd.Stdout, cmd.Stderr = outW, outW
+	cmd.ExtraFiles = []*os.File{failuresW} // fd 3: guestapi.FailuresFD
 	err = cmd.Start()
-	pw.Close()
+	outW.Close()
+	failuresW.Close()
 	if err != nil {
-		pr.Close()
-		r.emit(guestapi.Event{Kind: guestapi.KindTestExit, Binary: tb.Path, Err: err.Error()})
+		out.Close()
+		failures.Close()
+		exited(err)
 		return
 	}
-	forwarded := make(chan struct{})
-	go func() {
-		r.forwardLines(pr, tb.Path)
-		close(forwarded)
-	}()
+	forwarded := []<-chan struct{}{
+		r.forward(out, func(line string) {
+			r.emit(guestapi.Event{Kind: guestapi.KindTestOutput, Binary: tb.Path, Line: line})
+		}),
+		r.forward(failures, func(line string) { r.emit(failureEvent(tb.Path, line)) }),
+	}
 	waitErr := cmd.Wait()
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-forwarded:
-	case <-time.After(outputGrace):
-		pr.Close() // a leftover outside the group still holds the pipe
-		<-forwarded
-	}
-	pr.Close()
+	drain(forwarded, outputGrace, out, failures)
+	out.Close()
+	failures.Close()
 	ev := guestapi.Event{Kind: guestapi.KindTestExit, Binary: tb.Path}
 	var exitErr *exec.ExitError
 	if errors.As(waitErr, &exitErr) {
@@ -163,17 +177,52 @@ func (r *Runner) runTests(ctx context.Context, tb guestapi.TestBinary) {
 	r.emit(ev)
 }
 
-func (r *Runner) forwardLines(rd io.Reader, binary string) {
-	br := bufio.NewReader(rd)
-	for {
-		line, err := br.ReadString('\n')
-		if line != "" {
-			r.emit(guestapi.Event{Kind: guestapi.KindTestOutput, Binary: binary, Line: strings.TrimSuffix(line, "\n")})
-		}
-		if err != nil {
-			return
+// drain waits for the forwarders to end; past grace it closes their
+// pipes, whose write ends a leftover outside the group may still hold.
+func drain(forwarded []<-chan struct{}, grace time.Duration, pipes ...*os.File) {
+	timeout := time.After(grace)
+	for _, done := range forwarded {
+		select {
+		case <-done:
+		case <-timeout:
+			for _, p := range pipes {
+				p.Close()
+			}
+			<-done
 		}
 	}
+}
+
+// forward calls each for every line read from rd (without its newline)
+// until rd ends, then closes the channel it returns.
+func (r *Runner) forward(rd io.Reader, each func(line string)) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		br := bufio.NewReader(rd)
+		for {
+			line, err := br.ReadString('\n')
+			if line != "" {
+				each(strings.TrimSuffix(line, "\n"))
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return done
+}
+
+// failureEvent is the event for one line a test binary wrote on
+// FailuresFD; a line that is no Failure is passed on as the binary's
+// output, so that it is seen.
+func failureEvent(binary, line string) guestapi.Event {
+	var f guestapi.Failure
+	if err := json.Unmarshal([]byte(line), &f); err != nil || f.Test == "" {
+		return guestapi.Event{Kind: guestapi.KindTestOutput, Binary: binary,
+			Line: fmt.Sprintf("pidlab: not a failure record on fd %d: %q", guestapi.FailuresFD, line)}
+	}
+	return guestapi.Event{Kind: guestapi.KindFailure, Binary: binary, Failure: &f}
 }
 
 // reload gives the next test binary a freshly loaded module, so that every

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"github.com/pidlab/pidlab/userspace/guestapi"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pidlab/pidlab/userspace/guestapi"
 )
 
 // fakeSystem records what the runner asked of the kernel.
@@ -109,6 +110,32 @@ func TestRunnerLoadsRunsUnloadsInOrder(t *testing.T) {
 	assert.Equal(t, 3, evs[4].ExitCode)
 	assert.Empty(t, evs[5].Err, "a busy module is retried until it unloads")
 	assert.Equal(t, []string{"x", "x", "x"}, sys.unloaded)
+}
+
+// A test binary's failures reach the host as data, not as text to parse.
+func TestRunnerSendsFailuresAsData(t *testing.T) {
+	bin := script(t, `echo "fd $PIDLAB_FAILURES_FD"
+echo '{"test":"TestRecordFields/init/ppid","check":"ppid: module vs /proc/1/stat field 4","expected":"0","got":"1","hint":"ppid is the TGID of the real parent"}' >&3
+echo 'not json' >&3
+exit 1
+`)
+	evs := runEvents(t, &fakeSystem{}, guestapi.Manifest{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: bin}}})
+	var failures []guestapi.Failure
+	var output []string
+	for _, ev := range evs {
+		switch ev.Kind {
+		case guestapi.KindFailure:
+			require.NotNil(t, ev.Failure)
+			assert.Equal(t, bin, ev.Binary)
+			failures = append(failures, *ev.Failure)
+		case guestapi.KindTestOutput:
+			output = append(output, ev.Line)
+		}
+	}
+	assert.Equal(t, []guestapi.Failure{{Test: "TestRecordFields/init/ppid", Check: "ppid: module vs /proc/1/stat field 4",
+		Expected: "0", Got: "1", Hint: "ppid is the TGID of the real parent"}}, failures)
+	assert.Contains(t, output, "fd 3", "the binary is told its failures' descriptor")
+	assert.Contains(t, output, `pidlab: not a failure record on fd 3: "not json"`, "a bad line is shown, not lost")
 }
 
 func TestRunnerSkipsTestsWhenLoadFails(t *testing.T) {

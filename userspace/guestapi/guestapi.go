@@ -14,6 +14,7 @@ const (
 	KindStart      Kind = "start"       // runner is up: Kernel, Taint
 	KindLoad       Kind = "load"        // module loaded, or Err
 	KindTestOutput Kind = "test-output" // one output line of a test binary (test2json framing)
+	KindFailure    Kind = "failure"     // a check of a test failed: Failure (sent on FailuresFD)
 	KindTestExit   Kind = "test-exit"   // a test binary ended: ExitCode or Err
 	KindUnload     Kind = "unload"      // module unloaded, or Err
 	KindLeaks      Kind = "leaks"       // kmemleak's reports after the unload (Line; empty: none), or Err
@@ -22,14 +23,45 @@ const (
 
 // Event is one line on the results channel.
 type Event struct {
-	Kind     Kind   `json:"kind"`
-	Binary   string `json:"binary,omitempty"` // test binary, for test events
-	Line     string `json:"line,omitempty"`   // for KindTestOutput, without the newline
-	ExitCode int    `json:"exit_code,omitempty"`
-	Err      string `json:"err,omitempty"`
-	Kernel   string `json:"kernel,omitempty"` // uname -r, for KindStart
-	Taint    uint64 `json:"taint,omitempty"`  // /proc/sys/kernel/tainted
+	Kind     Kind     `json:"kind"`
+	Binary   string   `json:"binary,omitempty"` // test binary, for test events
+	Line     string   `json:"line,omitempty"`   // for KindTestOutput, without the newline
+	ExitCode int      `json:"exit_code,omitempty"`
+	Err      string   `json:"err,omitempty"`
+	Kernel   string   `json:"kernel,omitempty"` // uname -r, for KindStart
+	Taint    uint64   `json:"taint,omitempty"`  // /proc/sys/kernel/tainted
+	Failure  *Failure `json:"failure,omitempty"`
 }
+
+// Failure is a check of a guest test that failed, as data, so that the
+// host's report shows it without reading it back out of the test's text:
+// what was checked, what the kernel says (Expected) and what the module
+// gave (Got), and the likely cause.
+type Failure struct {
+	Test     string `json:"test"`           // the Go test's full name, subtests included
+	Check    string `json:"check"`          // what was checked: "ppid: module vs /proc/42/stat field 4"
+	Expected string `json:"expected"`       // what the kernel itself exposes, or what the contract asks
+	Got      string `json:"got"`            // what the module gave
+	Hint     string `json:"hint,omitempty"` // the likely cause and its fix, for someone writing the module
+}
+
+// String is the failure as a test's error message: a person reads it in
+// the test's output.
+func (f Failure) String() string {
+	msg := f.Check + "\nexpected: " + f.Expected + "\ngot: " + f.Got
+	if f.Hint != "" {
+		msg += "\nhint: " + f.Hint
+	}
+	return msg
+}
+
+// A test binary writes its Failures, one JSON object a line, to the file
+// descriptor FailuresFD, which the runner opens for it and names in the
+// environment variable FailuresEnv.
+const (
+	FailuresFD  = 3
+	FailuresEnv = "PIDLAB_FAILURES_FD"
+)
 
 // Manifest tells the runner what to do; the host writes it into the
 // initramfs at ManifestPath.

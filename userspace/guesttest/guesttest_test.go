@@ -3,6 +3,7 @@ package guesttest
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/pidlab/pidlab/userspace/guestapi"
 )
 
 func TestErrnoNameIsTheCName(t *testing.T) {
@@ -46,4 +49,31 @@ func TestTargetPathIsChecked(t *testing.T) {
 	path, err := TargetPath()
 	require.NoError(t, err)
 	assert.Equal(t, plain, path)
+}
+
+// fakeT records what a test would print.
+type fakeT struct {
+	testing.TB
+	errors []string
+}
+
+func (f *fakeT) Helper()                   {}
+func (f *fakeT) Name() string              { return "TestRecordFields/init/ppid" }
+func (f *fakeT) Error(args ...any)         { f.errors = append(f.errors, fmt.Sprint(args...)) }
+func (f *fakeT) Errorf(s string, a ...any) { f.errors = append(f.errors, fmt.Sprintf(s, a...)) }
+
+func TestFailRecordsDataAndTellsThePerson(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	failures.f = w // as failuresFile opens the runner's descriptor
+	defer func() { failures.f = nil }()
+
+	ft := &fakeT{}
+	Fail(ft, guestapi.Failure{Check: "ppid: module vs /proc/1/stat field 4", Expected: "0", Got: "1", Hint: "ppid is the TGID of the real parent"})
+	w.Close()
+	line, err := io.ReadAll(r)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"test":"TestRecordFields/init/ppid","check":"ppid: module vs /proc/1/stat field 4","expected":"0","got":"1","hint":"ppid is the TGID of the real parent"}`, string(line))
+	assert.Equal(t, []string{"ppid: module vs /proc/1/stat field 4\nexpected: 0\ngot: 1\nhint: ppid is the TGID of the real parent"}, ft.errors)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/userspace/guesttest"
 )
 
@@ -101,20 +102,16 @@ func selectPID(t *testing.T, pid int) {
 
 const writeCountHint = "the write handler must return count (every byte consumed) or a negative errno; returning 0 makes `echo` retry forever and a short count makes it write the rest again"
 
-// report fails a check with the lines the host's verdict table shows.
+// report fails a check: as data for the host's verdict table, and as
+// the test's message.
 func report(t *testing.T, what, want, got, hint string) {
 	t.Helper()
-	msg := fmt.Sprintf("%s\nwant: %s\ngot: %s", what, want, got)
-	if hint != "" {
-		msg += "\nhint: " + hint
-	}
-	t.Error(msg)
+	guesttest.Fail(t, guestapi.Failure{Check: what, Expected: want, Got: got, Hint: hint})
 }
 
 func fatal(t *testing.T, what, want, got, hint string) {
 	t.Helper()
-	report(t, what, want, got, hint)
-	t.FailNow()
+	guesttest.FailNow(t, guestapi.Failure{Check: what, Expected: want, Got: got, Hint: hint})
 }
 
 // openEntry opens the entry for reading; the caller closes it.

@@ -6,7 +6,7 @@
 // owes its users. It runs only inside the pidlab guest, first of the
 // guest's suites, so that the module has not been written to yet.
 //
-// A failure prints "want:", "got:" and "hint:" lines, which the host's
+// A failure is recorded as data (guesttest.Fail), which the host's
 // verdict table shows.
 package profilecheck
 

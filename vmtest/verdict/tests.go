@@ -3,6 +3,8 @@ package verdict
 import (
 	"strings"
 	"time"
+
+	"github.com/pidlab/pidlab/userspace/guestapi"
 )
 
 // TestEvent is one event of `go tool test2json`.
@@ -32,13 +34,37 @@ type TestResult struct {
 	Outcome Outcome
 	Elapsed time.Duration
 	Output  string // what the test printed: failure messages, logs
+	// Failures are the checks of the test that failed, as the guest
+	// recorded them (guesttest.Fail); a failure by other means (a testify
+	// assertion, a panic) is only in Output.
+	Failures []guestapi.Failure
 }
 
 // Tests follows test2json events: which tests run now, which ended how.
 type Tests struct {
-	Results []TestResult
-	running map[string]*runningTest
-	order   []string // running tests, oldest first
+	Results  []TestResult
+	running  map[string]*runningTest
+	order    []string                      // running tests, oldest first
+	failures map[string][]guestapi.Failure // by test, until its result
+}
+
+// AddFailure takes a failure the guest recorded. It comes on the results
+// channel, apart from the test's events, so it may come before or after
+// the test's result: it waits for a running test's result, else joins
+// the latest result of that name (two suites may both have a TestX).
+func (ts *Tests) AddFailure(f guestapi.Failure) {
+	if _, running := ts.running[f.Test]; !running {
+		for i := len(ts.Results) - 1; i >= 0; i-- {
+			if ts.Results[i].Name == f.Test {
+				ts.Results[i].Failures = append(ts.Results[i].Failures, f)
+				return
+			}
+		}
+	}
+	if ts.failures == nil {
+		ts.failures = map[string][]guestapi.Failure{}
+	}
+	ts.failures[f.Test] = append(ts.failures[f.Test], f)
 }
 
 type runningTest struct {
@@ -64,7 +90,8 @@ func (ts *Tests) Add(ev TestEvent) *TestResult {
 		}
 	case "pass", "fail", "skip":
 		rt := ts.running[ev.Test]
-		res := TestResult{Name: ev.Test, Outcome: Outcome(ev.Action), Elapsed: seconds(ev.Elapsed)}
+		res := TestResult{Name: ev.Test, Outcome: Outcome(ev.Action), Elapsed: seconds(ev.Elapsed), Failures: ts.failures[ev.Test]}
+		delete(ts.failures, ev.Test)
 		if rt != nil {
 			res.Output = rt.output.String()
 		}
@@ -95,7 +122,7 @@ func (ts *Tests) Running() []string {
 func (ts *Tests) MarkHung() {
 	for _, name := range ts.Running() {
 		rt := ts.running[name]
-		ts.Results = append(ts.Results, TestResult{Name: name, Outcome: Hung, Elapsed: time.Since(rt.started), Output: rt.output.String()})
+		ts.Results = append(ts.Results, TestResult{Name: name, Outcome: Hung, Elapsed: time.Since(rt.started), Output: rt.output.String(), Failures: ts.failures[name]})
 		ts.finish(name)
 	}
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pidlab/pidlab/userspace/guestapi"
 )
 
 // scanFile runs a recorded console log through the scanner.
@@ -201,4 +203,28 @@ func TestHeadlineSaysKernelOnce(t *testing.T) {
 	err = Decide(Observations{RunnerStarted: true, Troubles: []Trouble{{Kind: "Oops", Report: "Oops: 0000\n"}}})
 	require.NotNil(t, err)
 	assert.True(t, strings.HasPrefix(err.Reason, "kernel Oops:\n"), "reason: %q", err.Reason)
+}
+
+// A failure recorded by the guest joins its test's result whether it
+// comes before the result (the usual order: the results channel is ahead
+// of test2json) or after it, and a second suite's TestX gets its own.
+func TestFailuresJoinTheirTest(t *testing.T) {
+	var ts Tests
+	ppid := guestapi.Failure{Test: "TestX/ppid", Check: "ppid", Expected: "0", Got: "1"}
+	ts.Add(TestEvent{Action: "run", Test: "TestX/ppid"})
+	ts.AddFailure(ppid)
+	ts.Add(TestEvent{Action: "fail", Test: "TestX/ppid"})
+	late := guestapi.Failure{Test: "TestY", Check: "late"}
+	ts.Add(TestEvent{Action: "run", Test: "TestY"})
+	ts.Add(TestEvent{Action: "fail", Test: "TestY"})
+	ts.AddFailure(late)
+	second := guestapi.Failure{Test: "TestY", Check: "second suite"}
+	ts.Add(TestEvent{Action: "run", Test: "TestY"})
+	ts.AddFailure(second)
+	ts.Add(TestEvent{Action: "fail", Test: "TestY"})
+
+	require.Len(t, ts.Results, 3)
+	assert.Equal(t, []guestapi.Failure{ppid}, ts.Results[0].Failures)
+	assert.Equal(t, []guestapi.Failure{late}, ts.Results[1].Failures)
+	assert.Equal(t, []guestapi.Failure{second}, ts.Results[2].Failures)
 }
