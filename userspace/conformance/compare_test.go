@@ -4,9 +4,11 @@ package conformance
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/userspace/guesttest"
@@ -155,8 +157,38 @@ func checkEqual[T comparable](t *testing.T, want, got T, h hint, format string, 
 	if want == got {
 		return true
 	}
-	guesttest.Fail(t, guestapi.Failure{Check: fmt.Sprintf(format, args...), Expected: fmt.Sprint(want), Got: fmt.Sprint(got), Hint: string(h)})
+	guesttest.Fail(t, guestapi.Failure{Check: fmt.Sprintf(format, args...), Expected: show(want), Got: show(got), Hint: string(h)})
 	return false
+}
+
+// show prints a value as a failure shows it: a string quoted, so that a
+// stray newline or NUL is seen; an errno by its C name.
+func show(v any) string {
+	switch v := v.(type) {
+	case string:
+		return strconv.Quote(v)
+	case unix.Errno:
+		if v == 0 {
+			return "0 (success)"
+		}
+		return guesttest.ErrnoName(v)
+	}
+	return fmt.Sprint(v)
+}
+
+// requireEqual is checkEqual that stops the test on a mismatch.
+func requireEqual[T comparable](t *testing.T, want, got T, h hint, format string, args ...any) {
+	t.Helper()
+	if !checkEqual(t, want, got, h, format, args...) {
+		t.FailNow()
+	}
+}
+
+// checkZero records a failure unless got is its type's zero value.
+func checkZero[T comparable](t *testing.T, got T, h hint, format string, args ...any) bool {
+	t.Helper()
+	var zero T
+	return checkEqual(t, zero, got, h, format, args...)
 }
 
 // checkThat records a failure unless ok: want says what the kernel allows.

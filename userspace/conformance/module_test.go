@@ -102,7 +102,7 @@ func writePID(t *testing.T, pid int) error {
 	text := strconv.Itoa(pid) + "\n"
 	n, err := writeRaw([]byte(text))
 	if err == nil {
-		assert.Equal(t, len(text), n, withHint(hintWriteCount, "return value of write(%q) to /proc/pid", text))
+		checkEqual(t, len(text), n, hintWriteCount, "return value of write(%q) to /proc/pid", text)
 	}
 	return err
 }
@@ -192,7 +192,7 @@ func assertStillSelected(t *testing.T, tg *target, after string) {
 	if !assert.NoError(t, err, withHint(hintWriteKeeps, "read /proc/pid after %s", after)) {
 		return
 	}
-	assert.Equal(t, tg.PID, rec.PID, withHint(hintWriteKeeps, "pid: the stored PID must be unchanged after %s", after))
+	checkEqual(t, tg.PID, rec.PID, hintWriteKeeps, "pid: the stored PID must be unchanged after %s", after)
 	assert.Equal(t, requireStat(t, tg.PID).StartTime, rec.StartTime,
 		withHint(hintWriteKeeps, "start_time: the stored process must be unchanged after %s", after))
 }

@@ -86,7 +86,7 @@ func raceRound(t *testing.T, round int, attr *os.ProcAttr, comms []string) strin
 	} else {
 		rec, err := procfs.ParseRecord(raw)
 		require.NoError(t, err, withHint(hintOneSnapshot, "round %d: record of pid %d read while it exits is torn or malformed:\n%s", round, pid, raw))
-		require.Equal(t, pid, rec.PID, withHint(hintStorePid, "round %d: pid in the record read while pid %d exits: another process's record", round, pid))
+		requireEqual(t, pid, rec.PID, hintStorePid, "round %d: pid in the record read while pid %d exits: another process's record", round, pid)
 		// os.StartProcess returns when the child's exec has released the
 		// parent's memory (vfork), a moment before exec sets the comm.
 		assert.Contains(t, comms, rec.Comm, "round %d: comm of pid %d", round, pid)
@@ -222,9 +222,9 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 				if !assert.True(t, ok, "%s: pid %d was never written; record:\n%s", what, rec.PID, raw) {
 					return
 				}
-				if !assert.Equal(t, want.comm, rec.Comm, withHint(hintOneSnapshot, "%s: comm of pid %d: a record mixed from two processes?\n%s", what, rec.PID, raw)) ||
-					!assert.Equal(t, want.startTime, rec.StartTime, withHint(hintOneSnapshot, "%s: start_time of pid %d: a record mixed from two processes?\n%s", what, rec.PID, raw)) ||
-					!assert.Equal(t, os.Getpid(), rec.PPID, withHint(ppidHint(rec.PPID, os.Getpid(), rec.PID, rec.PID), "%s: ppid of pid %d", what, rec.PID)) ||
+				if !checkEqual(t, want.comm, rec.Comm, hintOneSnapshot, "%s: comm of pid %d: a record mixed from two processes?\n%s", what, rec.PID, raw) ||
+					!checkEqual(t, want.startTime, rec.StartTime, hintOneSnapshot, "%s: start_time of pid %d: a record mixed from two processes?\n%s", what, rec.PID, raw) ||
+					!checkEqual(t, os.Getpid(), rec.PPID, ppidHint(rec.PPID, os.Getpid(), rec.PID, rec.PID), "%s: ppid of pid %d", what, rec.PID) ||
 					!assert.Equal(t, "S", rec.State, "%s: state of pid %d, asleep in pause()", what, rec.PID) ||
 					!assert.Equal(t, 1, rec.Threads, "%s: threads of pid %d", what, rec.PID) {
 					return

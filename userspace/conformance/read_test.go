@@ -46,7 +46,7 @@ func TestRecordFormat(t *testing.T) {
 	for i, line := range lines {
 		key, value, ok := strings.Cut(line, ": ")
 		if assert.True(t, ok, withHint(hintRecordFormat, "line %d %q has no \": \"", i+1, line)) {
-			assert.Equal(t, procfs.RecordKeys[i], key, withHint(hintRecordFormat, "key of line %d", i+1))
+			checkEqual(t, procfs.RecordKeys[i], key, hintRecordFormat, "key of line %d", i+1)
 			assert.NotEmpty(t, value, withHint(hintRecordFormat, "value of %s", key))
 		}
 	}
@@ -61,7 +61,7 @@ func TestReadOneByteAtATime(t *testing.T) {
 		got, err := readAll(fd, chunk)
 		unix.Close(fd)
 		require.NoError(t, err, "read /proc/pid %d bytes at a time", chunk)
-		assert.Equal(t, string(whole), string(got), withHint(hintReadPos, "record read %d bytes at a time vs in one read", chunk))
+		checkEqual(t, string(whole), string(got), hintReadPos, "record read %d bytes at a time vs in one read", chunk)
 	}
 }
 
@@ -78,17 +78,17 @@ func TestPreadAtEveryOffset(t *testing.T) {
 	for off := len(whole) - 1; off >= 0; off-- {
 		n, err := unix.Pread(fd, buf, int64(off))
 		require.NoError(t, err, "pread 1 byte at offset %d", off)
-		require.Equal(t, 1, n, withHint(hintReadPos, "bytes returned by pread at offset %d", off))
-		require.Equal(t, string(whole[off]), string(buf), withHint(hintReadPos, "byte at offset %d of %q", off, whole))
+		requireEqual(t, 1, n, hintReadPos, "bytes returned by pread at offset %d", off)
+		requireEqual(t, string(whole[off]), string(buf), hintReadPos, "byte at offset %d of %q", off, whole)
 	}
 	n, err := unix.Pread(fd, make([]byte, 16), int64(len(whole)))
 	require.NoError(t, err, "pread at end of file")
-	assert.Zero(t, n, withHint(hintReadPos, "bytes returned by pread at end of file (offset %d)", len(whole)))
+	checkZero(t, n, hintReadPos, "bytes returned by pread at end of file (offset %d)", len(whole))
 
 	big := make([]byte, 2*len(whole))
 	n, err = unix.Pread(fd, big, 5)
 	require.NoError(t, err, "pread from offset 5")
-	assert.Equal(t, string(whole[5:]), string(big[:n]), withHint(hintReadPos, "pread from offset 5"))
+	checkEqual(t, string(whole[5:]), string(big[:n]), hintReadPos, "pread from offset 5")
 }
 
 func TestLseekToZeroRereads(t *testing.T) {
@@ -109,8 +109,8 @@ func TestLseekToZeroRereads(t *testing.T) {
 	require.Zero(t, off, "offset returned by lseek")
 	again, err := readAll(fd, 4096)
 	require.NoError(t, err, "read after lseek to 0")
-	assert.Equal(t, string(whole), string(first), withHint(hintReadPos, "first read on this descriptor"))
-	assert.Equal(t, string(first), string(again), withHint(hintReadPos, "read after lseek to 0 vs first read"))
+	checkEqual(t, string(whole), string(first), hintReadPos, "first read on this descriptor")
+	checkEqual(t, string(first), string(again), hintReadPos, "read after lseek to 0 vs first read")
 }
 
 func TestReadIsSnapshotAcrossWrite(t *testing.T) {
@@ -159,13 +159,13 @@ func TestReadBadBufferIsEFAULT(t *testing.T) {
 			noNewKernelWarning(t)
 			fd := requireOpen(t, unix.O_RDONLY)
 			_, _, errno := unix.Syscall(unix.SYS_READ, uintptr(fd), tt.addr, 4096)
-			assert.Equal(t, unix.EFAULT, errno, withHint(hintReadFault, "errno of read(fd, %#x, 4096) from /proc/pid", tt.addr))
+			checkEqual(t, unix.EFAULT, errno, hintReadFault, "errno of read(fd, %#x, 4096) from /proc/pid", tt.addr)
 			off, err := unix.Seek(fd, 0, unix.SEEK_CUR)
 			require.NoError(t, err, "lseek(0, SEEK_CUR)")
-			assert.Zero(t, off, withHint(hintReadFault, "file position after the failed read"))
+			checkZero(t, off, hintReadFault, "file position after the failed read")
 			got, err := readAll(fd, 4096)
 			require.NoError(t, err, "read on the same descriptor after EFAULT")
-			assert.Equal(t, string(whole), string(got), withHint(hintReadFault, "record read on the same descriptor after EFAULT"))
+			checkEqual(t, string(whole), string(got), hintReadFault, "record read on the same descriptor after EFAULT")
 		})
 	}
 
@@ -217,7 +217,7 @@ func TestReadersSharingADescriptor(t *testing.T) {
 			got = append(got, buf[:n]...)
 			require.LessOrEqual(t, len(got), len(whole), "bytes read by both so far: more than one record: %q", got)
 		}
-		assert.Equal(t, string(whole), string(got), withHint(hintReadPos, "record read 3 bytes at a time, alternating between a descriptor and its dup"))
+		checkEqual(t, string(whole), string(got), hintReadPos, "record read 3 bytes at a time, alternating between a descriptor and its dup")
 		for name, d := range map[string]int{"descriptor": fd, "dup": dup} {
 			n, err := unix.Read(d, buf)
 			assert.NoError(t, err, "read on the %s at end of file", name)
@@ -283,11 +283,11 @@ func TestAbandonedReadDoesNotDisturbOthers(t *testing.T) {
 
 	got, err := readRaw()
 	require.NoError(t, err, "read on a new descriptor while another stopped halfway")
-	assert.Equal(t, string(whole), string(got), withHint(hintReadPos, "record read while another reader stopped halfway"))
+	checkEqual(t, string(whole), string(got), hintReadPos, "record read while another reader stopped halfway")
 
 	rest, err := readAll(stopped, 4096)
 	require.NoError(t, err, "the stopped reader's rest")
-	assert.Equal(t, string(whole), string(head)+string(rest), withHint(hintReadPos, "record of the reader that stopped halfway, then went on"))
+	checkEqual(t, string(whole), string(head)+string(rest), hintReadPos, "record of the reader that stopped halfway, then went on")
 
 	closed, err := openModule(unix.O_RDONLY)
 	require.NoError(t, err)

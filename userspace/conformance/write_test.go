@@ -20,9 +20,9 @@ func TestProcEntryMode(t *testing.T) {
 	markTest(t)
 	var st unix.Stat_t
 	require.NoError(t, unix.Stat(procPID, &st), "stat %s", procPID)
-	assert.Equal(t, uint32(unix.S_IFREG), st.Mode&unix.S_IFMT, withHint(hintEntryMode, "file type of %s (S_IFREG)", procPID))
-	assert.Equal(t, "0644", fmt.Sprintf("%04o", st.Mode&0o7777), withHint(hintEntryMode, "permission bits of %s", procPID))
-	assert.Zero(t, st.Uid, withHint(hintEntryMode, "owner of %s", procPID))
+	checkEqual(t, uint32(unix.S_IFREG), st.Mode&unix.S_IFMT, hintEntryMode, "file type of %s (S_IFREG)", procPID)
+	checkEqual(t, "0644", fmt.Sprintf("%04o", st.Mode&0o7777), hintEntryMode, "permission bits of %s", procPID)
+	checkZero(t, st.Uid, hintEntryMode, "owner of %s", procPID)
 }
 
 // padded returns "<pid>\n" padded with leading zeros to size bytes. The
@@ -50,9 +50,9 @@ func TestWriteReturnsByteCount(t *testing.T) {
 			requireWritePID(t, other.PID)
 			n, err := writeRaw([]byte(text))
 			require.NoError(t, err, withHint(hintWriteParse, "write(%q)", text))
-			assert.Equal(t, len(text), n, withHint(hintWriteCount, "return value of write(%q)", text))
+			checkEqual(t, len(text), n, hintWriteCount, "return value of write(%q)", text)
 			rec := requireRecord(t)
-			assert.Equal(t, tg.PID, rec.PID, withHint(hintWriteParse, "pid selected by write(%q)", text))
+			checkEqual(t, tg.PID, rec.PID, hintWriteParse, "pid selected by write(%q)", text)
 		})
 	}
 }
@@ -184,7 +184,7 @@ func TestBadWritesLeaveSelection(t *testing.T) {
 				got = errnoOf(writeRaw([]byte(tt.text)))
 				what = fmt.Sprintf("%s: write(%s)", tt.name, quoteShort(tt.text))
 			}
-			assert.Equal(t, tt.want, got, withHint(badWriteHint(tt), "%s: errno %q, want %q (0: the write succeeded)", what, got, tt.want))
+			checkEqual(t, tt.want, got, badWriteHint(tt), "%s: errno %q, want %q (0: the write succeeded)", what, got, tt.want)
 			assertStillSelected(t, tg, "the rejected "+what)
 		})
 	}
@@ -246,13 +246,13 @@ func TestSplitWriteIsTwoSelections(t *testing.T) {
 	assert.Equal(t, 1, requireRecord(t).PID, "pid selected by the first write(\"1\")")
 	off, err := unix.Seek(fd, 0, unix.SEEK_CUR)
 	require.NoError(t, err, "lseek(0, SEEK_CUR)")
-	assert.Zero(t, off, withHint(hintWriteNoPos, "file position after a write: it stays 0, so the next write is a new selection"))
+	checkZero(t, off, hintWriteNoPos, "file position after a write: it stays 0, so the next write is a new selection")
 
 	n, err = unix.Write(fd, []byte(pid+"\n"))
 	require.NoError(t, err, withHint(hintWriteNoPos, "second write(%q) on the same descriptor", pid))
-	assert.Equal(t, len(pid)+1, n, withHint(hintWriteCount, "return value of the second write(%q)", pid))
+	checkEqual(t, len(pid)+1, n, hintWriteCount, "return value of the second write(%q)", pid)
 	rec := requireRecord(t)
-	assert.Equal(t, tg.PID, rec.PID, withHint(hintWriteNoPos, "pid after writing \"1\" then %q: the second write alone, not \"1%s\"", pid, pid))
+	checkEqual(t, tg.PID, rec.PID, hintWriteNoPos, "pid after writing \"1\" then %q: the second write alone, not \"1%s\"", pid, pid)
 }
 
 // requireOpen opens /proc/pid; t.Cleanup closes it.
@@ -350,8 +350,8 @@ func TestWriteResolvesInWriterPIDNamespace(t *testing.T) {
 	self, view := startView(t, "1")
 	require.Equal(t, unix.Errno(0), view.writeErr, "errno of writing 1 from a new PID namespace")
 	require.Equal(t, unix.Errno(0), view.readErr, "errno of the namespaced writer's read")
-	assert.Equal(t, "1", view.pid, withHint(hintReaderNS, "pid read inside the new namespace by its PID 1"))
-	assert.Equal(t, "0", view.ppid, withHint(hintReaderNS, "ppid read inside the new namespace: the parent is outside it"))
+	checkEqual(t, "1", view.pid, hintReaderNS, "pid read inside the new namespace by its PID 1")
+	checkEqual(t, "0", view.ppid, hintReaderNS, "ppid read inside the new namespace: the parent is outside it")
 	rec := requireStoredMatchesStat(t, self.PID)
 	assert.Equal(t, self.PID, rec.PID, "pid read here of the process that wrote 1 in its own namespace")
 	assert.Equal(t, os.Getpid(), rec.PPID, "ppid read here of the process that wrote 1 in its own namespace")
@@ -361,9 +361,9 @@ func TestWriteResolvesInWriterPIDNamespace(t *testing.T) {
 	ns := startTargetWith(t, inNewPIDNamespace(), "sleep")
 	_, second := startViewIn(t, ns, "1")
 	require.Equal(t, unix.Errno(0), second.writeErr, "errno of writing 1 from the second process of a PID namespace")
-	assert.Equal(t, "1", second.pid, withHint(hintWriterNS, "pid read inside the namespace after its second process wrote 1"))
+	checkEqual(t, "1", second.pid, hintWriterNS, "pid read inside the namespace after its second process wrote 1")
 	rec = requireStoredMatchesStat(t, ns.PID)
-	assert.Equal(t, ns.PID, rec.PID, withHint(hintWriterNS, "pid read here after \"1\" was written inside the namespace of pid %d", ns.PID))
+	checkEqual(t, ns.PID, rec.PID, hintWriterNS, "pid read here after \"1\" was written inside the namespace of pid %d", ns.PID)
 }
 
 func TestReadResolvesInReaderPIDNamespace(t *testing.T) {
@@ -374,8 +374,8 @@ func TestReadResolvesInReaderPIDNamespace(t *testing.T) {
 	requireWritePID(t, ns.PID)
 	_, view := startViewIn(t, ns)
 	require.Equal(t, unix.Errno(0), view.readErr, "errno of reading, inside the namespace of pid %d, the selection %d", ns.PID, ns.PID)
-	assert.Equal(t, "1", view.pid, withHint(hintReaderNS, "pid of global pid %d read inside its own namespace", ns.PID))
-	assert.Equal(t, "0", view.ppid, withHint(hintReaderNS, "ppid of global pid %d read inside its own namespace: the parent is outside it", ns.PID))
+	checkEqual(t, "1", view.pid, hintReaderNS, "pid of global pid %d read inside its own namespace", ns.PID)
+	checkEqual(t, "0", view.ppid, hintReaderNS, "ppid of global pid %d read inside its own namespace: the parent is outside it", ns.PID)
 	rec := requireStoredMatchesStat(t, ns.PID)
 	assert.Equal(t, ns.PID, rec.PID, "pid read here after the namespace read it: the selection is unchanged")
 }
@@ -399,7 +399,7 @@ func TestReadAfterExitIsESRCH(t *testing.T) {
 	// Killed but not reaped: still a task, now a zombie.
 	tg.Signal(t, unix.SIGKILL, "Z")
 	rec := requireStoredMatchesStat(t, tg.PID)
-	assert.Equal(t, "Z", rec.State, withHint(hintState, "state of killed, unreaped pid %d", tg.PID))
+	checkEqual(t, "Z", rec.State, hintState, "state of killed, unreaped pid %d", tg.PID)
 
 	tg.Reap(t)
 	_, err := readRecord(t)
