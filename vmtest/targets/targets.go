@@ -69,8 +69,7 @@ func exitWith(code verdict.Code) error {
 // Test builds pidlab's own module (module/), boots it and runs its checks
 // and guest tests, on PIDLAB_KERNELS or PIDLAB_KERNEL.
 func Test(ctx context.Context, o Options) error {
-	ctx = Interruptible(ctx)
-	c, err := config(o)
+	ctx, c, err := start(ctx, o)
 	if err != nil {
 		return fail(err)
 	}
@@ -80,8 +79,7 @@ func Test(ctx context.Context, o Options) error {
 // Validate builds the module in dir (in a copy), boots it and prints a
 // verdict table of the profile's checks.
 func Validate(ctx context.Context, o Options, dir string) error {
-	ctx = Interruptible(ctx)
-	c, err := config(o)
+	ctx, c, err := start(ctx, o)
 	if err != nil {
 		return fail(err)
 	}
@@ -150,8 +148,7 @@ func FetchKernel(ctx context.Context, o Options) error {
 // BuildDebugKernel builds the debug kernel into the cache (once) and
 // prints where it is.
 func BuildDebugKernel(ctx context.Context, o Options) error {
-	ctx = Interruptible(ctx)
-	c, err := config(o)
+	ctx, c, err := start(ctx, o)
 	if err != nil {
 		return fail(err)
 	}
@@ -189,8 +186,7 @@ func BuildModule(ctx context.Context, o Options) error {
 // BuildInitramfs builds the guest initramfs (u-root init, runner, tests,
 // module) and prints its path.
 func BuildInitramfs(ctx context.Context, o Options) error {
-	ctx = Interruptible(ctx)
-	c, err := config(o)
+	ctx, c, err := start(ctx, o)
 	if err != nil {
 		return fail(err)
 	}
@@ -205,8 +201,7 @@ func BuildInitramfs(ctx context.Context, o Options) error {
 // Shell boots the module in dir with a shell in the guest on this
 // terminal.
 func Shell(ctx context.Context, o Options, dir string) error {
-	ctx = Interruptible(ctx)
-	c, err := config(o)
+	ctx, c, err := start(ctx, o)
 	if err != nil {
 		return fail(err)
 	}
@@ -214,6 +209,13 @@ func Shell(ctx context.Context, o Options, dir string) error {
 		return fail(err)
 	}
 	return fail(verdict.Interrupting(ctx, vmtest.Shell(ctx, c), "running the shell VM"))
+}
+
+// start is what a target does first: it makes ctx end on SIGTERM too, and
+// reads the run's configuration.
+func start(ctx context.Context, o Options) (context.Context, vmtest.Config, error) {
+	c, err := config(o)
+	return Interruptible(ctx), c, err
 }
 
 // provision returns the configuration and the kernel it selects.
