@@ -37,7 +37,7 @@ type setting struct {
 // settings are the variables the README's Environment table documents,
 // plus the test-only and guest-side ones.
 var settings = []setting{
-	{Name: kernel.EnvKernel, Takes: "cloud, generic, rt, debug, or a bzImage path", Fix: kernel.EnvKernel + "=cloud"}, // with PIDLAB_KDIR: kernel.SelectionFromEnv
+	{Name: kernel.EnvKernel, Takes: kernel.Names() + ", or a bzImage path", Fix: kernel.EnvKernel + "=cloud"}, // with PIDLAB_KDIR: kernel.SelectionFromEnv
 	{Name: kernel.EnvKDIR, Takes: "the build tree of PIDLAB_KERNEL's bzImage"},
 	{Name: qemu.EnvAccel, Takes: "kvm or tcg", Fix: qemu.EnvAccel + "=tcg   (or unset: KVM is used when it works)", Check: checkAccel},
 	{Name: EnvTimeout, Takes: "a duration > 0, like 15m or 900 (seconds)", Fix: EnvTimeout + "=15m", Check: checkDuration},

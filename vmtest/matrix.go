@@ -48,7 +48,7 @@ func parseKernels(v string) ([]string, error) {
 		}
 		if _, err := kernel.ParseSelection(n, ""); err != nil {
 			return nil, verdict.SetupError(EnvKernels+"=cloud,generic,rt",
-				"%s=%q: %q is not a kernel name (cloud, generic, rt or debug; a bzImage goes in %s)", EnvKernels, v, n, kernel.EnvKernel)
+				"%s=%q: %q is not a kernel name (%s; a bzImage goes in %s)", EnvKernels, v, n, kernel.Names(), kernel.EnvKernel)
 		}
 		if seen[n] {
 			return nil, verdict.SetupError(EnvKernels+"=cloud,generic,rt", "%s=%q names %s twice", EnvKernels, v, n)

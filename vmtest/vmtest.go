@@ -188,8 +188,8 @@ func Prepare(ctx context.Context, c Config) (*Prepared, error) {
 func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Module, error) {
 	needs := hostdeps.Boot
 	switch {
-	case c.Kernel.IsDebug():
-		needs = append(needs, hostdeps.DebugKernel...)
+	case c.Kernel.IsBuilt():
+		needs = append(needs, hostdeps.SourceKernel...)
 	case c.Kernel.Image == "":
 		needs = append(needs, hostdeps.DebianKernel...)
 	}
@@ -199,8 +199,8 @@ func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Mod
 	k, err := kernel.Provision(ctx, c.Kernel, c.CacheDir, c.Log)
 	if err != nil {
 		doing := "fetching the kernel"
-		if c.Kernel.IsDebug() {
-			doing = "building the debug kernel"
+		if c.Kernel.IsBuilt() {
+			doing = "building the " + c.Kernel.Flavour + " kernel"
 		}
 		return nil, nil, verdict.Interrupting(ctx, err, doing)
 	}

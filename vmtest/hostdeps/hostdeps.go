@@ -39,16 +39,18 @@ var DebianKernel = []Need{
 	{Glob: "/usr/lib/*/libssl.so.3", Package: "libssl3"},
 }
 
-// DebugKernel is what building pidlab's debug kernel from Debian's
-// linux-source-6.1 needs: apt and dpkg-deb to fetch and unpack the source,
-// tar and xz for its tarball, and the kernel's own build tools (Kconfig:
-// flex and bison; bc and perl for generated headers; libelf for objtool;
-// OpenSSL's headers for the signing and certificate tools).
-var DebugKernel = []Need{
+// SourceKernel is what building a kernel from Debian's linux-source-6.1
+// (the debug kernel) needs: apt and dpkg-deb to fetch and unpack the
+// source, tar and xz for its tarball, patch for its patches, and the
+// kernel's own build tools (Kconfig: flex and bison; bc and perl for
+// generated headers; libelf for objtool; OpenSSL's headers for the signing
+// and certificate tools).
+var SourceKernel = []Need{
 	{Program: "apt-get", Package: "apt"},
 	{Program: "dpkg-deb", Package: "dpkg"},
 	{Program: "tar", Package: "tar"},
 	{Program: "xz", Package: "xz-utils"},
+	{Program: "patch", Package: "patch"},
 	{Program: "make", Package: "make"},
 	{Program: "gcc", Package: "gcc"},
 	{Program: "flex", Package: "flex"},

@@ -40,10 +40,11 @@ var abiPattern = regexp.MustCompile(`linux-image-(6\.1\.0-\d+)-`)
 // (stale lists name an ABI the mirror has dropped), root refreshes the
 // lists and starts over: the fresh lists may name another ABI.
 func (d Debian) Provision(ctx context.Context) (*Kernel, error) {
-	flavour, ok := Flavours[d.Flavour]
-	if !ok {
-		return nil, verdict.Errorf(verdict.Setup, "unknown kernel flavour %q (have %s)", d.Flavour, flavourNames())
+	desc, ok := Describe(d.Flavour)
+	if !ok || desc.Debian == "" {
+		return nil, verdict.Errorf(verdict.Setup, "unknown Debian kernel %q (have %s)", d.Flavour, Names())
 	}
+	flavour := desc.Debian
 	var k *Kernel
 	err := aptLists(d.Lists).Retry(ctx, d.Log, func() (err error) {
 		k, err = d.provision(ctx, flavour)

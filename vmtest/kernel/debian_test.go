@@ -126,9 +126,9 @@ esac
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 
 	runs := 0
-	d := Debug{CacheDir: t.TempDir(), Fragment: "CONFIG_KASAN=y\n", Lists: fakeLists(state, true, nil, &runs)}
+	d := SourceBuild{Desc: debugDescription(t), CacheDir: t.TempDir(), Fragment: "CONFIG_KASAN=y\n", Lists: fakeLists(state, true, nil, &runs)}
 	// The build the fresh lists' version names is cached: no compiling.
-	dir := filepath.Join(d.CacheDir, debugDirPrefix+debugKey("6.1.192-2", d.Fragment, d.compiler(t.Context())))
+	dir := filepath.Join(d.CacheDir, "debug-"+debugKey("6.1.192-2", d.Fragment, d.compiler(t.Context())))
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "linux/arch/x86/boot"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "linux/arch/x86/boot/bzImage"), []byte("image"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, readyMarker), []byte(debugMarker("6.1.192-pidlab-debug", "6.1.192-2")), 0o644))

@@ -26,68 +26,55 @@ import (
 )
 
 // DebugName is the PIDLAB_KERNEL value that selects pidlab's own debug
-// kernel (KASAN, lockdep, kmemleak …), built from Debian's source package.
+// kernel (KASAN, lockdep, kmemleak …): a kernel built from source, as
+// kernels/kernels.toml describes it.
 const DebugName = "debug"
 
-// DebugSourcePackage is the Debian package the debug kernel is built from.
-const DebugSourcePackage = "linux-source-6.1"
-
-// DebugFragment is the config fragment merged onto tinyconfig: debug.config
-// in this folder.
-//
-//go:embed debug.config
-var DebugFragment string
-
-// debugFragmentPath names the fragment in messages, as the repo has it.
-const debugFragmentPath = "vmtest/kernel/debug.config"
-
 // The build, as data: the cache key hashes these, so a changed step builds
-// a new kernel. debugRecipeVersion covers what is not a command here (how
-// the source is unpacked, what is kept); bump it when that changes.
-const debugRecipeVersion = "1"
+// a new kernel. recipeVersion covers what is not a command here (how the
+// source is unpacked, what is kept); bump it when that changes.
+const recipeVersion = "1"
 
-var (
-	debugArch      = "ARCH=x86_64" // tinyconfig is 32-bit with the default ARCH=x86
-	debugConfigure = [][]string{
-		{"make", debugArch, "tinyconfig"},
-		{"scripts/kconfig/merge_config.sh", "-m", ".config", "../debug.config"},
-		{"make", debugArch, "olddefconfig"},
-	}
-	// debugMake builds vmlinux, bzImage and what modules_prepare makes;
-	// -j is added at run time and is not part of the key.
-	debugMake = []string{"make", debugArch, "KBUILD_BUILD_USER=pidlab", "KBUILD_BUILD_HOST=pidlab"}
-)
+// buildArch: tinyconfig is 32-bit with the default ARCH=x86.
+const buildArch = "ARCH=x86_64"
 
-// debugCCEstimate is how many "CC" lines the build printed when measured;
-// progress shows it as "CC n/~N" and caps the percentage below 100.
-const debugCCEstimate = 1180
+// buildMake builds vmlinux, bzImage and what modules_prepare makes; -j is
+// added at run time and is not part of the key.
+var buildMake = []string{"make", buildArch, "KBUILD_BUILD_USER=pidlab", "KBUILD_BUILD_HOST=pidlab"}
 
-// Debug provisions pidlab's debug kernel: Debian's linux-source-6.1,
-// tinyconfig plus DebugFragment, built once into the cache.
-type Debug struct {
-	CacheDir string // kernels live in CacheDir/debug-<key>
+// ccEstimate is how many "CC" lines the debug kernel's build printed when
+// measured; progress shows it as "CC n/~N" and caps the percentage below 100.
+const ccEstimate = 1180
+
+// SourceBuild provisions a kernel built from a Debian source package, as
+// its Description says: the source, its patches, the base config and the
+// fragment, built once into the cache.
+type SourceBuild struct {
+	Desc     Description
+	CacheDir string // kernels live in CacheDir/<name>-<key>
 	Log      *progress.Log
 	Jobs     int                // make -j; 0 for the number of CPUs
-	Fragment string             // the config fragment; empty for DebugFragment
+	Fragment string             // the config fragment; empty for the description's
 	Lists    *hostdeps.AptLists // refreshes stale package lists as root; nil for hostdeps.Lists
 }
 
-// debugDirPrefix starts the name of a debug build's cache folder.
-const debugDirPrefix = "debug-"
-
-// debugSource is one version of the source package, as apt offers it.
-type debugSource struct {
+// sourcePackage is one version of the source package, as apt offers it.
+type sourcePackage struct {
 	Version string // Debian version, e.g. 6.1.192-2
 	File    string // the .deb's name
 	Size    int64
 }
 
-// Provision returns the debug kernel, building it when the cache has none
-// for this source version, fragment, recipe and compiler. Without apt
-// metadata it falls back to a cached build of the same fragment and recipe.
-// When apt fails to resolve or download the source, root refreshes the
-// lists and starts over (the fresh lists may name another version).
-func (d Debug) Provision(ctx context.Context) (*Kernel, error) {
+// patch is one of a build's patches: its file name and its text.
+type patch struct{ Name, Text string }
+
+// Provision returns the kernel, building it when the cache has none for
+// this source version, fragment, patches, recipe and compiler. Without apt
+// metadata it falls back to a cached build of the same fragment, patches
+// and recipe. When apt fails to resolve or download the source, root
+// refreshes the lists and starts over (the fresh lists may name another
+// version).
+func (d SourceBuild) Provision(ctx context.Context) (*Kernel, error) {
 	var k *Kernel
 	err := aptLists(d.Lists).Retry(ctx, d.Log, func() (err error) {
 		k, err = d.provision(ctx)
@@ -97,11 +84,19 @@ func (d Debug) Provision(ctx context.Context) (*Kernel, error) {
 }
 
 // provision is one attempt of Provision.
-func (d Debug) provision(ctx context.Context) (*Kernel, error) {
+func (d SourceBuild) provision(ctx context.Context) (*Kernel, error) {
 	if d.Fragment == "" {
-		d.Fragment = DebugFragment
+		text, err := d.Desc.FragmentText()
+		if err != nil {
+			return nil, err
+		}
+		d.Fragment = text
 	}
-	frag, err := ParseFragment(d.Fragment)
+	frag, err := ParseFragment(d.fragmentPath(), d.Fragment)
+	if err != nil {
+		return nil, err
+	}
+	patches, err := d.patches()
 	if err != nil {
 		return nil, err
 	}
@@ -109,19 +104,19 @@ func (d Debug) provision(ctx context.Context) (*Kernel, error) {
 	src, resolveErr := d.resolve(ctx)
 	var key string
 	if resolveErr != nil {
-		dir, version := d.cachedFallback(cc)
+		dir, version := d.cachedFallback(patches, cc)
 		if dir == "" {
 			return nil, resolveErr
 		}
-		d.Log.Info("apt cannot resolve %s (%v); using the debug kernel built from %s", DebugSourcePackage, firstLine(resolveErr), version)
-		key = strings.TrimPrefix(filepath.Base(dir), debugDirPrefix)
+		d.Log.Info("apt cannot resolve %s (%v); using the %s kernel built from %s", d.Desc.Source, firstLine(resolveErr), d.Desc.Name, version)
+		key = strings.TrimPrefix(filepath.Base(dir), d.dirPrefix())
 	} else {
-		key = debugKey(src.Version, d.Fragment, cc)
+		key = d.key(src.Version, patches, cc)
 	}
-	dir := filepath.Join(d.CacheDir, debugDirPrefix+key)
-	if usableTree(dir, "building it again", sealDebug, d.Log) {
-		if k, err := readyDebug(dir); err == nil {
-			d.Log.Debug("debug kernel: reusing %s", dir)
+	dir := filepath.Join(d.CacheDir, d.dirPrefix()+key)
+	if usableTree(dir, "building it again", sealBuilt, d.Log) {
+		if k, err := d.ready(dir); err == nil {
+			d.Log.Debug("%s kernel: reusing %s", d.Desc.Name, dir)
 			return k, nil
 		}
 	}
@@ -130,27 +125,62 @@ func (d Debug) provision(ctx context.Context) (*Kernel, error) {
 		// no source to build another from.
 		return nil, resolveErr
 	}
-	if err := d.build(ctx, src, frag, key, dir); err != nil {
+	if err := d.build(ctx, src, frag, patches, key, dir); err != nil {
 		return nil, err
 	}
-	return readyDebug(dir)
+	return d.ready(dir)
 }
 
-// debugKey hashes what the build depends on into a short cache key.
-func debugKey(version, fragment, compiler string) string {
+// dirPrefix starts the name of the build's cache folders: "debug-".
+func (d SourceBuild) dirPrefix() string { return d.Desc.Name + "-" }
+
+// fragmentPath names the fragment in messages, as the repository has it.
+func (d SourceBuild) fragmentPath() string { return DescriptionsDir + "/" + d.Desc.Fragment }
+
+// fragmentFile is the fragment's name in the build's staging folder.
+func (d SourceBuild) fragmentFile() string { return d.Desc.Name + ".config" }
+
+// configure are the commands that make the build's .config.
+func (d SourceBuild) configure() [][]string {
+	return [][]string{
+		{"make", buildArch, d.Desc.Base},
+		{"scripts/kconfig/merge_config.sh", "-m", ".config", "../" + d.fragmentFile()},
+		{"make", buildArch, "olddefconfig"},
+	}
+}
+
+// patches reads the description's patches.
+func (d SourceBuild) patches() ([]patch, error) {
+	var ps []patch
+	for _, name := range d.Desc.Patches {
+		text, err := descriptionFile(name)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, patch{name, text})
+	}
+	return ps, nil
+}
+
+// key hashes what the build depends on into a short cache key. A build
+// without patches hashes no word of them, so that the debug kernel's key
+// stayed what it was before kernels had patches.
+func (d SourceBuild) key(version string, patches []patch, compiler string) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s %s\nrecipe %s\n", DebugSourcePackage, version, debugRecipeVersion)
-	steps := append(append([][]string(nil), debugConfigure...), debugMake)
-	for _, c := range steps {
+	fmt.Fprintf(h, "%s %s\nrecipe %s\n", d.Desc.Source, version, recipeVersion)
+	for _, c := range append(d.configure(), buildMake) {
 		fmt.Fprintf(h, "%q\n", c)
 	}
-	fmt.Fprintf(h, "compiler %s\nfragment\n%s", compiler, fragment)
+	fmt.Fprintf(h, "compiler %s\nfragment\n%s", compiler, d.Fragment)
+	for _, p := range patches {
+		fmt.Fprintf(h, "\npatch %s %d\n%s", p.Name, len(p.Text), p.Text)
+	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 // compiler is the first line of gcc --version: a kernel and the modules
 // built against it must use the same compiler, so it is part of the key.
-func (d Debug) compiler(ctx context.Context) string {
+func (d SourceBuild) compiler(ctx context.Context) string {
 	out, err := d.Log.Output(ctx, "", "gcc", "--version")
 	if err != nil {
 		return "unknown"
@@ -159,21 +189,24 @@ func (d Debug) compiler(ctx context.Context) string {
 	return strings.TrimSpace(s)
 }
 
-// printURIs matches apt-get download --print-uris:
+// printURIs matches apt-get download --print-uris for package:
 // 'http://…/linux-source-6.1_6.1.192-2_all.deb' linux-source-6.1_6.1.192-2_all.deb 139331676 SHA256:…
-var printURIs = regexp.MustCompile(`'[^']+' (` + regexp.QuoteMeta(DebugSourcePackage) + `_([^_ ]+)_all\.deb) (\d+) `)
+func printURIs(pkg string) *regexp.Regexp {
+	return regexp.MustCompile(`'[^']+' (` + regexp.QuoteMeta(pkg) + `_([^_ ]+)_all\.deb) (\d+) `)
+}
 
 // resolve asks apt which version of the source package it would download.
-func (d Debug) resolve(ctx context.Context) (debugSource, error) {
-	out, err := d.Log.Output(ctx, "", "apt-get", "download", "--print-uris", DebugSourcePackage)
+func (d SourceBuild) resolve(ctx context.Context) (sourcePackage, error) {
+	pkg := d.Desc.Source
+	out, err := d.Log.Output(ctx, "", "apt-get", "download", "--print-uris", pkg)
 	if errors.Is(err, exec.ErrNotFound) {
-		return debugSource{}, verdict.SetupError("use your own kernel: PIDLAB_KERNEL=/path/bzImage PIDLAB_KDIR=/path/build",
-			"apt-get not found: the debug kernel is built from Debian's %s package", DebugSourcePackage)
+		return sourcePackage{}, verdict.SetupError("use your own kernel: PIDLAB_KERNEL=/path/bzImage PIDLAB_KDIR=/path/build",
+			"apt-get not found: the %s kernel is built from Debian's %s package", d.Desc.Name, pkg)
 	}
-	m := printURIs.FindSubmatch(out)
+	m := printURIs(pkg).FindSubmatch(out)
 	if err != nil || m == nil {
-		return debugSource{}, hostdeps.AptFailed(verdict.SetupError("apt-get update   (as root, once; Debian bookworm sources are needed)",
-			"apt does not know the package %s: its package lists are missing or not bookworm's", DebugSourcePackage))
+		return sourcePackage{}, hostdeps.AptFailed(verdict.SetupError("apt-get update   (as root, once; Debian bookworm sources are needed)",
+			"apt does not know the package %s: its package lists are missing or not bookworm's", pkg))
 	}
 	version, err := url.PathUnescape(string(m[2])) // an epoch's colon is %3a
 	if err != nil {
@@ -181,15 +214,15 @@ func (d Debug) resolve(ctx context.Context) (debugSource, error) {
 	}
 	var size int64
 	fmt.Sscan(string(m[3]), &size)
-	return debugSource{Version: version, File: string(m[1]), Size: size}, nil
+	return sourcePackage{Version: version, File: string(m[1]), Size: size}, nil
 }
 
-// The ready marker of a debug build holds its release and source version.
-func debugMarker(release, version string) string {
-	return fmt.Sprintf("release %s\nsource %s %s\n", release, DebugSourcePackage, version)
+// The ready marker of a build holds its release and source version.
+func (d SourceBuild) marker(release, version string) string {
+	return fmt.Sprintf("release %s\nsource %s %s\n", release, d.Desc.Source, version)
 }
 
-func parseDebugMarker(b []byte) (release, version string) {
+func parseMarker(b []byte) (release, version string) {
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		switch {
@@ -202,16 +235,16 @@ func parseDebugMarker(b []byte) (release, version string) {
 	return release, version
 }
 
-// sealDebug seals a debug kernel build: the image's hash, and the size of
-// every file a boot or a module build reads. The kernel's own sources and
-// documentation are left out: they are two thirds of its 83,000 files, and
-// checking them all took 0.4 s a run.
-func sealDebug(dir string) error {
-	return cacheentry.SealTree(dir, debugUnread, "linux/arch/x86/boot/bzImage")
+// sealBuilt seals a kernel build: the image's hash, and the size of every
+// file a boot or a module build reads. The kernel's own sources and
+// documentation are left out: they are two thirds of the debug kernel's
+// 83,000 files, and checking them all took 0.4 s a run.
+func sealBuilt(dir string) error {
+	return cacheentry.SealTree(dir, unreadByModules, "linux/arch/x86/boot/bzImage")
 }
 
-// debugUnread says which files of a debug build no module build reads.
-func debugUnread(rel string) bool {
+// unreadByModules says which files of a kernel build no module build reads.
+func unreadByModules(rel string) bool {
 	if strings.HasPrefix(rel, "linux/Documentation/") {
 		return true
 	}
@@ -222,19 +255,19 @@ func debugUnread(rel string) bool {
 	return false
 }
 
-// readyDebug returns the kernel in dir if its build finished.
-func readyDebug(dir string) (*Kernel, error) {
+// ready returns the kernel in dir if its build finished.
+func (d SourceBuild) ready(dir string) (*Kernel, error) {
 	b, err := os.ReadFile(filepath.Join(dir, readyMarker))
 	if err != nil {
 		return nil, err
 	}
-	release, _ := parseDebugMarker(b)
+	release, _ := parseMarker(b)
 	if release == "" {
 		return nil, fmt.Errorf("%s: no release in the ready marker", dir)
 	}
 	tree := filepath.Join(dir, "linux")
 	return &Kernel{
-		Name:    DebugName,
+		Name:    d.Desc.Name,
 		Release: release,
 		Image:   filepath.Join(tree, "arch", "x86", "boot", "bzImage"),
 		KDIR:    tree,
@@ -244,17 +277,17 @@ func readyDebug(dir string) (*Kernel, error) {
 // cachedFallback finds a finished build whose key matches the current
 // fragment, recipe and compiler for the source version it was built from;
 // the newest one when there are several.
-func (d Debug) cachedFallback(compiler string) (dir, version string) {
-	markers, _ := filepath.Glob(filepath.Join(d.CacheDir, debugDirPrefix+"*", readyMarker))
+func (d SourceBuild) cachedFallback(patches []patch, compiler string) (dir, version string) {
+	markers, _ := filepath.Glob(filepath.Join(d.CacheDir, d.dirPrefix()+"*", readyMarker))
 	sort.Slice(markers, func(i, j int) bool { return modTime(markers[i]).After(modTime(markers[j])) })
 	for _, m := range markers {
 		b, err := os.ReadFile(m)
 		if err != nil {
 			continue
 		}
-		_, v := parseDebugMarker(b)
+		_, v := parseMarker(b)
 		dir := filepath.Dir(m)
-		if v != "" && filepath.Base(dir) == debugDirPrefix+debugKey(v, d.Fragment, compiler) {
+		if v != "" && filepath.Base(dir) == d.dirPrefix()+d.key(v, patches, compiler) {
 			return dir, v
 		}
 	}
@@ -272,17 +305,17 @@ func modTime(path string) time.Time {
 // build makes the kernel in a private folder next to dir and renames it
 // into place, so an interrupted or concurrent build never leaves a
 // half-made tree where a finished one is expected.
-func (d Debug) build(ctx context.Context, src debugSource, frag []Option, key, dir string) error {
+func (d SourceBuild) build(ctx context.Context, src sourcePackage, frag []Option, patches []patch, key, dir string) error {
 	start := time.Now()
 	jobs := d.Jobs
 	if jobs <= 0 {
 		jobs = runtime.NumCPU()
 	}
-	d.Log.Step("building the debug kernel from %s %s (first time only: about 10 minutes on 2 cores)", DebugSourcePackage, src.Version)
+	d.Log.Step("building the %s kernel from %s %s (first time only: about 10 minutes on 2 cores)", d.Desc.Name, d.Desc.Source, src.Version)
 	if err := os.MkdirAll(d.CacheDir, 0o755); err != nil {
 		return err
 	}
-	staging, err := os.MkdirTemp(d.CacheDir, "."+debugDirPrefix+key+".tmp-")
+	staging, err := os.MkdirTemp(d.CacheDir, "."+d.dirPrefix()+key+".tmp-")
 	if err != nil {
 		return err
 	}
@@ -292,13 +325,16 @@ func (d Debug) build(ctx context.Context, src debugSource, frag []Option, key, d
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(staging, "debug.config"), []byte(d.Fragment), 0o644); err != nil {
+	if err := d.applyPatches(ctx, tree, staging, patches); err != nil {
 		return err
 	}
-	d.Log.Info("configuring: tinyconfig + %s", debugFragmentPath)
-	for _, c := range debugConfigure {
+	if err := os.WriteFile(filepath.Join(staging, d.fragmentFile()), []byte(d.Fragment), 0o644); err != nil {
+		return err
+	}
+	d.Log.Info("configuring: %s + %s/%s", d.Desc.Base, DescriptionsDir, d.Desc.Fragment)
+	for _, c := range d.configure() {
 		if _, err := d.Log.CombinedOutput(ctx, tree, nil, c[0], c[1:]...); err != nil {
-			return verdict.Errorf(verdict.Setup, "configuring the debug kernel failed: %s", commandDetail(err))
+			return verdict.Errorf(verdict.Setup, "configuring the %s kernel failed: %s", d.Desc.Name, commandDetail(err))
 		}
 	}
 	config, err := os.ReadFile(filepath.Join(tree, ".config"))
@@ -306,87 +342,88 @@ func (d Debug) build(ctx context.Context, src debugSource, frag []Option, key, d
 		return err
 	}
 	if dropped := Dropped(frag, ParseConfig(string(config))); len(dropped) > 0 {
-		kept := filepath.Join(d.CacheDir, debugDirPrefix+key+".rejected.config")
+		kept := filepath.Join(d.CacheDir, d.dirPrefix()+key+".rejected.config")
 		os.WriteFile(kept, config, 0o644)
-		return droppedError(dropped, kept)
+		return droppedError(d.fragmentPath(), dropped, kept)
 	}
 
 	logPath := filepath.Join(staging, "build.log")
-	args := append(append([]string(nil), debugMake[1:]...), fmt.Sprintf("-j%d", jobs))
+	args := append(append([]string(nil), buildMake[1:]...), fmt.Sprintf("-j%d", jobs))
 	if err := d.compile(ctx, tree, args, jobs, logPath); err != nil {
-		failed := filepath.Join(d.CacheDir, debugDirPrefix+key+".failed.log")
+		failed := filepath.Join(d.CacheDir, d.dirPrefix()+key+".failed.log")
 		os.Rename(logPath, failed)
-		return verdict.Errorf(verdict.Setup, "building the debug kernel failed: %v\n%s\nfull log: %s", err, tailFile(failed, 30), failed)
+		return verdict.Errorf(verdict.Setup, "building the %s kernel failed: %v\n%s\nfull log: %s", d.Desc.Name, err, tailFile(failed, 30), failed)
 	}
 	release, err := os.ReadFile(filepath.Join(tree, "include", "config", "kernel.release"))
 	if err != nil {
-		return fmt.Errorf("the debug kernel built but has no release: %w", err)
+		return fmt.Errorf("the %s kernel built but has no release: %w", d.Desc.Name, err)
 	}
 	rel := strings.TrimSpace(string(release))
 	if _, err := os.Stat(filepath.Join(tree, "arch", "x86", "boot", "bzImage")); err != nil {
-		return fmt.Errorf("the debug kernel built but has no image: %w", err)
+		return fmt.Errorf("the %s kernel built but has no image: %w", d.Desc.Name, err)
 	}
-	if err := os.WriteFile(filepath.Join(staging, readyMarker), []byte(debugMarker(rel, src.Version)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(staging, readyMarker), []byte(d.marker(rel, src.Version)), 0o644); err != nil {
 		return err
 	}
-	if err := sealDebug(staging); err != nil {
+	if err := sealBuilt(staging); err != nil {
 		return err
 	}
-	if _, err := readyDebug(dir); err == nil {
+	if _, err := d.ready(dir); err == nil {
 		return nil // a concurrent run finished the same build first
 	}
 	os.RemoveAll(dir) // a half-made tree from an interrupted run
 	if err := os.Rename(staging, dir); err != nil {
-		if _, rerr := readyDebug(dir); rerr == nil {
+		if _, rerr := d.ready(dir); rerr == nil {
 			return nil // a concurrent run finished the same build first
 		}
 		return err
 	}
-	d.Log.Info("debug kernel %s built in %s: %s", rel, time.Since(start).Round(time.Second), dir)
+	d.Log.Info("%s kernel %s built in %s: %s", d.Desc.Name, rel, time.Since(start).Round(time.Second), dir)
 	return nil
 }
 
 // unpackSource downloads the source package into staging and unpacks its
 // tarball there, returning the tree (staging/linux).
-func (d Debug) unpackSource(ctx context.Context, src debugSource, staging string) (string, error) {
-	d.Log.Info("downloading %s %s (%d MB)", DebugSourcePackage, src.Version, src.Size>>20)
+func (d SourceBuild) unpackSource(ctx context.Context, src sourcePackage, staging string) (string, error) {
+	pkg := d.Desc.Source
+	d.Log.Info("downloading %s %s (%d MB)", pkg, src.Version, src.Size>>20)
 	args := []string{"download"}
 	if os.Geteuid() == 0 {
 		// apt drops to the _apt user, which cannot write a private temp dir.
 		args = append(args, "-o", "APT::Sandbox::User=root")
 	}
-	args = append(args, DebugSourcePackage+"="+src.Version)
+	args = append(args, pkg+"="+src.Version)
 	if _, err := d.Log.CombinedOutput(ctx, staging, nil, "apt-get", args...); err != nil {
-		return "", hostdeps.AptFailed(verdict.SetupError("apt-get update, then run again", "downloading %s failed: %s", DebugSourcePackage, commandDetail(err)))
+		return "", hostdeps.AptFailed(verdict.SetupError("apt-get update, then run again", "downloading %s failed: %s", pkg, commandDetail(err)))
 	}
 	deb := filepath.Join(staging, src.File)
-	pkg := filepath.Join(staging, "pkg")
+	unpacked := filepath.Join(staging, "pkg")
 	d.Log.Info("unpacking the kernel source")
-	if _, err := d.Log.CombinedOutput(ctx, "", nil, "dpkg-deb", "-x", deb, pkg); err != nil {
+	if _, err := d.Log.CombinedOutput(ctx, "", nil, "dpkg-deb", "-x", deb, unpacked); err != nil {
 		return "", verdict.SetupError("apt-get install dpkg", "unpacking %s: %s", src.File, commandDetail(err))
 	}
 	os.Remove(deb)
-	tarball := filepath.Join(pkg, "usr", "src", DebugSourcePackage+".tar.xz")
+	tarball := filepath.Join(unpacked, "usr", "src", pkg+".tar.xz")
 	if _, err := d.Log.CombinedOutput(ctx, staging, nil, "tar", "-xf", tarball); err != nil {
 		return "", verdict.SetupError("apt-get install tar xz-utils", "unpacking %s: %s", filepath.Base(tarball), commandDetail(err))
 	}
-	os.RemoveAll(pkg)
+	os.RemoveAll(unpacked)
 	tree := filepath.Join(staging, "linux")
-	if err := os.Rename(filepath.Join(staging, DebugSourcePackage), tree); err != nil {
-		return "", fmt.Errorf("the source package has no %s folder: %w", DebugSourcePackage, err)
+	if err := os.Rename(filepath.Join(staging, pkg), tree); err != nil {
+		return "", fmt.Errorf("the source package has no %s folder: %w", pkg, err)
 	}
 	return tree, nil
 }
 
 // compile runs the kernel build, writing everything make says to logPath
 // and telling the person at the terminal how far it got.
-func (d Debug) compile(ctx context.Context, tree string, args []string, jobs int, logPath string) error {
+func (d SourceBuild) compile(ctx context.Context, tree string, args []string, jobs int, logPath string) error {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return err
 	}
 	defer logFile.Close()
-	cmd := exec.CommandContext(ctx, debugMake[0], args...)
+	cmd := exec.CommandContext(ctx, buildMake[0], args...)
 	progress.KillGroupOnCancel(cmd)
 	cmd.Dir = tree
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
@@ -399,9 +436,9 @@ func (d Debug) compile(ctx context.Context, tree string, args []string, jobs int
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	p := &buildProgress{Expected: debugCCEstimate, Every: 30 * time.Second, Now: time.Now}
+	p := &buildProgress{Kernel: d.Desc.Name, Expected: ccEstimate, Every: 30 * time.Second, Now: time.Now}
 	p.start()
-	d.Log.Info("compiling the debug kernel (make -j%d)", jobs)
+	d.Log.Info("compiling the %s kernel (make -j%d)", d.Desc.Name, jobs)
 	sc := bufio.NewScanner(io.TeeReader(out, logFile))
 	for sc.Scan() {
 		if d.Log != nil && d.Log.Verbose {
@@ -417,7 +454,8 @@ func (d Debug) compile(ctx context.Context, tree string, args []string, jobs int
 // buildProgress turns kbuild's output into a line every tenth of the way
 // or every Every, whichever comes first, and never more than one a line.
 type buildProgress struct {
-	Expected int // CC lines a whole build prints, about
+	Kernel   string // its name, for the messages
+	Expected int    // CC lines a whole build prints, about
 	Every    time.Duration
 	Now      func() time.Time
 
@@ -461,9 +499,24 @@ func (p *buildProgress) Line(line string) string {
 		return fmt.Sprintf("linking vmlinux (after CC %d)", p.cc)
 	}
 	if p.cc >= p.Expected {
-		return fmt.Sprintf("compiling the debug kernel (CC %d, about done; now: %s)", p.cc, p.last)
+		return fmt.Sprintf("compiling the %s kernel (CC %d, about done; now: %s)", p.Kernel, p.cc, p.last)
 	}
-	return fmt.Sprintf("compiling the debug kernel (CC %d/~%d, %d%%; now: %s)", p.cc, p.Expected, pct, p.last)
+	return fmt.Sprintf("compiling the %s kernel (CC %d/~%d, %d%%; now: %s)", p.Kernel, p.cc, p.Expected, pct, p.last)
+}
+
+// applyPatches applies the build's patches to the source tree, in order.
+func (d SourceBuild) applyPatches(ctx context.Context, tree, staging string, patches []patch) error {
+	for _, p := range patches {
+		file := filepath.Join(staging, filepath.Base(p.Name))
+		if err := os.WriteFile(file, []byte(p.Text), 0o644); err != nil {
+			return err
+		}
+		d.Log.Info("patching the source: %s/%s", DescriptionsDir, p.Name)
+		if _, err := d.Log.CombinedOutput(ctx, tree, nil, "patch", "-p1", "--batch", "--forward", "-i", file); err != nil {
+			return verdict.Errorf(verdict.Setup, "%s/%s does not apply to %s: %s", DescriptionsDir, p.Name, d.Desc.Source, commandDetail(err))
+		}
+	}
+	return nil
 }
 
 func tailFile(path string, n int) string {
@@ -501,7 +554,7 @@ var (
 // ParseFragment reads a config fragment: CONFIG_X=v and "# CONFIG_X is not
 // set" lines, comments and blank lines. Anything else, or an option given
 // twice, is an error naming the line.
-func ParseFragment(text string) ([]Option, error) {
+func ParseFragment(file, text string) ([]Option, error) {
 	var opts []Option
 	seen := map[string]int{}
 	for i, raw := range strings.Split(text, "\n") {
@@ -514,13 +567,13 @@ func ParseFragment(text string) ([]Option, error) {
 		} else if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		} else {
-			return nil, verdict.Errorf(verdict.Setup, "%s:%d: not a config line: %q", debugFragmentPath, i+1, line)
+			return nil, verdict.Errorf(verdict.Setup, "%s:%d: not a config line: %q", file, i+1, line)
 		}
 		if o.Value == "" {
-			return nil, verdict.Errorf(verdict.Setup, "%s:%d: %s has no value", debugFragmentPath, i+1, o.Name)
+			return nil, verdict.Errorf(verdict.Setup, "%s:%d: %s has no value", file, i+1, o.Name)
 		}
 		if prev, ok := seen[o.Name]; ok {
-			return nil, verdict.Errorf(verdict.Setup, "%s:%d: %s is already set on line %d", debugFragmentPath, i+1, o.Name, prev)
+			return nil, verdict.Errorf(verdict.Setup, "%s:%d: %s is already set on line %d", file, i+1, o.Name, prev)
 		}
 		seen[o.Name] = i + 1
 		opts = append(opts, o)
@@ -574,9 +627,9 @@ func Dropped(frag []Option, config map[string]string) []DroppedOption {
 	return dropped
 }
 
-func droppedError(dropped []DroppedOption, kept string) error {
+func droppedError(file string, dropped []DroppedOption, kept string) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Kconfig dropped %d option(s) of %s, usually because an option they depend on is off:", len(dropped), debugFragmentPath)
+	fmt.Fprintf(&b, "Kconfig dropped %d option(s) of %s, usually because an option they depend on is off:", len(dropped), file)
 	for _, d := range dropped {
 		b.WriteString("\n    " + d.String())
 	}
@@ -584,6 +637,6 @@ func droppedError(dropped []DroppedOption, kept string) error {
 	return &verdict.Error{
 		Code:   verdict.Setup,
 		Reason: b.String(),
-		Fix:    "add what each option depends on to " + debugFragmentPath + " (its Kconfig entry's \"depends on\" line; `make menuconfig`, then / and the name, shows it)",
+		Fix:    "add what each option depends on to " + file + " (its Kconfig entry's \"depends on\" line; `make menuconfig`, then / and the name, shows it)",
 	}
 }

@@ -24,7 +24,7 @@ func TestDebugKernelBuilds(t *testing.T) {
 		t.Skip("builds the debug kernel from source (about 5 minutes on 2 cores the first time, then cached): set PIDLAB_E2E_DEBUG=1")
 	}
 	log := &progress.Log{W: testWriter{t}}
-	require.NoError(t, hostdeps.Ensure(t.Context(), log, hostdeps.DebugKernel...), "host tools for the kernel build")
+	require.NoError(t, hostdeps.Ensure(t.Context(), log, hostdeps.SourceKernel...), "host tools for the kernel build")
 	k, err := kernel.Provision(t.Context(), kernel.Selection{Flavour: kernel.DebugName}, cacheDir(t), log)
 	require.NoError(t, err)
 
@@ -35,7 +35,10 @@ func TestDebugKernelBuilds(t *testing.T) {
 
 	config, err := os.ReadFile(filepath.Join(k.KDIR, ".config"))
 	require.NoError(t, err)
-	frag, err := kernel.ParseFragment(kernel.DebugFragment)
+	desc, _ := kernel.Describe(kernel.DebugName)
+	text, err := desc.FragmentText()
+	require.NoError(t, err)
+	frag, err := kernel.ParseFragment(desc.Fragment, text)
 	require.NoError(t, err)
 	assert.Empty(t, kernel.Dropped(frag, kernel.ParseConfig(string(config))), "fragment options missing from .config")
 

@@ -19,18 +19,18 @@ func TestParseSelectionAcceptsDebug(t *testing.T) {
 	sel, err := ParseSelection("debug", "")
 	require.NoError(t, err)
 	assert.Equal(t, Selection{Flavour: DebugName}, sel)
-	assert.True(t, sel.IsDebug())
+	assert.True(t, sel.IsBuilt())
 
 	sel, err = ParseSelection("cloud", "")
 	require.NoError(t, err)
-	assert.False(t, sel.IsDebug())
+	assert.False(t, sel.IsBuilt())
 
 	_, err = ParseSelection("fedora", "")
 	assert.ErrorContains(t, err, "debug", "the error lists debug among the kernel names")
 }
 
 func TestParseFragment(t *testing.T) {
-	opts, err := ParseFragment(`# a comment
+	opts, err := ParseFragment(testFragment, `# a comment
 CONFIG_KASAN=y
 
   CONFIG_SERIAL_8250_NR_UARTS=4
@@ -54,7 +54,7 @@ CONFIG_LOCALVERSION="-x"
 		"CONFIG_A=y\nCONFIG_B y\n":              "not a config line",
 		"CONFIG_A=y\n#CONFIG_B is not set\nx\n": ":3:",
 	} {
-		_, err := ParseFragment(text)
+		_, err := ParseFragment(testFragment, text)
 		assert.ErrorContains(t, err, want, "fragment %q", text)
 		assert.Equal(t, verdict.Setup, verdict.CodeOf(err), "fragment %q", text)
 	}
@@ -63,7 +63,7 @@ CONFIG_LOCALVERSION="-x"
 // The fragment in the repo parses and asks for what the brief of the
 // debug kernel promises: the debugging features and what the suite needs.
 func TestDebugFragmentHasTheDebuggingOptions(t *testing.T) {
-	opts, err := ParseFragment(DebugFragment)
+	opts, err := ParseFragment(testFragment, debugFragment(t))
 	require.NoError(t, err)
 	got := map[string]string{}
 	for _, o := range opts {
@@ -76,7 +76,7 @@ func TestDebugFragmentHasTheDebuggingOptions(t *testing.T) {
 		"CHECKPOINT_RESTORE", "SERIAL_8250", "SERIAL_8250_CONSOLE", "BLK_DEV_INITRD", "DEVTMPFS",
 		"FUTEX", "EPOLL", "MULTIUSER",
 	} {
-		assert.Equal(t, "y", got["CONFIG_"+name], "CONFIG_%s in %s", name, debugFragmentPath)
+		assert.Equal(t, "y", got["CONFIG_"+name], "CONFIG_%s in %s", name, testFragment)
 	}
 	assert.Equal(t, "n", got["CONFIG_DEBUG_KMEMLEAK_AUTO_SCAN"], "kmemleak scans only when asked")
 	uarts, err := strconv.Atoi(got["CONFIG_SERIAL_8250_RUNTIME_UARTS"])
@@ -98,7 +98,7 @@ CONFIG_HZ_250=y
 `
 
 func TestDroppedNamesWhatKconfigDropped(t *testing.T) {
-	frag, err := ParseFragment(`CONFIG_64BIT=y
+	frag, err := ParseFragment(testFragment, `CONFIG_64BIT=y
 CONFIG_SLUB=y
 CONFIG_KASAN=y
 CONFIG_PROVE_LOCKING=y
@@ -117,10 +117,10 @@ CONFIG_LOCALVERSION="-pidlab-debug"
 	// KPROBES is absent from .config: off, as asked.
 	assert.Equal(t, []string{"CONFIG_KASAN", "CONFIG_PROVE_LOCKING", "CONFIG_SERIAL_8250_NR_UARTS", "CONFIG_HZ_250"}, names)
 
-	err = droppedError(dropped, "/cache/kernels/debug-x.rejected.config")
+	err = droppedError(testFragment, dropped, "/cache/kernels/debug-x.rejected.config")
 	assert.Equal(t, verdict.Setup, verdict.CodeOf(err))
 	for _, want := range []string{
-		"Kconfig dropped 4 option(s) of vmtest/kernel/debug.config",
+		"Kconfig dropped 4 option(s) of vmtest/kernel/kernels/debug.config",
 		"CONFIG_KASAN=y (line 3): not set in .config",
 		"CONFIG_PROVE_LOCKING=y (line 4): not in .config (a dependency is off)",
 		"CONFIG_SERIAL_8250_NR_UARTS=4 (line 5): .config has CONFIG_SERIAL_8250_NR_UARTS=1",
@@ -153,7 +153,7 @@ func TestDebugKeyIsStableAndCoversItsInputs(t *testing.T) {
 func TestPrintURIsGivesTheSourceVersion(t *testing.T) {
 	out := "'http://deb.debian.org/debian-security/pool/updates/main/l/linux/linux-source-6.1_6.1.192-2_all.deb' " +
 		"linux-source-6.1_6.1.192-2_all.deb 139331676 SHA256:ae95fe63d4c553f8d0e6c86cb1ab566f3894a43743eb19ab585cd97d82f26514\n"
-	m := printURIs.FindStringSubmatch(out)
+	m := printURIs("linux-source-6.1").FindStringSubmatch(out)
 	require.NotNil(t, m)
 	assert.Equal(t, "linux-source-6.1_6.1.192-2_all.deb", m[1])
 	assert.Equal(t, "6.1.192-2", m[2])
@@ -161,31 +161,31 @@ func TestPrintURIsGivesTheSourceVersion(t *testing.T) {
 }
 
 func TestReadyDebugAndCachedFallback(t *testing.T) {
-	d := Debug{CacheDir: t.TempDir(), Fragment: "CONFIG_KASAN=y\n"}
+	d := SourceBuild{Desc: debugDescription(t), CacheDir: t.TempDir(), Fragment: "CONFIG_KASAN=y\n"}
 	const cc = "gcc 12"
 	mk := func(version, key string, ready bool) string {
-		dir := filepath.Join(d.CacheDir, debugDirPrefix+key)
+		dir := filepath.Join(d.CacheDir, "debug-"+key)
 		require.NoError(t, os.MkdirAll(dir, 0o755))
 		if ready {
 			require.NoError(t, os.WriteFile(filepath.Join(dir, readyMarker), []byte(debugMarker("6.1.192-pidlab-debug", version)), 0o644))
 		}
 		return dir
 	}
-	_, err := readyDebug(mk("6.1.200-1", debugKey("6.1.200-1", d.Fragment, cc), false))
+	_, err := d.ready(mk("6.1.200-1", debugKey("6.1.200-1", d.Fragment, cc), false))
 	assert.Error(t, err, "a build without its ready marker is not used")
-	dir, _ := d.cachedFallback(cc)
+	dir, _ := d.cachedFallback(nil, cc)
 	assert.Empty(t, dir, "no finished build")
 
 	mk("6.1.190-1", debugKey("6.1.190-1", "CONFIG_OTHER=y\n", cc), true) // another fragment
-	dir, _ = d.cachedFallback(cc)
+	dir, _ = d.cachedFallback(nil, cc)
 	assert.Empty(t, dir, "a build of another fragment is not a fallback")
 
 	want := mk("6.1.192-2", debugKey("6.1.192-2", d.Fragment, cc), true)
-	dir, version := d.cachedFallback(cc)
+	dir, version := d.cachedFallback(nil, cc)
 	assert.Equal(t, want, dir)
 	assert.Equal(t, "6.1.192-2", version)
 
-	k, err := readyDebug(want)
+	k, err := d.ready(want)
 	require.NoError(t, err)
 	assert.Equal(t, &Kernel{
 		Name:    "debug",
@@ -197,7 +197,7 @@ func TestReadyDebugAndCachedFallback(t *testing.T) {
 
 func TestBuildProgressPrintsATenthAtATime(t *testing.T) {
 	now := time.Unix(0, 0)
-	p := &buildProgress{Expected: 1000, Every: 30 * time.Second, Now: func() time.Time { return now }}
+	p := &buildProgress{Kernel: "debug", Expected: 1000, Every: 30 * time.Second, Now: func() time.Time { return now }}
 	p.start()
 	var msgs []string
 	say := func(line string) {
@@ -231,4 +231,33 @@ func TestBuildProgressPrintsATenthAtATime(t *testing.T) {
 	say("  KSYMS   .tmp_vmlinux.kallsyms1.S")
 	require.Len(t, msgs, 1, "a line every 30 s while nothing else moves")
 	assert.True(t, strings.HasSuffix(msgs[0], "now: KSYMS .tmp_vmlinux.kallsyms1.S)"), msgs[0])
+}
+
+// testFragment names a fragment in the tests' messages.
+const testFragment = "vmtest/kernel/kernels/debug.config"
+
+func debugDescription(t *testing.T) Description {
+	t.Helper()
+	d, ok := Describe(DebugName)
+	require.True(t, ok, "kernels.toml describes the debug kernel")
+	return d
+}
+
+func debugFragment(t *testing.T) string {
+	t.Helper()
+	text, err := debugDescription(t).FragmentText()
+	require.NoError(t, err)
+	return text
+}
+
+// debugKey is the debug kernel's cache key for a fragment, without patches.
+func debugKey(version, fragment, compiler string) string {
+	d, _ := Describe(DebugName)
+	return SourceBuild{Desc: d, Fragment: fragment}.key(version, nil, compiler)
+}
+
+// debugMarker is the ready marker of a debug kernel build.
+func debugMarker(release, version string) string {
+	d, _ := Describe(DebugName)
+	return SourceBuild{Desc: d}.marker(release, version)
 }

@@ -35,16 +35,9 @@ const (
 // DefaultFlavour is the kernel used when nothing is asked for.
 const DefaultFlavour = "cloud"
 
-// Flavours maps pidlab's kernel names to Debian's 6.1 flavours.
-var Flavours = map[string]string{
-	"cloud":   "cloud-amd64",
-	"generic": "amd64",
-	"rt":      "rt-amd64",
-}
-
 // Selection is which kernel a run asked for.
 type Selection struct {
-	Flavour string // a key of Flavours or DebugName, when Image is empty
+	Flavour string // a kernel's name (kernels/kernels.toml), when Image is empty
 	Image   string // a user's bzImage
 	KDIR    string // its build tree
 }
@@ -65,17 +58,17 @@ func SelectionFromEnv() (Selection, error) {
 }
 
 // ParseSelection interprets a PIDLAB_KERNEL value: empty for the default,
-// a flavour name, "debug", or a bzImage path that needs kdir.
+// a kernel's name, or a bzImage path that needs kdir.
 func ParseSelection(kernel, kdir string) (Selection, error) {
 	if kernel == "" {
 		kernel = DefaultFlavour
 	}
-	if _, ok := Flavours[kernel]; ok || kernel == DebugName {
+	if _, ok := Describe(kernel); ok {
 		return Selection{Flavour: kernel}, nil
 	}
 	if !strings.ContainsRune(kernel, '/') {
-		return Selection{}, verdict.SetupError("PIDLAB_KERNEL=cloud (or generic, rt, debug, or the path of a bzImage with PIDLAB_KDIR)",
-			"%s=%q is neither a kernel name (%s) nor a path to a bzImage", EnvKernel, kernel, flavourNames())
+		return Selection{}, verdict.SetupError("PIDLAB_KERNEL=cloud (any of "+Names()+", or the path of a bzImage with PIDLAB_KDIR)",
+			"%s=%q is neither a kernel name (%s) nor a path to a bzImage", EnvKernel, kernel, Names())
 	}
 	if kdir == "" {
 		return Selection{}, verdict.SetupError("PIDLAB_KDIR=/path/to/linux/build "+EnvKernel+"="+kernel+" go tool mage test",
@@ -84,12 +77,12 @@ func ParseSelection(kernel, kdir string) (Selection, error) {
 	return Selection{Image: kernel, KDIR: kdir}, nil
 }
 
-func flavourNames() string {
-	return "cloud, generic, rt, debug"
+// IsBuilt reports whether the selection is a kernel pidlab builds from
+// source (the debug kernel), rather than fetches or is given.
+func (s Selection) IsBuilt() bool {
+	d, ok := Describe(s.Flavour)
+	return s.Image == "" && ok && d.Built()
 }
-
-// IsDebug reports whether the selection is pidlab's own debug kernel.
-func (s Selection) IsDebug() bool { return s.Image == "" && s.Flavour == DebugName }
 
 // Custom checks a user's own kernel and returns it.
 func Custom(image, kdir string) (*Kernel, error) {
@@ -113,8 +106,12 @@ func Provision(ctx context.Context, sel Selection, cacheDir string, log *progres
 	if sel.Image != "" {
 		return Custom(sel.Image, sel.KDIR)
 	}
-	if sel.IsDebug() {
-		return Debug{CacheDir: filepath.Join(cacheDir, "kernels"), Log: log}.Provision(ctx)
+	desc, ok := Describe(sel.Flavour)
+	if !ok {
+		return nil, verdict.Errorf(verdict.Setup, "unknown kernel %q (have %s)", sel.Flavour, Names())
+	}
+	if desc.Built() {
+		return SourceBuild{Desc: desc, CacheDir: filepath.Join(cacheDir, "kernels"), Log: log}.Provision(ctx)
 	}
 	d := Debian{Flavour: sel.Flavour, CacheDir: filepath.Join(cacheDir, "kernels"), Log: log}
 	return d.Provision(ctx)
@@ -188,18 +185,16 @@ func (k *Kernel) String() string {
 	return fmt.Sprintf("%s (%s)", k.Release, k.Name)
 }
 
-// DebugSlowdown is the debug kernel's Slowdown: under KASAN (every memory
-// access checked), lockdep (every lock) and kmemleak (every allocation) the
-// reference suite took 4.5 times as long as on cloud (VM 58 s vs 13 s, boot
-// to the first test 12.6 s vs 3 s); 5 leaves a margin for a busy host.
-const DebugSlowdown = 5
-
 // Slowdown is how many times slower than Debian's stock kernels this one
-// runs the same work, for the limits of a run's steps. A custom kernel is
-// taken for a stock one: its options are unknown.
+// runs the same work (its description's slowdown), for the limits of a
+// run's steps. A custom kernel is taken for a stock one: its options are
+// unknown.
 func (k *Kernel) Slowdown() float64 {
-	if k != nil && k.Name == DebugName {
-		return DebugSlowdown
+	if k == nil {
+		return 1
+	}
+	if d, ok := Describe(k.Name); ok && d.Slowdown > 1 {
+		return d.Slowdown
 	}
 	return 1
 }

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
 
@@ -173,5 +175,68 @@ func TestModuleNamedFindsTheKernelsOwnModules(t *testing.T) {
 func TestSlowdownIsTheDebugKernels(t *testing.T) {
 	assert.Equal(t, 1.0, (&Kernel{Name: "cloud"}).Slowdown(), "a stock kernel")
 	assert.Equal(t, 1.0, (&Kernel{Name: "custom"}).Slowdown(), "a custom kernel is taken for a stock one")
-	assert.Equal(t, float64(DebugSlowdown), (&Kernel{Name: DebugName}).Slowdown(), "KASAN and lockdep slow the debug kernel")
+	assert.Equal(t, 5.0, (&Kernel{Name: DebugName}).Slowdown(), "KASAN and lockdep slow the debug kernel: kernels.toml says so")
+}
+
+// kernels.toml is read at the first use: every description in it must be
+// one pidlab can provision.
+func TestDescriptionsAreValid(t *testing.T) {
+	ds, err := descriptions()
+	require.NoError(t, err)
+	var names []string
+	for _, d := range ds {
+		names = append(names, d.Name)
+	}
+	assert.Equal(t, []string{"cloud", "generic", "rt", "debug"}, names)
+	debug, ok := Describe(DebugName)
+	require.True(t, ok)
+	assert.True(t, debug.Built())
+	assert.Equal(t, "linux-source-6.1", debug.Source)
+	cloud, _ := Describe("cloud")
+	assert.False(t, cloud.Built())
+	assert.Equal(t, "cloud-amd64", cloud.Debian)
+}
+
+func TestBadDescriptionsAreNamed(t *testing.T) {
+	for want, d := range map[string]Description{
+		"a name is a word":                   {Name: "my kernel", Debian: "amd64"},
+		"needs one of debian":                {Name: "both", Debian: "amd64", Source: "linux-source-6.1", Base: "tinyconfig", Fragment: "debug.config"},
+		"needs a base and a fragment":        {Name: "bare", Source: "linux-source-6.1"},
+		"are for a kernel built from source": {Name: "odd", Debian: "amd64", Patches: []string{"x.patch"}},
+		"kernels/missing.patch":              {Name: "p", Source: "linux-source-6.1", Base: "tinyconfig", Fragment: "debug.config", Patches: []string{"missing.patch"}},
+	} {
+		assert.ErrorContains(t, d.check(map[string]bool{}), want, "%+v", d)
+	}
+	assert.ErrorContains(t, Description{Name: "cloud", Debian: "cloud-amd64"}.check(map[string]bool{"cloud": true}), "named twice")
+}
+
+// A kernel's patches are applied to the source in order; one that does
+// not apply stops the build with its name.
+func TestPatchesApplyInOrder(t *testing.T) {
+	if _, err := exec.LookPath("patch"); err != nil {
+		t.Fatalf("patch is not installed (apt-get install patch): %v", err)
+	}
+	tree, staging := t.TempDir(), t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(tree, "pid.c"), []byte("int a;\nint b;\n"), 0o644))
+	d := SourceBuild{Desc: Description{Name: "syscalls", Source: "linux-source-6.1"}, Log: &progress.Log{W: io.Discard}}
+	first := patch{"one.patch", "--- a/pid.c\n+++ b/pid.c\n@@ -1,2 +1,2 @@\n-int a;\n+int one;\n int b;\n"}
+	second := patch{"two.patch", "--- a/pid.c\n+++ b/pid.c\n@@ -1,2 +1,2 @@\n int one;\n-int b;\n+int two;\n"}
+	require.NoError(t, d.applyPatches(t.Context(), tree, staging, []patch{first, second}))
+	b, err := os.ReadFile(filepath.Join(tree, "pid.c"))
+	require.NoError(t, err)
+	assert.Equal(t, "int one;\nint two;\n", string(b))
+
+	err = d.applyPatches(t.Context(), tree, staging, []patch{first})
+	assert.Equal(t, verdict.Setup, verdict.CodeOf(err))
+	assert.ErrorContains(t, err, "vmtest/kernel/kernels/one.patch does not apply to linux-source-6.1")
+}
+
+// A patch changes the key; a kernel without patches keeps the key it had
+// before kernels could have them (TestDebugKeyIsStableAndCoversItsInputs).
+func TestPatchesAreInTheKey(t *testing.T) {
+	d := SourceBuild{Desc: Description{Name: "syscalls", Source: "linux-source-6.1", Base: "tinyconfig", Fragment: "x.config"}, Fragment: "CONFIG_KASAN=y\n"}
+	plain := d.key("6.1.192-2", nil, "gcc 12")
+	one := d.key("6.1.192-2", []patch{{"a.patch", "text"}}, "gcc 12")
+	assert.NotEqual(t, plain, one)
+	assert.NotEqual(t, one, d.key("6.1.192-2", []patch{{"a.patch", "other text"}}, "gcc 12"), "the patch's text, not only its name")
 }

@@ -152,7 +152,7 @@ func BuildDebugKernel(ctx context.Context, o Options) error {
 	if err != nil {
 		return fail(err)
 	}
-	if err := hostdeps.Ensure(ctx, c.Log, hostdeps.DebugKernel...); err != nil {
+	if err := hostdeps.Ensure(ctx, c.Log, hostdeps.SourceKernel...); err != nil {
 		return fail(verdict.Interrupting(ctx, err, "installing host packages"))
 	}
 	k, err := kernel.Provision(ctx, kernel.Selection{Flavour: kernel.DebugName}, c.CacheDir, c.Log)
