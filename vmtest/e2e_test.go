@@ -36,7 +36,7 @@ func e2eKernels(t *testing.T) []string {
 func TestReferenceModuleConforms(t *testing.T) {
 	for _, k := range e2eKernels(t) {
 		t.Run(k, func(t *testing.T) {
-			c := e2eConfig(t, repoPath(t, "module"), k)
+			c := e2eConfig(t, repoPath(t, "module/procpid"), k)
 			res, err := Run(t.Context(), c)
 			require.NoError(t, err, "the reference module must pass")
 			assert.GreaterOrEqual(t, countOutcome(res, verdict.Passed), 25, "guest tests passed")
@@ -56,7 +56,7 @@ type want struct {
 }
 
 func TestBrokenModulesAreCaught(t *testing.T) {
-	fixtures, err := filepath.Glob(repoPath(t, "module/testdata/buggy/*/bug.patch"))
+	fixtures, err := filepath.Glob(repoPath(t, "module/procpid/testdata/buggy/*/bug.patch"))
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(fixtures), 8)
 	kernels := e2eKernels(t)
@@ -208,7 +208,7 @@ func checkNamed(t *testing.T, run report.Run, name string) report.Check {
 }
 
 func TestBootHangIsRetriedOnceThenReported(t *testing.T) {
-	c := e2eConfig(t, repoPath(t, "module"), kernel.DefaultFlavour)
+	c := e2eConfig(t, repoPath(t, "module/procpid"), kernel.DefaultFlavour)
 	c.BootTimeout = time.Second // shorter than any boot: every boot "hangs"
 	var out strings.Builder
 	c.Log = &progress.Log{W: &out}
@@ -224,7 +224,7 @@ func TestBootHangIsRetriedOnceThenReported(t *testing.T) {
 // buggyModule is a copy of the reference module with one bug patched in.
 func buggyModule(t *testing.T, patch string) string {
 	t.Helper()
-	return patchedModule(t, repoPath(t, "module"), patch)
+	return patchedModule(t, repoPath(t, "module/procpid"), patch)
 }
 
 // patchedModule is a copy of the module in src (its files, not its
@@ -302,7 +302,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // guest on the kernel command line, so the same initramfs serves them all
 // (each value used to cost a 25 s build and 23 MB of cache).
 func TestRunFlagsDoNotBuildArchives(t *testing.T) {
-	c := e2eConfig(t, repoPath(t, "module"), kernel.DefaultFlavour)
+	c := e2eConfig(t, repoPath(t, "module/procpid"), kernel.DefaultFlavour)
 	all, err := Prepare(t.Context(), c)
 	require.NoError(t, err)
 	c.TestRun = "TestEntryExists"

@@ -44,6 +44,7 @@ var settings = []setting{
 	{Name: EnvTestTimeout, Takes: "a duration > 0, like 2m or 120 (seconds)", Fix: EnvTestTimeout + "=2m", Check: checkDuration},
 	{Name: EnvRun, Takes: "a -test.run pattern", Fix: EnvRun + "='TestRead/state'", Check: checkRunPattern},
 	{Name: EnvProfile, Takes: "reference, osc10e, or a profile file", Fix: EnvProfile + "=reference", Check: func(v string) error { _, err := profile.Load(v); return err }},
+	{Name: EnvModules, Takes: "module folder names, like procpid"},
 	{Name: EnvKernels, Takes: "kernel names, like cloud,generic,rt", Fix: EnvKernels + "=cloud,generic,rt", Check: func(v string) error { _, err := parseKernels(v); return err }},
 	{Name: EnvReport, Takes: "a file to write the JSON report to", Fix: EnvReport + "=pidlab-report.json", Check: checkOutputPath},
 	{Name: EnvJUnit, Takes: "a file to write JUnit XML to", Fix: EnvJUnit + "=pidlab-junit.xml", Check: checkOutputPath},

@@ -25,7 +25,7 @@ import (
 // group (go, mage, the targets). The run says it was interrupted and
 // while doing what, exits 130, and leaves no QEMU and no results folder.
 func TestCtrlCWhileBooting(t *testing.T) {
-	e2eConfig(t, repoPath(t, "module"), "cloud") // skips with -short
+	e2eConfig(t, repoPath(t, "module/procpid"), "cloud") // skips with -short
 	tmp := t.TempDir()
 	cmd := exec.Command("go", "tool", "mage", "test")
 	cmd.Dir = repoPath(t)

@@ -148,19 +148,29 @@ func kernelName(s kernel.Selection) string {
 // WriteReports writes the JSON report and JUnit XML where PIDLAB_REPORT and
 // PIDLAB_JUNIT say, if they do.
 func WriteReports(c Config, r report.Report) error {
-	if path := os.Getenv(EnvReport); path != "" {
+	if path := tagged(os.Getenv(EnvReport), c.ReportTag); path != "" {
 		if err := writeFile(path, r, report.WriteJSON); err != nil {
 			return verdict.SetupError(EnvReport+"=pidlab-report.json", "%s: %v", EnvReport, err)
 		}
 		c.Log.Info("JSON report: %s", path)
 	}
-	if path := os.Getenv(EnvJUnit); path != "" {
+	if path := tagged(os.Getenv(EnvJUnit), c.ReportTag); path != "" {
 		if err := writeFile(path, r, report.WriteJUnit); err != nil {
 			return verdict.SetupError(EnvJUnit+"=pidlab-junit.xml", "%s: %v", EnvJUnit, err)
 		}
 		c.Log.Info("JUnit XML: %s", path)
 	}
 	return nil
+}
+
+// tagged puts tag before path's extension: report.json, procpid gives
+// report-procpid.json.
+func tagged(path, tag string) string {
+	if path == "" || tag == "" {
+		return path
+	}
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "-" + tag + ext
 }
 
 // writeFile makes path's folder, which CheckEnv let be missing, and writes.

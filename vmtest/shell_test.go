@@ -20,7 +20,7 @@ import (
 // person writes and reads /proc/pid, types exit and is back at the host
 // shell with a sane terminal.
 func TestShellUnderTmux(t *testing.T) {
-	c := e2eConfig(t, repoPath(t, "module"), kernel.DefaultFlavour)
+	c := e2eConfig(t, repoPath(t, "module/procpid"), kernel.DefaultFlavour)
 	_, err := exec.LookPath("tmux")
 	require.NoError(t, err, "this test drives the shell VM through tmux: apt-get install tmux")
 	// Build first, so that the pane's wait is for the boot alone.
@@ -30,7 +30,7 @@ func TestShellUnderTmux(t *testing.T) {
 	require.NoError(t, err)
 
 	p := newPane(t)
-	p.send("cd '" + c.RepoDir + "' && go tool mage vm:shell module; echo host-exit=$?")
+	p.send("cd '" + c.RepoDir + "' && go tool mage vm:shell module/procpid; echo host-exit=$?")
 	start := time.Now()
 	p.waitFor("the guest's shell prompt", 3*time.Minute, func(s string) bool {
 		return strings.Contains(s, "pidlab: exit leaves the shell") && lastLine(s) == "$"

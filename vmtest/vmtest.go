@@ -12,6 +12,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/pidlab/pidlab/userspace/guestapi"
@@ -22,6 +24,7 @@ import (
 	"github.com/pidlab/pidlab/vmtest/internal/cachedir"
 	"github.com/pidlab/pidlab/vmtest/kbuild"
 	"github.com/pidlab/pidlab/vmtest/kernel"
+	"github.com/pidlab/pidlab/vmtest/manifest"
 	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/qemu"
 	"github.com/pidlab/pidlab/vmtest/verdict"
@@ -33,6 +36,7 @@ const (
 	EnvTestTimeout = "PIDLAB_TEST_TIMEOUT" // one guest test, a Go duration
 	EnvRun         = "PIDLAB_RUN"          // -test.run pattern for the guest tests
 	EnvProfile     = "PIDLAB_PROFILE"      // a built-in profile's name or a profile file
+	EnvModules     = "PIDLAB_MODULES"      // the folders of module/ that go tool mage test runs
 )
 
 // Defaults sized for TCG on a 2-core machine; KVM needs far less.
@@ -54,7 +58,8 @@ type Config struct {
 	BootTimeout time.Duration // until the guest runner starts; one retry after a boot hang
 	TestRun     string        // -test.run pattern for the guest suites, empty for all
 	Profile     *profile.Profile
-	QuietTests  bool // print tests as they end only with Log.Verbose; a count every few seconds instead
+	QuietTests  bool   // print tests as they end only with Log.Verbose; a count every few seconds instead
+	ReportTag   string // put in the report files' names: the module's, when a run tests several
 	Log         *progress.Log
 }
 
@@ -138,6 +143,54 @@ func ModuleDir(dir string) (string, error) {
 	return "", verdict.SetupError(fix, "%s holds no Kbuild file or Makefile, so there is no module to build", abs)
 }
 
+// ModulesDir is the repository's folder of modules: module/<name>/, each
+// with its manifest (pidlab.toml).
+const ModulesDir = "module"
+
+// Modules lists the module folders of the repository at repo that have a
+// manifest, sorted; only those PIDLAB_MODULES names (a comma-separated
+// list of folder names) when it is set.
+func Modules(repo string) ([]string, error) {
+	manifests, err := filepath.Glob(filepath.Join(repo, ModulesDir, "*", manifest.File))
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]string{}
+	var all []string
+	for _, m := range manifests {
+		dir := filepath.Dir(m)
+		have[filepath.Base(dir)] = dir
+		all = append(all, dir)
+	}
+	sort.Strings(all)
+	want := os.Getenv(EnvModules)
+	if want == "" {
+		if len(all) == 0 {
+			return nil, verdict.SetupError("run in pidlab's repository", "%s has no module folder with a %s", filepath.Join(repo, ModulesDir), manifest.File)
+		}
+		return all, nil
+	}
+	var dirs []string
+	for _, name := range strings.Split(want, ",") {
+		dir, ok := have[strings.TrimSpace(name)]
+		if !ok {
+			return nil, verdict.SetupError(EnvModules+"="+strings.Join(names(have), ","),
+				"%s=%q: no module folder %s/%s with a %s", EnvModules, want, ModulesDir, strings.TrimSpace(name), manifest.File)
+		}
+		dirs = append(dirs, dir)
+	}
+	return dirs, nil
+}
+
+func names(m map[string]string) []string {
+	var out []string
+	for n := range m {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // DefaultCacheDir is $XDG_CACHE_HOME/pidlab, else ~/.cache/pidlab.
 func DefaultCacheDir() (string, error) { return cachedir.Default() }
 
@@ -153,13 +206,9 @@ func PruneCache(c Config) {
 	}
 }
 
-// Guest paths of the files a run puts in the initramfs.
-const (
-	guestModuleDir   = "/pidlab/module"
-	guestChecks      = "/pidlab/profilecheck.test"
-	guestConformance = "/pidlab/conformance.test"
-	guestTarget      = "/pidlab/bin/pidlab-target"
-)
+// guestModuleDir is where the module's .ko goes in the guest; a suite's
+// test binary goes in /pidlab/<name>.test.
+const guestModuleDir = "/pidlab/module"
 
 // Prepared is everything a boot needs, built and cached.
 type Prepared struct {
@@ -234,39 +283,42 @@ func nameClash(k *kernel.Kernel, mod *kbuild.Module) string {
 		mod.Name, path, how)
 }
 
-// buildInitramfs returns the archive and the top-level tests it will run.
+// buildInitramfs returns the archive and the top-level tests it will run:
+// the suites and helpers of the module's manifest, for the run's profile.
 func buildInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, []string, error) {
 	binDir := filepath.Join(c.CacheDir, "guestbin")
 	prof := c.profile()
-	profJSON, err := prof.JSON()
+	man, err := c.manifest()
 	if err != nil {
 		return "", nil, err
 	}
-	target, err := guestbin.CProgram(ctx, filepath.Join(c.RepoDir, "userspace/target/pidlab-target.c"), binDir, c.Log)
+	profJSON, err := prof.JSON()
 	if err != nil {
 		return "", nil, err
 	}
 	guestKO := filepath.Join(guestModuleDir, filepath.Base(mod.Path))
 	spec := initramfs.Spec{
 		RepoDir: c.RepoDir,
-		Files:   []initramfs.File{{Host: mod.Path, Guest: guestKO}, {Host: target, Guest: guestTarget}},
+		Files:   []initramfs.File{{Host: mod.Path, Guest: guestKO}},
 		Manifest: guestapi.Manifest{
 			Module:     guestKO,
 			ModuleName: mod.Name,
-			Env: []string{"PIDLAB_GUEST=1", "PIDLAB_TARGET=" + guestTarget,
-				"PIDLAB_MODULE=" + guestKO, "PIDLAB_MODULE_NAME=" + mod.Name,
+			Reload:     man.Reload,
+			Env: []string{"PIDLAB_GUEST=1", "PIDLAB_MODULE=" + guestKO, "PIDLAB_MODULE_NAME=" + mod.Name,
 				profile.EnvGuestJSON + "=" + string(profJSON)},
 		},
 	}
-	// The profile's checks run first, before anything has written to the
-	// module: one of them reads it before any write.
-	suites := []guestSuite{{"./userspace/profilecheck", guestChecks}}
-	if prof.HasSuite(profile.SuiteConformance) {
-		suites = append(suites, guestSuite{"./userspace/conformance", guestConformance})
+	for _, h := range man.Helpers {
+		bin, err := guestbin.CProgram(ctx, filepath.Join(c.RepoDir, h.Source), binDir, c.Log)
+		if err != nil {
+			return "", nil, err
+		}
+		spec.Files = append(spec.Files, initramfs.File{Host: bin, Guest: h.GuestPath()})
+		spec.Manifest.Env = append(spec.Manifest.Env, h.Env+"="+h.GuestPath())
 	}
 	var planned []string
-	for _, s := range suites {
-		bin, err := guestbin.TestBinary(ctx, c.RepoDir, s.pkg, binDir, c.Log)
+	for _, s := range man.SuitesFor(prof.Suites) {
+		bin, err := guestbin.TestBinary(ctx, c.RepoDir, s.Package, binDir, c.Log)
 		if err != nil {
 			return "", nil, err
 		}
@@ -275,15 +327,28 @@ func buildInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, 
 			return "", nil, err
 		}
 		planned = append(planned, names...)
-		spec.Files = append(spec.Files, initramfs.File{Host: bin, Guest: s.path})
-		spec.Manifest.Tests = append(spec.Manifest.Tests, guestapi.TestBinary{Path: s.path, Args: testArgs})
+		guestPath := "/pidlab/" + s.Name + ".test"
+		spec.Files = append(spec.Files, initramfs.File{Host: bin, Guest: guestPath})
+		spec.Manifest.Tests = append(spec.Manifest.Tests, guestapi.TestBinary{Path: guestPath, Args: testArgs})
 	}
 	path, _, err := initramfs.Build(ctx, spec, c.CacheDir, c.Log)
 	return path, planned, err
 }
 
-// guestSuite is a Go test package built for the guest and where it goes.
-type guestSuite struct{ pkg, path string }
+// manifest is the module's pidlab.toml: the module folder's own, else,
+// for a folder without one (a student's module to validate), that of the
+// module the profile is checked by (module/<profile's module>).
+func (c Config) manifest() (*manifest.Manifest, error) {
+	m, err := manifest.Load(c.ModuleDir)
+	if !manifest.IsNotExist(err) {
+		return m, err
+	}
+	m, err = manifest.Load(filepath.Join(c.RepoDir, "module", c.profile().Module))
+	if err != nil {
+		return nil, fmt.Errorf("the module folder has no %s, and the profile's module has none either: %w", manifest.File, err)
+	}
+	return m, nil
+}
 
 // profile is the run's profile: the reference one unless set.
 func (c Config) profile() *profile.Profile {

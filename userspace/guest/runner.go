@@ -59,7 +59,7 @@ const (
 const outputGrace = 2 * time.Second
 
 // Run loads the module, runs every test binary (reloading the module
-// between them), unloads the module and reports Done. It returns an error only when the results channel fails;
+// between them when the manifest asks), unloads the module and reports Done. It returns an error only when the results channel fails;
 // everything else is an event for the host to judge.
 func (r *Runner) Run(ctx context.Context) error {
 	r.enc = json.NewEncoder(r.Out)
@@ -79,7 +79,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	r.emit(guestapi.Event{Kind: guestapi.KindLoad})
 	for i, tb := range r.Manifest.Tests {
-		if i > 0 && !r.reload() {
+		if i > 0 && r.Manifest.Reload && !r.reload() {
 			return r.emit(guestapi.Event{Kind: guestapi.KindDone, Taint: r.taint()})
 		}
 		r.runTests(ctx, tb)

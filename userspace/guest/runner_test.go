@@ -169,14 +169,18 @@ func TestRunnerReportsLeaksAfterUnloadOnly(t *testing.T) {
 func TestRunnerReloadsTheModuleBetweenTestBinaries(t *testing.T) {
 	sys := &fakeSystem{}
 	first, second := script(t, "echo first\n"), script(t, "echo second\n")
-	evs := runEvents(t, sys, guestapi.Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []guestapi.TestBinary{{Path: first}, {Path: second}}})
+	evs := runEvents(t, sys, guestapi.Manifest{Module: "/m/x.ko", ModuleName: "x", Reload: true, Tests: []guestapi.TestBinary{{Path: first}, {Path: second}}})
 	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindDone}, kinds(evs))
 	assert.Equal(t, []string{"/m/x.ko", "/m/x.ko"}, sys.loaded, "loaded once per binary")
 	assert.Equal(t, []string{"x", "x"}, sys.unloaded)
 	assert.Equal(t, []string{guestapi.NoTest, guestapi.NoTest}, sys.marks, "no test is named while the module reloads or unloads")
 
 	sys = &fakeSystem{unloadErr: errors.New("EBUSY")}
-	evs = runEvents(t, sys, guestapi.Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []guestapi.TestBinary{{Path: first}, {Path: second}}})
+	evs = runEvents(t, sys, guestapi.Manifest{Module: "/m/x.ko", ModuleName: "x", Reload: true, Tests: []guestapi.TestBinary{{Path: first}, {Path: second}}})
 	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindDone}, kinds(evs), "a module that will not unload ends the run")
 	assert.Equal(t, "EBUSY", evs[4].Err)
+
+	sys = &fakeSystem{}
+	runEvents(t, sys, guestapi.Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []guestapi.TestBinary{{Path: first}, {Path: second}}})
+	assert.Equal(t, []string{"/m/x.ko"}, sys.loaded, "without reload in the manifest: loaded once for all binaries")
 }

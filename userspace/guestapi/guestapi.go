@@ -69,7 +69,10 @@ type Manifest struct {
 	Module     string       `json:"module"`      // path of the .ko in the guest
 	ModuleName string       `json:"module_name"` // name for delete_module
 	Tests      []TestBinary `json:"tests"`
-	Env        []string     `json:"env"` // added to the test binaries' environment
+	// Reload gives each test binary after the first a freshly loaded
+	// module (the module's manifest asks for it).
+	Reload bool     `json:"reload,omitempty"`
+	Env    []string `json:"env"` // added to the test binaries' environment
 	// Shell asks for an interactive shell on ConsolePort instead of the
 	// tests: the module stays loaded until the shell exits (mage vm:shell).
 	Shell bool `json:"shell,omitempty"`

@@ -32,8 +32,12 @@ type Profile struct {
 	Write       string   `toml:"write" json:"write"`   // how a PID is written: a format with one %d
 	Checks      []string `toml:"checks" json:"checks"` // robustness checks that apply (AllChecks); empty: all
 	Suites      []string `toml:"suites" json:"suites"` // more guest suites: "conformance" is pidlab's full contract
-	Record      Record   `toml:"record" json:"record"`
-	Fields      []Field  `toml:"field" json:"fields"`
+	// Module names the folder under module/ whose manifest (pidlab.toml)
+	// gives the suites and helpers that check a folder without one
+	// (go tool mage validate DIR). Empty: DefaultModule.
+	Module string  `toml:"module" json:"module"`
+	Record Record  `toml:"record" json:"record"`
+	Fields []Field `toml:"field" json:"fields"`
 }
 
 // Record says how the text of one read becomes named values.
@@ -74,6 +78,11 @@ const (
 // oops, warning, leak or new taint) are judged for every profile.
 var AllChecks = []string{CheckReadBeforeWrite, CheckEOF, CheckSmallReads, CheckSecondReader,
 	CheckMissingPID, CheckBadInput}
+
+// DefaultModule is the module whose suites check a profile that names
+// none: a profile is a contract of a /proc entry that takes a PID, and
+// procpid's suites (profilecheck, conformance) are the ones that check one.
+const DefaultModule = "procpid"
 
 // SuiteConformance is pidlab's own full test suite (userspace/conformance).
 const SuiteConformance = "conformance"
@@ -130,6 +139,9 @@ func Parse(b []byte, source string) (*Profile, error) {
 	}
 	if undecoded := md.Undecoded(); len(undecoded) > 0 {
 		return nil, fmt.Errorf("profile %s: unknown key %q (see the README's profile format)", source, undecoded[0].String())
+	}
+	if p.Module == "" {
+		p.Module = DefaultModule
 	}
 	if err := p.validate(); err != nil {
 		return nil, fmt.Errorf("profile %s: %w", source, err)

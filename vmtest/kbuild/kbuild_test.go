@@ -33,7 +33,7 @@ func copyModule(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, f := range []string{"Kbuild", "Makefile", "procpid.c"} {
-		b, err := os.ReadFile(filepath.Join("../../module", f))
+		b, err := os.ReadFile(filepath.Join("../../module/procpid", f))
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, f), b, 0o644))
 	}

@@ -42,7 +42,7 @@ func TestDebugKernelBuilds(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, kernel.Dropped(frag, kernel.ParseConfig(string(config))), "fragment options missing from .config")
 
-	mod, err := kbuild.Build(t.Context(), k, filepath.Join("..", "..", "module"), t.TempDir(), log)
+	mod, err := kbuild.Build(t.Context(), k, filepath.Join("..", "..", "module", "procpid"), t.TempDir(), log)
 	require.NoError(t, err, "the reference module builds against the debug kernel")
 	assert.Empty(t, mod.Warnings, "the reference module's warnings with W=1")
 }

@@ -6,6 +6,7 @@ package targets
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -66,14 +67,44 @@ func exitWith(code verdict.Code) error {
 	return &ExitError{Err: fmt.Errorf("%s", code), Code: code, Reported: true}
 }
 
-// Test builds pidlab's own module (module/), boots it and runs its checks
-// and guest tests, on PIDLAB_KERNELS or PIDLAB_KERNEL.
+// Test builds each of pidlab's modules (module/<name>/ with a pidlab.toml,
+// or those PIDLAB_MODULES names), boots it and runs its suites, on
+// PIDLAB_KERNELS or PIDLAB_KERNEL. Its code is the most severe module's.
 func Test(ctx context.Context, o Options) error {
 	ctx, c, err := start(ctx, o)
 	if err != nil {
 		return fail(err)
 	}
-	return run(ctx, c, false)
+	dirs, err := vmtest.Modules(c.RepoDir)
+	if err != nil {
+		return fail(err)
+	}
+	var worst error
+	for _, dir := range dirs {
+		mc := c
+		mc.ModuleDir = dir
+		if len(dirs) > 1 {
+			mc.ReportTag = filepath.Base(dir)
+			mc.Log.Step("module %s", filepath.Base(dir))
+		}
+		if err := run(ctx, mc, false); worse(err, worst) {
+			worst = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return worst
+}
+
+// worse reports whether err's code is more severe than worst's: any
+// failure over a pass, then the higher exit code.
+func worse(err, worst error) bool {
+	var e, w *ExitError
+	if !errors.As(err, &e) {
+		return false
+	}
+	return !errors.As(worst, &w) || e.Code > w.Code
 }
 
 // Validate builds the module in dir (in a copy), boots it and prints a
@@ -175,6 +206,9 @@ func BuildModule(ctx context.Context, o Options) error {
 	if err != nil {
 		return fail(verdict.Interrupting(ctx, err, "fetching the kernel"))
 	}
+	if err := firstModule(&c); err != nil {
+		return fail(err)
+	}
 	m, err := kbuild.Build(ctx, k, c.ModuleDir, c.CacheDir, c.Log)
 	if err != nil {
 		return fail(verdict.Interrupting(ctx, err, "building the module"))
@@ -187,6 +221,9 @@ func BuildModule(ctx context.Context, o Options) error {
 // module) and prints its path.
 func BuildInitramfs(ctx context.Context, o Options) error {
 	ctx, c, err := start(ctx, o)
+	if err == nil {
+		err = firstModule(&c)
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -218,6 +255,17 @@ func start(ctx context.Context, o Options) (context.Context, vmtest.Config, erro
 	return Interruptible(ctx), c, err
 }
 
+// firstModule sets c's module for the targets that take one module:
+// the first of the repository's (PIDLAB_MODULES picks).
+func firstModule(c *vmtest.Config) error {
+	dirs, err := vmtest.Modules(c.RepoDir)
+	if err != nil {
+		return err
+	}
+	c.ModuleDir = dirs[0]
+	return nil
+}
+
 // provision returns the configuration and the kernel it selects.
 func provision(ctx context.Context, o Options) (vmtest.Config, *kernel.Kernel, error) {
 	c, err := config(o)
@@ -228,7 +276,7 @@ func provision(ctx context.Context, o Options) (vmtest.Config, *kernel.Kernel, e
 	return c, k, err
 }
 
-// config is the run the environment asks for, on pidlab's own module.
+// config is the run the environment asks for; the caller sets the module.
 func config(o Options) (vmtest.Config, error) {
 	out := o.Out
 	if out == nil {
@@ -241,7 +289,6 @@ func config(o Options) (vmtest.Config, error) {
 	if c.RepoDir, err = filepath.Abs(o.RepoDir); err != nil {
 		return c, err
 	}
-	c.ModuleDir = filepath.Join(c.RepoDir, "module")
 	if c.CacheDir, err = vmtest.DefaultCacheDir(); err != nil {
 		return c, err
 	}

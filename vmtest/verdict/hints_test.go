@@ -34,7 +34,7 @@ func crashed(t *testing.T, log string, tests ...TestResult) Observations {
 }
 
 // The console logs are excerpts of real runs of the buggy fixtures
-// (module/testdata/buggy) on the cloud and debug kernels; the tests named
+// (module/procpid/testdata/buggy) on the cloud and debug kernels; the tests named
 // are the ones that were running, as the host saw them.
 func TestHintsForRealKernelReports(t *testing.T) {
 	for name, tc := range map[string]struct {

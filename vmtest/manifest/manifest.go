@@ -1,0 +1,116 @@
+// Package manifest reads a module folder's pidlab.toml: what pidlab builds,
+// loads and runs for the module, as data, so that a new module is a new
+// folder and no change to the host's code.
+package manifest
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// File is a module folder's manifest's name.
+const File = "pidlab.toml"
+
+// Manifest is one module's pidlab.toml.
+type Manifest struct {
+	Name    string   `toml:"name"`
+	About   string   `toml:"about"`
+	Reload  bool     `toml:"reload"` // each suite starts on a freshly loaded module
+	Suites  []Suite  `toml:"suite"`
+	Helpers []Helper `toml:"helper"`
+}
+
+// Suite is a Go test package that runs in the guest.
+type Suite struct {
+	Name    string `toml:"name"`    // what a profile's suites list calls it
+	Package string `toml:"package"` // its import path relative to the repository: ./userspace/conformance
+}
+
+// Helper is a C program built statically for the guest.
+type Helper struct {
+	Source string `toml:"source"` // relative to the repository
+	Env    string `toml:"env"`    // the variable that gives the tests its guest path
+}
+
+// GuestPath is where the helper goes in the guest.
+func (h Helper) GuestPath() string {
+	return path.Join("/pidlab/bin", strings.TrimSuffix(path.Base(h.Source), ".c"))
+}
+
+// AlwaysRuns names the suite that runs whatever the profile: the
+// profile's own checks.
+const AlwaysRuns = "profilecheck"
+
+// Load reads dir's pidlab.toml; fs.ErrNotExist when it has none.
+func Load(dir string) (*Manifest, error) {
+	file := filepath.Join(dir, File)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	md, err := toml.Decode(string(b), &m)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		return nil, fmt.Errorf("%s: unknown key %s", file, undecoded[0])
+	}
+	if err := m.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return &m, nil
+}
+
+func (m *Manifest) check() error {
+	if m.Name == "" {
+		return errors.New("no name")
+	}
+	if len(m.Suites) == 0 {
+		return errors.New("no [[suite]]: a module needs a guest test package")
+	}
+	seen := map[string]bool{}
+	for _, s := range m.Suites {
+		switch {
+		case s.Name == "" || s.Package == "":
+			return fmt.Errorf("a [[suite]] needs a name and a package")
+		case !strings.HasPrefix(s.Package, "./"):
+			return fmt.Errorf("suite %s: package %q is a path in the repository, like ./userspace/conformance", s.Name, s.Package)
+		case seen[s.Name]:
+			return fmt.Errorf("suite %s is named twice", s.Name)
+		}
+		seen[s.Name] = true
+	}
+	for _, h := range m.Helpers {
+		if h.Source == "" || h.Env == "" || !strings.HasSuffix(h.Source, ".c") {
+			return fmt.Errorf("a [[helper]] needs a C source and the env variable that names it")
+		}
+	}
+	return nil
+}
+
+// SuitesFor are the suites a run with a profile that asks for extra
+// (its suites list) runs, in the manifest's order.
+func (m *Manifest) SuitesFor(extra []string) []Suite {
+	asked := map[string]bool{AlwaysRuns: true}
+	for _, e := range extra {
+		asked[e] = true
+	}
+	var out []Suite
+	for _, s := range m.Suites {
+		if asked[s.Name] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// IsNotExist reports whether err is Load's for a folder without a manifest.
+func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
