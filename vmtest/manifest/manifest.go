@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -31,6 +32,10 @@ type Manifest struct {
 type Suite struct {
 	Name    string `toml:"name"`    // what a profile's suites list calls it
 	Package string `toml:"package"` // its import path relative to the repository: ./userspace/conformance
+	// ByProfile runs the suite only when the run's profile names it in
+	// its suites (procpid's conformance: the reference profile's, not a
+	// textbook assignment's).
+	ByProfile bool `toml:"by_profile"`
 }
 
 // Helper is a C program built statically for the guest.
@@ -43,10 +48,6 @@ type Helper struct {
 func (h Helper) GuestPath() string {
 	return path.Join("/pidlab/bin", strings.TrimSuffix(path.Base(h.Source), ".c"))
 }
-
-// AlwaysRuns names the suite that runs whatever the profile: the
-// profile's own checks.
-const AlwaysRuns = "profilecheck"
 
 // Load reads dir's pidlab.toml; fs.ErrNotExist when it has none.
 func Load(dir string) (*Manifest, error) {
@@ -96,16 +97,12 @@ func (m *Manifest) check() error {
 	return nil
 }
 
-// SuitesFor are the suites a run with a profile that asks for extra
-// (its suites list) runs, in the manifest's order.
-func (m *Manifest) SuitesFor(extra []string) []Suite {
-	asked := map[string]bool{AlwaysRuns: true}
-	for _, e := range extra {
-		asked[e] = true
-	}
+// SuitesFor are the suites a run whose profile names profileSuites runs,
+// in the manifest's order.
+func (m *Manifest) SuitesFor(profileSuites []string) []Suite {
 	var out []Suite
 	for _, s := range m.Suites {
-		if asked[s.Name] {
+		if !s.ByProfile || slices.Contains(profileSuites, s.Name) {
 			out = append(out, s)
 		}
 	}

@@ -22,7 +22,7 @@ func TestProcpidsManifest(t *testing.T) {
 	for _, s := range m.SuitesFor(nil) {
 		names = append(names, s.Name)
 	}
-	assert.Equal(t, []string{"profilecheck"}, names, "a profile without suites: its own checks only")
+	assert.Equal(t, []string{"profilecheck"}, names, "a profile without suites: not conformance")
 	names = nil
 	for _, s := range m.SuitesFor([]string{"conformance"}) {
 		names = append(names, s.Name)
