@@ -96,6 +96,35 @@ func TestBrokenModulesAreCaught(t *testing.T) {
 	}
 }
 
+// TestAModuleIsAFolder runs a module no code of vmtest names: its folder,
+// module/testdata/hello, holds its source, its manifest and its guest
+// suite. The module passes, and its fixture's bug fails the suite's check
+// with the failure the suite recorded.
+func TestAModuleIsAFolder(t *testing.T) {
+	dir := repoPath(t, "module/testdata/hello")
+	res, err := Run(t.Context(), e2eConfig(t, dir, kernel.DefaultFlavour))
+	require.NoError(t, err, "the hello module passes its own suite")
+	require.Len(t, res.Tests, 1)
+	assert.Equal(t, "TestEntryReadsHello", res.Tests[0].Name)
+	assert.Equal(t, verdict.Passed, res.Tests[0].Outcome)
+	assert.Equal(t, "pidlab_hello", res.Module.Name)
+
+	fixture := filepath.Join(dir, "testdata", "says-hallo")
+	b, err := os.ReadFile(filepath.Join(fixture, "want.json"))
+	require.NoError(t, err)
+	var wants map[string]want
+	require.NoError(t, json.Unmarshal(b, &wants))
+	w := wants[kernel.DefaultFlavour]
+	res, err = Run(t.Context(), e2eConfig(t, patchedModule(t, dir, filepath.Join(fixture, "bug.patch")), kernel.DefaultFlavour))
+	assert.Equal(t, w.Exit, int(verdict.CodeOf(err)), "exit code; verdict: %v", err)
+	for _, s := range w.Says {
+		assert.ErrorContains(t, err, s)
+	}
+	assertHinted(t, RunReport(kernel.DefaultFlavour, res, err), w.Hint)
+	failed := checkNamed(t, RunReport(kernel.DefaultFlavour, res, err), "TestEntryReadsHello")
+	assert.Equal(t, `"hallo\n"`, failed.Got, "the suite's recorded failure")
+}
+
 // TestValidateOSC10e validates a module written to the textbook's
 // assignment, and its classic bugs, against the osc10e profile: each bug
 // fails the check built for it, with that check's hint.
