@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/pidlab/pidlab/userspace/guestapi"
@@ -24,6 +25,10 @@ func failuresFile() *os.File {
 		if err != nil || fd < 3 {
 			return
 		}
+		// The runner hands the descriptor down open across exec; the
+		// target processes the tests start must not hold it, or the
+		// runner waits for them to let go of it.
+		syscall.CloseOnExec(fd)
 		failures.f = os.NewFile(uintptr(fd), "pidlab-failures")
 	})
 	return failures.f
