@@ -124,35 +124,9 @@ func (r *Runner) taint() uint64 {
 // killed with it and cannot hold its output open.
 func (r *Runner) runTests(ctx context.Context, tb guestapi.TestBinary) {
 	defer r.Sys.Mark(guestapi.NoTest) // a crash after the binary is not its last test's
-	exited := func(err error) {
+	cmd, out, failures, err := r.startTests(ctx, tb)
+	if err != nil {
 		r.emit(guestapi.Event{Kind: guestapi.KindTestExit, Binary: tb.Path, Err: err.Error()})
-	}
-	out, outW, err := os.Pipe()
-	if err != nil {
-		exited(err)
-		return
-	}
-	failures, failuresW, err := os.Pipe()
-	if err != nil {
-		out.Close()
-		outW.Close()
-		exited(err)
-		return
-	}
-	cmd := exec.CommandContext(ctx, tb.Path, tb.Args...)
-	cmd.Env = append(os.Environ(), r.Manifest.Env...)
-	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", guestapi.FailuresEnv, guestapi.FailuresFD))
-	cmd.Dir = "/tmp"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stdout, cmd.Stderr = outW, outW
-	cmd.ExtraFiles = []*os.File{failuresW} // fd 3: guestapi.FailuresFD
-	err = cmd.Start()
-	outW.Close()
-	failuresW.Close()
-	if err != nil {
-		out.Close()
-		failures.Close()
-		exited(err)
 		return
 	}
 	forwarded := []<-chan struct{}{
@@ -175,6 +149,38 @@ func (r *Runner) runTests(ctx context.Context, tb guestapi.TestBinary) {
 		ev.Err = waitErr.Error()
 	}
 	r.emit(ev)
+}
+
+// startTests starts a test binary in a process group of its own, its
+// combined output on the pipe out, its recorded failures on the pipe
+// failures (its file descriptor guestapi.FailuresFD).
+func (r *Runner) startTests(ctx context.Context, tb guestapi.TestBinary) (cmd *exec.Cmd, out, failures *os.File, err error) {
+	out, outW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	failures, failuresW, err := os.Pipe()
+	if err != nil {
+		out.Close()
+		outW.Close()
+		return nil, nil, nil, err
+	}
+	cmd = exec.CommandContext(ctx, tb.Path, tb.Args...)
+	cmd.Env = append(os.Environ(), r.Manifest.Env...)
+	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", guestapi.FailuresEnv, guestapi.FailuresFD))
+	cmd.Dir = "/tmp"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stdout, cmd.Stderr = outW, outW
+	cmd.ExtraFiles = []*os.File{failuresW} // the first is fd 3: guestapi.FailuresFD
+	err = cmd.Start()
+	outW.Close()
+	failuresW.Close()
+	if err != nil {
+		out.Close()
+		failures.Close()
+		return nil, nil, nil, err
+	}
+	return cmd, out, failures, nil
 }
 
 // drain waits for the forwarders to end; past grace it closes their
