@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -174,21 +176,12 @@ func Modules(repo string) ([]string, error) {
 	for _, name := range strings.Split(want, ",") {
 		dir, ok := have[strings.TrimSpace(name)]
 		if !ok {
-			return nil, verdict.SetupError(EnvModules+"="+strings.Join(names(have), ","),
+			return nil, verdict.SetupError(EnvModules+"="+strings.Join(slices.Sorted(maps.Keys(have)), ","),
 				"%s=%q: no module folder %s/%s with a %s", EnvModules, want, ModulesDir, strings.TrimSpace(name), manifest.File)
 		}
 		dirs = append(dirs, dir)
 	}
 	return dirs, nil
-}
-
-func names(m map[string]string) []string {
-	var out []string
-	for n := range m {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // DefaultCacheDir is $XDG_CACHE_HOME/pidlab, else ~/.cache/pidlab.
@@ -343,7 +336,7 @@ func (c Config) manifest() (*manifest.Manifest, error) {
 	if !manifest.IsNotExist(err) {
 		return m, err
 	}
-	m, err = manifest.Load(filepath.Join(c.RepoDir, "module", c.profile().Module))
+	m, err = manifest.Load(filepath.Join(c.RepoDir, ModulesDir, c.profile().Module))
 	if err != nil {
 		return nil, fmt.Errorf("the module folder has no %s, and the profile's module has none either: %w", manifest.File, err)
 	}
