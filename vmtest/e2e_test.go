@@ -1,7 +1,9 @@
 package vmtest
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,16 +100,29 @@ func TestBrokenModulesAreCaught(t *testing.T) {
 
 // TestAModuleIsAFolder runs a module no code of vmtest names: its folder,
 // module/testdata/hello, holds its source, its manifest and its guest
-// suite. The module passes, and its fixture's bug fails the suite's check
-// with the failure the suite recorded.
+// suite. It runs with procpid as go tool mage test runs every module, into
+// one report; its fixture's bug fails the suite's check with the failure
+// the suite recorded.
 func TestAModuleIsAFolder(t *testing.T) {
 	dir := repoPath(t, "module/testdata/hello")
-	res, err := Run(t.Context(), e2eConfig(t, dir, kernel.DefaultFlavour))
-	require.NoError(t, err, "the hello module passes its own suite")
-	require.Len(t, res.Tests, 1)
-	assert.Equal(t, "TestEntryReadsHello", res.Tests[0].Name)
-	assert.Equal(t, verdict.Passed, res.Tests[0].Outcome)
-	assert.Equal(t, "pidlab_hello", res.Module.Name)
+	c := e2eConfig(t, "", kernel.DefaultFlavour)
+	var out bytes.Buffer
+	c.Log = &progress.Log{W: io.MultiWriter(&out, testWriter{t})}
+	c.TestRun = "^TestEntry(Exists|ReadsHello)$"
+	rep, runs := RunModules(t.Context(), c, []string{repoPath(t, "module/procpid"), dir}, []string{kernel.DefaultFlavour})
+	assert.Equal(t, int(verdict.Pass), rep.ExitCode, "both modules pass; the output:\n%s", out.String())
+	require.Len(t, rep.Runs, 2, "a run per module")
+	for i, m := range []struct{ name, test string }{{"procpid", "TestEntryExists"}, {"hello", "TestEntryReadsHello"}} {
+		run := rep.Runs[i]
+		assert.Equal(t, m.name, run.Module)
+		checkNamed(t, run, m.test)
+		for _, c := range run.Checks {
+			assert.Equal(t, m.name, c.Module, "check %s names its module", c.Name)
+			assert.Equal(t, report.Pass, c.Verdict, "%s: %s", m.name, c.Name)
+		}
+	}
+	assert.Equal(t, "pidlab_hello", runs[1].Result.Module.Name)
+	assert.Contains(t, out.String(), "total, 2 modules: 2 passed, 0 failed")
 
 	fixture := filepath.Join(dir, "testdata", "says-hallo")
 	b, err := os.ReadFile(filepath.Join(fixture, "want.json"))
@@ -115,7 +130,7 @@ func TestAModuleIsAFolder(t *testing.T) {
 	var wants map[string]want
 	require.NoError(t, json.Unmarshal(b, &wants))
 	w := wants[kernel.DefaultFlavour]
-	res, err = Run(t.Context(), e2eConfig(t, patchedModule(t, dir, filepath.Join(fixture, "bug.patch")), kernel.DefaultFlavour))
+	res, err := Run(t.Context(), e2eConfig(t, patchedModule(t, dir, filepath.Join(fixture, "bug.patch")), kernel.DefaultFlavour))
 	assert.Equal(t, w.Exit, int(verdict.CodeOf(err)), "exit code; verdict: %v", err)
 	for _, s := range w.Says {
 		assert.ErrorContains(t, err, s)

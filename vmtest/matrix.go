@@ -22,7 +22,8 @@ const (
 
 // KernelRun is one kernel's run of a matrix.
 type KernelRun struct {
-	Name   string // as selected: cloud, rt, …
+	Module string // the module folder's name
+	Name   string // the kernel's, as selected: cloud, rt, …
 	Result *Result
 	Err    error
 }
@@ -68,7 +69,7 @@ func parseKernels(v string) ([]string, error) {
 func RunKernels(ctx context.Context, c Config, names []string) []KernelRun {
 	if len(names) == 1 && names[0] == kernelName(c.Kernel) {
 		res, err := Run(ctx, c) // c.Kernel may be a custom image with its KDIR
-		return []KernelRun{{names[0], res, err}}
+		return []KernelRun{{filepath.Base(c.ModuleDir), names[0], res, err}}
 	}
 	runs := make([]KernelRun, len(names))
 	prepared := make([]*Prepared, len(names))
@@ -77,7 +78,7 @@ func RunKernels(ctx context.Context, c Config, names []string) []KernelRun {
 		configs[i] = c
 		configs[i].Kernel, _ = kernel.ParseSelection(name, "")
 		configs[i].Log = c.Log.Named(name)
-		runs[i].Name = name
+		runs[i].Module, runs[i].Name = filepath.Base(c.ModuleDir), name
 		if ctx.Err() != nil {
 			runs[i].Err = verdict.Interruption("waiting to prepare this kernel")
 			continue
@@ -104,14 +105,32 @@ func RunKernels(ctx context.Context, c Config, names []string) []KernelRun {
 
 // Report gathers a matrix's runs into one report.
 func Report(c Config, runs []KernelRun) report.Report {
-	r := report.Report{Schema: report.Schema, Module: c.ModuleDir, Profile: c.profile().Name}
-	var codes []verdict.Code
+	r := report.Report{Schema: report.Schema, Profile: c.profile().Name}
 	for _, kr := range runs {
-		r.Runs = append(r.Runs, RunReport(kr.Name, kr.Result, kr.Err))
-		codes = append(codes, verdict.CodeOf(kr.Err))
+		run := RunReport(kr.Name, kr.Result, kr.Err)
+		run.Module, run.ModuleDir = filepath.Base(c.ModuleDir), c.ModuleDir
+		for i := range run.Checks {
+			run.Checks[i].Module = run.Module
+		}
+		r.Runs = append(r.Runs, run)
 	}
-	r.ExitCode = int(Worst(codes...))
-	return r
+	return Combine(r)
+}
+
+// Combine is one report of the runs of several (a go tool mage test of
+// every module), its exit code the most severe of theirs.
+func Combine(reports ...report.Report) report.Report {
+	all := report.Report{Schema: report.Schema}
+	var codes []verdict.Code
+	for _, r := range reports {
+		all.Profile = r.Profile
+		all.Runs = append(all.Runs, r.Runs...)
+		for _, run := range r.Runs {
+			codes = append(codes, verdict.Code(run.ExitCode))
+		}
+	}
+	all.ExitCode = int(Worst(codes...))
+	return all
 }
 
 // Worst is a matrix's exit code: the most severe of its runs', an
@@ -148,29 +167,19 @@ func kernelName(s kernel.Selection) string {
 // WriteReports writes the JSON report and JUnit XML where PIDLAB_REPORT and
 // PIDLAB_JUNIT say, if they do.
 func WriteReports(c Config, r report.Report) error {
-	if path := tagged(os.Getenv(EnvReport), c.ReportTag); path != "" {
+	if path := os.Getenv(EnvReport); path != "" {
 		if err := writeFile(path, r, report.WriteJSON); err != nil {
 			return verdict.SetupError(EnvReport+"=pidlab-report.json", "%s: %v", EnvReport, err)
 		}
 		c.Log.Info("JSON report: %s", path)
 	}
-	if path := tagged(os.Getenv(EnvJUnit), c.ReportTag); path != "" {
+	if path := os.Getenv(EnvJUnit); path != "" {
 		if err := writeFile(path, r, report.WriteJUnit); err != nil {
 			return verdict.SetupError(EnvJUnit+"=pidlab-junit.xml", "%s: %v", EnvJUnit, err)
 		}
 		c.Log.Info("JUnit XML: %s", path)
 	}
 	return nil
-}
-
-// tagged puts tag before path's extension: report.json, procpid gives
-// report-procpid.json.
-func tagged(path, tag string) string {
-	if path == "" || tag == "" {
-		return path
-	}
-	ext := filepath.Ext(path)
-	return strings.TrimSuffix(path, ext) + "-" + tag + ext
 }
 
 // writeFile makes path's folder, which CheckEnv let be missing, and writes.

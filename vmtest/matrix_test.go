@@ -44,7 +44,6 @@ func TestReport(t *testing.T) {
 		{Name: "rt", Err: verdict.Errorf(verdict.BuildFailed, "pid.c:61:22: error: no member named 'state'")},
 	})
 	assert.Equal(t, report.Schema, r.Schema)
-	assert.Equal(t, "/tmp/osc-static-eof-flag", r.Module)
 	assert.Equal(t, DefaultProfile, r.Profile, "the profile when none is set")
 	assert.Equal(t, int(verdict.BuildFailed), r.ExitCode, "a build failure outranks a timeout")
 	require.Len(t, r.Runs, 3)
@@ -56,7 +55,26 @@ func TestReport(t *testing.T) {
 		assert.Equal(t, want.kernel, r.Runs[i].Kernel, "runs in the matrix's order")
 		assert.Equal(t, int(want.code), r.Runs[i].ExitCode, want.kernel)
 		assert.Equal(t, want.outcome, r.Runs[i].Outcome, want.kernel)
+		assert.Equal(t, "osc-static-eof-flag", r.Runs[i].Module, want.kernel)
+		assert.Equal(t, "/tmp/osc-static-eof-flag", r.Runs[i].ModuleDir, want.kernel)
+		for _, c := range r.Runs[i].Checks {
+			assert.Equal(t, "osc-static-eof-flag", c.Module, "%s: %s", want.kernel, c.Name)
+		}
 	}
+}
+
+// go tool mage test of several modules writes one report: every module's
+// runs, the most severe code.
+func TestCombinedReportHoldsEveryModule(t *testing.T) {
+	procpid := Report(Config{ModuleDir: "/repo/module/procpid"}, []KernelRun{{Name: "cloud"}})
+	hello := Report(Config{ModuleDir: "/repo/module/hello"}, []KernelRun{
+		{Name: "cloud", Err: verdict.Errorf(verdict.BuildFailed, "hello.c:3: error")}})
+	all := Combine(procpid, hello)
+	require.Len(t, all.Runs, 2)
+	assert.Equal(t, []string{"procpid", "hello"}, []string{all.Runs[0].Module, all.Runs[1].Module})
+	assert.Equal(t, int(verdict.BuildFailed), all.ExitCode)
+	assert.Equal(t, DefaultProfile, all.Profile)
+	assert.Equal(t, int(verdict.Pass), Combine(procpid).ExitCode)
 }
 
 func TestKernelsFromEnv(t *testing.T) {
@@ -99,8 +117,8 @@ func TestKernelsFromEnv(t *testing.T) {
 }
 
 func TestWriteReports(t *testing.T) {
-	r := report.Report{Schema: report.Schema, Module: "/m", Profile: "osc10e", ExitCode: 1,
-		Runs: []report.Run{{Kernel: "cloud", ExitCode: 1, Outcome: "test failed",
+	r := report.Report{Schema: report.Schema, Profile: "osc10e", ExitCode: 1,
+		Runs: []report.Run{{Module: "m", ModuleDir: "/m", Kernel: "cloud", ExitCode: 1, Outcome: "test failed",
 			Checks: []report.Check{{Name: "TestSmallReadsAreNotOverrun", Verdict: report.Fail, Got: `"comm"`}}}}}
 
 	t.Run("both", func(t *testing.T) {

@@ -3,11 +3,13 @@ package vmtest
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
 
@@ -42,8 +44,18 @@ func TestModulesAreTheFoldersWithAManifest(t *testing.T) {
 	assert.ErrorContains(t, err, "has no module folder")
 }
 
-func TestReportsOfSeveralModulesAreApart(t *testing.T) {
-	assert.Equal(t, "/out/report-procpid.json", tagged("/out/report.json", "procpid"))
-	assert.Equal(t, "/out/report.json", tagged("/out/report.json", ""))
-	assert.Equal(t, "", tagged("", "procpid"))
+// The last lines of a go tool mage test of several modules: every test of
+// every module counted, and the runs that did not pass named.
+func TestTotalCountsEveryModule(t *testing.T) {
+	var procpid, hello guestTests
+	procpid.pass("TestEntryExists", "TestRecordFields")
+	hello.run("TestEntryReadsHello")
+	hello.end("TestEntryReadsHello", verdict.Failed)
+	var out strings.Builder
+	PrintTotal(&progress.Log{W: &out}, "2 modules", []KernelRun{
+		{Module: "procpid", Name: "cloud", Result: &Result{Tests: procpid.tests.Results}},
+		{Module: "hello", Name: "cloud", Result: &Result{Tests: hello.tests.Results}, Err: verdict.Errorf(verdict.TestFailed, "1 test failed")},
+		{Module: "exitmon", Name: "cloud", Err: verdict.Errorf(verdict.BuildFailed, "exitmon.c:3: error")},
+	})
+	assert.Equal(t, "total, 2 modules: 2 passed, 1 failed\ndid not pass: hello on cloud (test failed), exitmon on cloud (build failed)\n", out.String())
 }

@@ -2,6 +2,7 @@ package vmtest
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -13,28 +14,57 @@ import (
 // did not pass, why and where to look.
 func PrintSummary(log *progress.Log, res *Result, err error) {
 	if res != nil && res.Observations.RunnerStarted {
-		var passed, failed, skipped int
-		for _, t := range res.Tests {
-			switch t.Outcome {
-			case verdict.Passed:
-				passed++
-			case verdict.Failed, verdict.Hung:
-				failed++
-			case verdict.Skipped:
-				skipped++
-			}
-		}
-		counts := "%d passed, %d failed"
-		args := []any{passed, failed}
-		if skipped > 0 {
-			counts += ", %d skipped"
-			args = append(args, skipped)
-		}
-		log.Line(counts, args...)
+		var n testCounts
+		n.add(res.Tests)
+		log.Line("%s", n)
 		log.Debug("kernel %s, %s; boot to first test %s, VM %s", res.GuestKernel, res.Accel,
 			res.BootToFirstTest.Round(100*time.Millisecond), res.VMTime.Round(100*time.Millisecond))
 	}
 	PrintFailure(log, res, err)
+}
+
+// PrintTotal prints the counts of several runs' tests together, and which
+// runs did not pass: the last lines of a go tool mage test of every module.
+func PrintTotal(log *progress.Log, what string, runs []KernelRun) {
+	var n testCounts
+	var failed []string
+	for _, r := range runs {
+		if r.Result != nil {
+			n.add(r.Result.Tests)
+		}
+		if r.Err != nil {
+			failed = append(failed, fmt.Sprintf("%s on %s (%s)", r.Module, r.Name, verdict.CodeOf(r.Err)))
+		}
+	}
+	log.Line("total, %s: %s", what, n)
+	if len(failed) > 0 {
+		log.Line("did not pass: %s", strings.Join(failed, ", "))
+	}
+}
+
+// testCounts are a run's guest tests by outcome; a hung test counts as
+// failed.
+type testCounts struct{ passed, failed, skipped int }
+
+func (n *testCounts) add(tests []verdict.TestResult) {
+	for _, t := range tests {
+		switch t.Outcome {
+		case verdict.Passed:
+			n.passed++
+		case verdict.Failed, verdict.Hung:
+			n.failed++
+		case verdict.Skipped:
+			n.skipped++
+		}
+	}
+}
+
+func (n testCounts) String() string {
+	s := fmt.Sprintf("%d passed, %d failed", n.passed, n.failed)
+	if n.skipped > 0 {
+		s += fmt.Sprintf(", %d skipped", n.skipped)
+	}
+	return s
 }
 
 // PrintFailure says why a run did not pass and where to look; nothing for

@@ -10,12 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/pidlab/pidlab/userspace/guestapi"
@@ -60,8 +56,7 @@ type Config struct {
 	BootTimeout time.Duration // until the guest runner starts; one retry after a boot hang
 	TestRun     string        // -test.run pattern for the guest suites, empty for all
 	Profile     *profile.Profile
-	QuietTests  bool   // print tests as they end only with Log.Verbose; a count every few seconds instead
-	ReportTag   string // put in the report files' names: the module's, when a run tests several
+	QuietTests  bool // print tests as they end only with Log.Verbose; a count every few seconds instead
 	Log         *progress.Log
 }
 
@@ -143,45 +138,6 @@ func ModuleDir(dir string) (string, error) {
 		}
 	}
 	return "", verdict.SetupError(fix, "%s holds no Kbuild file or Makefile, so there is no module to build", abs)
-}
-
-// ModulesDir is the repository's folder of modules: module/<name>/, each
-// with its manifest (pidlab.toml).
-const ModulesDir = "module"
-
-// Modules lists the module folders of the repository at repo that have a
-// manifest, sorted; only those PIDLAB_MODULES names (a comma-separated
-// list of folder names) when it is set.
-func Modules(repo string) ([]string, error) {
-	manifests, err := filepath.Glob(filepath.Join(repo, ModulesDir, "*", manifest.File))
-	if err != nil {
-		return nil, err
-	}
-	have := map[string]string{}
-	var all []string
-	for _, m := range manifests {
-		dir := filepath.Dir(m)
-		have[filepath.Base(dir)] = dir
-		all = append(all, dir)
-	}
-	sort.Strings(all)
-	want := os.Getenv(EnvModules)
-	if want == "" {
-		if len(all) == 0 {
-			return nil, verdict.SetupError("run in pidlab's repository", "%s has no module folder with a %s", filepath.Join(repo, ModulesDir), manifest.File)
-		}
-		return all, nil
-	}
-	var dirs []string
-	for _, name := range strings.Split(want, ",") {
-		dir, ok := have[strings.TrimSpace(name)]
-		if !ok {
-			return nil, verdict.SetupError(EnvModules+"="+strings.Join(slices.Sorted(maps.Keys(have)), ","),
-				"%s=%q: no module folder %s/%s with a %s", EnvModules, want, ModulesDir, strings.TrimSpace(name), manifest.File)
-		}
-		dirs = append(dirs, dir)
-	}
-	return dirs, nil
 }
 
 // DefaultCacheDir is $XDG_CACHE_HOME/pidlab, else ~/.cache/pidlab.

@@ -62,10 +62,10 @@ func junit(r Report) junitSuites {
 	all := junitSuites{Name: "pidlab " + r.Profile}
 	for _, run := range r.Runs {
 		s := junitSuite{
-			Name: fmt.Sprintf("pidlab/%s/%s", r.Profile, run.Kernel),
+			Name: fmt.Sprintf("pidlab/%s/%s", run.Module, run.Kernel),
 			Time: seconds(run.VMSeconds),
 			Properties: []junitProperty{
-				{"module", r.Module}, {"profile", r.Profile}, {"kernel", run.Kernel},
+				{"module", run.ModuleDir}, {"profile", r.Profile}, {"kernel", run.Kernel},
 				{"release", run.Release}, {"exit_code", fmt.Sprint(run.ExitCode)}, {"outcome", run.Outcome},
 			},
 		}
@@ -73,7 +73,7 @@ func junit(r Report) junitSuites {
 			s.SystemOut = strings.TrimSpace(run.Reason + "\n\n" + strings.Join(run.ConsoleExcerpt, "\n"))
 		}
 		for _, c := range run.Checks {
-			s.Cases = append(s.Cases, junitTestCase(r.Profile+"."+run.Kernel, c))
+			s.Cases = append(s.Cases, junitTestCase(run.Module+"."+run.Kernel, c))
 			s.Tests++
 			switch c.Verdict {
 			case Fail:

@@ -10,7 +10,7 @@ import (
 )
 
 // Schema names the JSON layout; it changes when a field changes meaning.
-const Schema = "pidlab-report/1"
+const Schema = "pidlab-report/2"
 
 // Verdict of one check.
 type Verdict string
@@ -24,17 +24,19 @@ const (
 	Skip  Verdict = "SKIP"
 )
 
-// Report is one validation: a module, a profile, one run per kernel.
+// Report is one go tool mage test or validate: a run per module and
+// kernel, with one profile.
 type Report struct {
 	Schema   string `json:"schema"`
-	Module   string `json:"module"`  // the module's folder
-	Profile  string `json:"profile"` // profile name
-	ExitCode int    `json:"exit_code"`
+	Profile  string `json:"profile"`   // profile name
+	ExitCode int    `json:"exit_code"` // the most severe of the runs'
 	Runs     []Run  `json:"runs"`
 }
 
-// Run is the validation on one kernel.
+// Run is one module on one kernel.
 type Run struct {
+	Module         string   `json:"module"`            // its folder's name: procpid
+	ModuleDir      string   `json:"module_dir"`        // the folder, absolute
 	Kernel         string   `json:"kernel"`            // as selected: cloud, generic, rt, debug, or an image path
 	Release        string   `json:"release,omitempty"` // uname -r
 	ExitCode       int      `json:"exit_code"`
@@ -50,6 +52,7 @@ type Run struct {
 // Check is one check's outcome. Name is a guest test's name (subtests
 // after a slash) or one of the run's own checks (CheckBuild, …).
 type Check struct {
+	Module   string  `json:"module"` // its run's: a list of checks names its module
 	Name     string  `json:"name"`
 	Verdict  Verdict `json:"verdict"`
 	Expected string  `json:"expected,omitempty"`

@@ -15,8 +15,8 @@ import (
 // sample is a three-kernel validation: cloud crashed, rt passed but for a
 // skipped check, and generic never got to build (a setup problem).
 func sample() Report {
-	return Report{
-		Schema: Schema, Module: "/tmp/osc-static-eof-flag", Profile: "osc10e", ExitCode: 5,
+	r := Report{
+		Schema: Schema, Profile: "osc10e", ExitCode: 5,
 		Runs: []Run{
 			{
 				Kernel: "cloud", Release: "6.1.0-56-cloud-amd64", ExitCode: 3, Outcome: "kernel trouble",
@@ -44,6 +44,13 @@ func sample() Report {
 			{Kernel: "generic", ExitCode: 5, Outcome: "setup problem", Reason: "fetching linux-image-amd64: no network"},
 		},
 	}
+	for i := range r.Runs {
+		r.Runs[i].Module, r.Runs[i].ModuleDir = "osc-static-eof-flag", "/tmp/osc-static-eof-flag"
+		for j := range r.Runs[i].Checks {
+			r.Runs[i].Checks[j].Module = "osc-static-eof-flag"
+		}
+	}
+	return r
 }
 
 func TestWriteJSONFieldNames(t *testing.T) {
@@ -56,10 +63,11 @@ func TestWriteJSONFieldNames(t *testing.T) {
 	// documents and CI scripts read.
 	var doc struct {
 		Schema   *string `json:"schema"`
-		Module   *string `json:"module"`
 		Profile  *string `json:"profile"`
 		ExitCode *int    `json:"exit_code"`
 		Runs     []struct {
+			Module         *string          `json:"module"`
+			ModuleDir      *string          `json:"module_dir"`
 			Kernel         *string          `json:"kernel"`
 			Release        *string          `json:"release"`
 			ExitCode       *int             `json:"exit_code"`
@@ -74,9 +82,7 @@ func TestWriteJSONFieldNames(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(b, &doc))
 	require.NotNil(t, doc.Schema)
-	assert.Equal(t, "pidlab-report/1", *doc.Schema)
-	require.NotNil(t, doc.Module)
-	assert.Equal(t, "/tmp/osc-static-eof-flag", *doc.Module)
+	assert.Equal(t, "pidlab-report/2", *doc.Schema)
 	require.NotNil(t, doc.Profile)
 	assert.Equal(t, "osc10e", *doc.Profile)
 	require.NotNil(t, doc.ExitCode)
@@ -84,11 +90,14 @@ func TestWriteJSONFieldNames(t *testing.T) {
 	require.Len(t, doc.Runs, 3)
 
 	cloud := doc.Runs[0]
-	for field, v := range map[string]any{"kernel": cloud.Kernel, "release": cloud.Release, "exit_code": cloud.ExitCode, "outcome": cloud.Outcome,
+	for field, v := range map[string]any{"module": cloud.Module, "module_dir": cloud.ModuleDir, "kernel": cloud.Kernel, "release": cloud.Release, "exit_code": cloud.ExitCode, "outcome": cloud.Outcome,
 		"reason": cloud.Reason, "console_log": cloud.ConsoleLog, "boot_to_first_test_seconds": cloud.BootSeconds, "vm_seconds": cloud.VMSeconds} {
 		assert.NotNil(t, v, "runs[0].%s", field)
 	}
 	assert.Equal(t, "cloud", *cloud.Kernel)
+	assert.Equal(t, "osc-static-eof-flag", *cloud.Module)
+	assert.Equal(t, "/tmp/osc-static-eof-flag", *cloud.ModuleDir)
+	assert.Equal(t, "osc-static-eof-flag", cloud.Checks[0]["module"], "a check names its module")
 	assert.Equal(t, "6.1.0-56-cloud-amd64", *cloud.Release)
 	assert.Equal(t, 3, *cloud.ExitCode)
 	assert.Equal(t, "kernel trouble", *cloud.Outcome)
@@ -102,9 +111,9 @@ func TestWriteJSONFieldNames(t *testing.T) {
 	assert.Equal(t, map[string]any{
 		"name": "TestSmallReadsAreNotOverrun", "verdict": "FAIL", "expected": "at most 4", "got": "read 1 returned 50 bytes",
 		"hint": "the read handler ignores count", "message": "checks_test.go:124: reading 4 bytes at a time (dd bs=4)\nwant: at most 4",
-		"duration_seconds": 0.03,
+		"duration_seconds": 0.03, "module": "osc-static-eof-flag",
 	}, cloud.Checks[1], "a failed check has every field")
-	assert.Equal(t, map[string]any{"name": "module builds", "verdict": "PASS", "duration_seconds": 0.0}, cloud.Checks[0],
+	assert.Equal(t, map[string]any{"module": "osc-static-eof-flag", "name": "module builds", "verdict": "PASS", "duration_seconds": 0.0}, cloud.Checks[0],
 		"a passed check has no empty fields, but its duration")
 	assert.Equal(t, "ERROR", cloud.Checks[2]["verdict"])
 
@@ -172,7 +181,7 @@ func TestWriteJUnit(t *testing.T) {
 	require.Len(t, doc.Suites, 3, "a testsuite per kernel")
 
 	cloud := doc.Suites[0]
-	assert.Equal(t, "pidlab/osc10e/cloud", cloud.Name)
+	assert.Equal(t, "pidlab/osc-static-eof-flag/cloud", cloud.Name)
 	assert.Equal(t, 4, cloud.Tests)
 	assert.Equal(t, 2, cloud.Failures)
 	assert.Equal(t, 1, cloud.Errors)
@@ -189,7 +198,7 @@ func TestWriteJUnit(t *testing.T) {
 
 	require.Len(t, cloud.Cases, 4, "a testcase per check")
 	for _, c := range cloud.Cases {
-		assert.Equal(t, "osc10e.cloud", c.ClassName, c.Name)
+		assert.Equal(t, "osc-static-eof-flag.cloud", c.ClassName, c.Name)
 	}
 	assert.Equal(t, CheckBuild, cloud.Cases[0].Name)
 	assert.Nil(t, cloud.Cases[0].Failure, "a passed check has no failure")

@@ -6,12 +6,10 @@ package targets
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/pidlab/pidlab/vmtest"
 	"github.com/pidlab/pidlab/vmtest/hostdeps"
@@ -69,7 +67,8 @@ func exitWith(code verdict.Code) error {
 
 // Test builds each of pidlab's modules (module/<name>/ with a pidlab.toml,
 // or those PIDLAB_MODULES names), boots it and runs its suites, on
-// PIDLAB_KERNELS or PIDLAB_KERNEL. Its code is the most severe module's.
+// PIDLAB_KERNELS or PIDLAB_KERNEL: one report, its code the most severe
+// module's.
 func Test(ctx context.Context, o Options) error {
 	ctx, c, err := start(ctx, o)
 	if err != nil {
@@ -79,32 +78,12 @@ func Test(ctx context.Context, o Options) error {
 	if err != nil {
 		return fail(err)
 	}
-	var worst error
-	for _, dir := range dirs {
-		mc := c
-		mc.ModuleDir = dir
-		if len(dirs) > 1 {
-			mc.ReportTag = filepath.Base(dir)
-			mc.Log.Step("module %s", filepath.Base(dir))
-		}
-		if err := run(ctx, mc, false); worse(err, worst) {
-			worst = err
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	kernels, err := vmtest.KernelsFromEnv(c)
+	if err != nil {
+		return fail(err)
 	}
-	return worst
-}
-
-// worse reports whether err's code is more severe than worst's: any
-// failure over a pass, then the higher exit code.
-func worse(err, worst error) bool {
-	var e, w *ExitError
-	if !errors.As(err, &e) {
-		return false
-	}
-	return !errors.As(worst, &w) || e.Code > w.Code
+	rep, _ := vmtest.RunModules(ctx, c, dirs, kernels)
+	return finish(c, rep)
 }
 
 // Validate builds the module in dir (in a copy), boots it and prints a
@@ -117,32 +96,18 @@ func Validate(ctx context.Context, o Options, dir string) error {
 	if c.ModuleDir, err = vmtest.ModuleDir(dir); err != nil {
 		return fail(err)
 	}
-	c.QuietTests = !o.Verbose // the table says it all
-	return run(ctx, c, true)
-}
-
-// run runs c on the kernels PIDLAB_KERNELS names (else PIDLAB_KERNEL's one),
-// prints the verdict (a table for a validation or a matrix), writes the
-// reports and returns the most severe code.
-func run(ctx context.Context, c vmtest.Config, table bool) error {
 	kernels, err := vmtest.KernelsFromEnv(c)
 	if err != nil {
 		return fail(err)
 	}
-	if table || len(kernels) > 1 {
-		c.Log.Step("validating %s with profile %s on %s", c.ModuleDir, c.Profile.Name, strings.Join(kernels, ", "))
-	}
-	runs := vmtest.RunKernels(ctx, c, kernels)
-	rep := vmtest.Report(c, runs)
-	if table || len(runs) > 1 {
-		fmt.Fprintln(c.Log.W)
-		report.PrintTable(c.Log.W, rep)
-		for _, r := range runs {
-			vmtest.PrintWhereToLook(c.Log.Named(r.Name), r.Result, r.Err)
-		}
-	} else {
-		vmtest.PrintSummary(c.Log, runs[0].Result, runs[0].Err)
-	}
+	c.QuietTests = !o.Verbose // the table says it all
+	rep, _ := vmtest.RunModule(ctx, c, kernels, true)
+	return finish(c, rep)
+}
+
+// finish writes the reports, prunes the cache and returns the report's
+// code as the target's.
+func finish(c vmtest.Config, rep report.Report) error {
 	if err := vmtest.WriteReports(c, rep); err != nil {
 		c.Log.Line("%v", err) // the verdict above stands; its code too
 	}

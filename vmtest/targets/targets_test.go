@@ -98,12 +98,3 @@ func TestSIGTERMCancelsTheTarget(t *testing.T) {
 		t.Fatal("the context was not cancelled 10 s after SIGTERM")
 	}
 }
-
-// Test's code is the most severe module's.
-func TestTheWorstModuleGivesTheCode(t *testing.T) {
-	failed, trouble := exitWith(verdict.TestFailed), exitWith(verdict.KernelTrouble)
-	assert.True(t, worse(failed, nil))
-	assert.True(t, worse(trouble, failed))
-	assert.False(t, worse(failed, trouble))
-	assert.False(t, worse(nil, failed))
-}
