@@ -81,6 +81,7 @@ func Boot(ctx context.Context, c Config, p *Prepared) (*Result, error) {
 		}
 		res.Tests = f.tests.Results
 		res.Observations.Tests = res.Tests
+		res.Observations.ModuleHints = p.Manifest.ModuleHints()
 		res.Err = verdict.Decide(res.Observations)
 		return res, nil
 	}

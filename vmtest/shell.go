@@ -9,6 +9,7 @@ import (
 	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/vmtest/initramfs"
 	"github.com/pidlab/pidlab/vmtest/kbuild"
+	"github.com/pidlab/pidlab/vmtest/manifest"
 	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/qemu"
 	"github.com/pidlab/pidlab/vmtest/verdict"
@@ -51,7 +52,11 @@ func Shell(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
-	initrd, err := buildShellInitramfs(ctx, c, mod)
+	man, err := c.manifest()
+	if err != nil {
+		return verdict.SetupError("fix the module's "+manifest.File, "%v", err)
+	}
+	initrd, err := buildShellInitramfs(ctx, c, mod, man.Try)
 	if err != nil {
 		return err
 	}
@@ -82,7 +87,7 @@ func Shell(ctx context.Context, c Config) error {
 // buildShellInitramfs is u-root's init and shell, the runner and the
 // module. The Go commands are built once into a base archive and the
 // module laid over a copy of it, so that a changed module boots at once.
-func buildShellInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, error) {
+func buildShellInitramfs(ctx context.Context, c Config, mod *kbuild.Module, try string) (string, error) {
 	base, _, err := initramfs.Build(ctx, initramfs.Spec{
 		RepoDir:  c.RepoDir,
 		Manifest: guestapi.Manifest{Shell: true},
@@ -94,5 +99,5 @@ func buildShellInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (str
 	}
 	guestKO := filepath.Join(guestModuleDir, filepath.Base(mod.Path))
 	return initramfs.Overlay(base, []initramfs.File{{Host: mod.Path, Guest: guestKO}},
-		guestapi.Manifest{Module: guestKO, ModuleName: mod.Name, Shell: true}, c.CacheDir, c.Log.Info)
+		guestapi.Manifest{Module: guestKO, ModuleName: mod.Name, Shell: true, Try: try}, c.CacheDir, c.Log.Info)
 }

@@ -26,7 +26,9 @@ func TestShellUnderTmux(t *testing.T) {
 	// Build first, so that the pane's wait is for the boot alone.
 	_, mod, err := provisionModule(t.Context(), c)
 	require.NoError(t, err)
-	_, err = buildShellInitramfs(t.Context(), c, mod)
+	man, err := c.manifest()
+	require.NoError(t, err)
+	_, err = buildShellInitramfs(t.Context(), c, mod, man.Try)
 	require.NoError(t, err)
 
 	p := newPane(t)
@@ -37,6 +39,7 @@ func TestShellUnderTmux(t *testing.T) {
 	})
 	t.Logf("boot to the guest's prompt: %s", time.Since(start).Round(100*time.Millisecond))
 	assert.Contains(t, p.text(), "pidlab: module procpid loaded from /pidlab/module/procpid.ko")
+	assert.Contains(t, p.text(), "pidlab: try:  echo 1 > /proc/pid; cat /proc/pid", "procpid's manifest's suggestion")
 
 	p.send("echo $$ > /proc/pid; cat /proc/pid; echo shell-pid=$$")
 	s := p.waitFor("the record of the shell's process", time.Minute, matches(`(?m)^shell-pid=\d+\s*$`))

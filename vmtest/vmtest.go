@@ -163,6 +163,7 @@ const guestModuleDir = "/pidlab/module"
 type Prepared struct {
 	Kernel    *kernel.Kernel
 	Module    *kbuild.Module
+	Manifest  *manifest.Manifest // what the guest runs, and the module's hints
 	Initramfs string
 	Planned   []string // the guest's top-level tests, in the order they will run
 }
@@ -170,15 +171,19 @@ type Prepared struct {
 // Prepare checks the host, provisions the kernel, builds the module, the
 // guest programs and the initramfs.
 func Prepare(ctx context.Context, c Config) (*Prepared, error) {
+	man, err := c.manifest()
+	if err != nil {
+		return nil, verdict.SetupError("fix the module's "+manifest.File, "%v", err)
+	}
 	k, mod, err := provisionModule(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	initrd, planned, err := buildInitramfs(ctx, c, mod)
+	initrd, planned, err := buildInitramfs(ctx, c, man, mod)
 	if err != nil {
 		return nil, verdict.Interrupting(ctx, err, "building the guest programs and the initramfs")
 	}
-	return &Prepared{Kernel: k, Module: mod, Initramfs: initrd, Planned: planned}, nil
+	return &Prepared{Kernel: k, Module: mod, Manifest: man, Initramfs: initrd, Planned: planned}, nil
 }
 
 // provisionModule is what every VM needs before its initramfs: the host's
@@ -234,13 +239,9 @@ func nameClash(k *kernel.Kernel, mod *kbuild.Module) string {
 
 // buildInitramfs returns the archive and the top-level tests it will run:
 // the suites and helpers of the module's manifest, for the run's profile.
-func buildInitramfs(ctx context.Context, c Config, mod *kbuild.Module) (string, []string, error) {
+func buildInitramfs(ctx context.Context, c Config, man *manifest.Manifest, mod *kbuild.Module) (string, []string, error) {
 	binDir := filepath.Join(c.CacheDir, "guestbin")
 	prof := c.profile()
-	man, err := c.manifest()
-	if err != nil {
-		return "", nil, err
-	}
 	profJSON, err := prof.JSON()
 	if err != nil {
 		return "", nil, err

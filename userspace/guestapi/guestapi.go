@@ -76,6 +76,9 @@ type Manifest struct {
 	// Shell asks for an interactive shell on ConsolePort instead of the
 	// tests: the module stays loaded until the shell exits (mage vm:shell).
 	Shell bool `json:"shell,omitempty"`
+	// Try is what the shell suggests trying first (the module's manifest's
+	// try): echo 1 > /proc/pid; cat /proc/pid.
+	Try string `json:"try,omitempty"`
 }
 
 // TestBinary is a `go test -c` binary and its flags.

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/pidlab/pidlab/vmtest/verdict"
 )
 
 // File is a module folder's manifest's name.
@@ -24,8 +26,10 @@ type Manifest struct {
 	Name    string   `toml:"name"`
 	About   string   `toml:"about"`
 	Reload  bool     `toml:"reload"` // each suite starts on a freshly loaded module
+	Try     string   `toml:"try"`    // what vm:shell suggests trying first: echo 1 > /proc/pid; cat /proc/pid
 	Suites  []Suite  `toml:"suite"`
 	Helpers []Helper `toml:"helper"`
+	Hints   []Hint   `toml:"hint"`
 }
 
 // Suite is a Go test package that runs in the guest.
@@ -42,6 +46,37 @@ type Suite struct {
 type Helper struct {
 	Source string `toml:"source"` // relative to the repository
 	Env    string `toml:"env"`    // the variable that gives the tests its guest path
+}
+
+// Hint is the module's own likely cause of a kernel report, in the terms
+// of someone writing it: tried before pidlab's general ones
+// (vmtest/verdict), in order, the first match winning.
+type Hint struct {
+	Report   string `toml:"report"`   // a regular expression the kernel's report matches
+	Function string `toml:"function"` // optional: in the name of the first module function the report names
+	Test     string `toml:"test"`     // optional: a regular expression the name of a test running then matches
+	Text     string `toml:"text"`
+}
+
+// ModuleHints are the manifest's hints as the verdict takes them; none
+// for no manifest.
+func (m *Manifest) ModuleHints() []verdict.ModuleHint {
+	if m == nil {
+		return nil
+	}
+	var hints []verdict.ModuleHint
+	for _, h := range m.Hints {
+		mh, err := h.moduleHint()
+		if err != nil {
+			panic(err) // Load checked it
+		}
+		hints = append(hints, mh)
+	}
+	return hints
+}
+
+func (h Hint) moduleHint() (verdict.ModuleHint, error) {
+	return verdict.NewModuleHint(h.Report, h.Function, h.Test, h.Text)
 }
 
 // GuestPath is where the helper goes in the guest.
@@ -92,6 +127,11 @@ func (m *Manifest) check() error {
 	for _, h := range m.Helpers {
 		if h.Source == "" || h.Env == "" || !strings.HasSuffix(h.Source, ".c") {
 			return fmt.Errorf("a [[helper]] needs a C source and the env variable that names it")
+		}
+	}
+	for i, h := range m.Hints {
+		if _, err := h.moduleHint(); err != nil {
+			return fmt.Errorf("[[hint]] %d: %w", i+1, err)
 		}
 	}
 	return nil

@@ -3,10 +3,13 @@ package manifest
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pidlab/pidlab/vmtest/verdict"
 )
 
 func TestProcpidsManifest(t *testing.T) {
@@ -47,4 +50,68 @@ func TestBadManifestsAreNamed(t *testing.T) {
 	}
 	_, err := Load(t.TempDir())
 	assert.True(t, IsNotExist(err), "a folder without a manifest")
+}
+
+// procpid's hints tell a NULL pointer's causes apart: the console logs are
+// excerpts of real runs of its buggy fixtures (module/procpid/testdata/buggy),
+// the tests named are those the host saw running.
+func TestProcpidsHintsForRealKernelReports(t *testing.T) {
+	m, err := Load("../../module/procpid")
+	require.NoError(t, err)
+	hints := m.ModuleHints()
+	for name, tc := range map[string]struct {
+		log     string
+		null    bool // the log's first report made a NULL pointer's
+		running []string
+		tests   []verdict.TestResult
+		hint    string
+	}{
+		"task->mm of a kernel thread": {log: "oops-on-read.log", running: []string{"TestRecordFields", "TestRecordFields/kernel-thread"},
+			hint: "task->mm is NULL for a kernel thread"},
+		"task->mm of a zombie": {log: "oops-on-read.log", running: []string{"TestZombie", "TestZombie/child_of_the_test"},
+			hint: "task->mm is NULL for a kernel thread"},
+		// test2json closed the test that crashed as failed; nothing was
+		// running any more when the stream ended.
+		"NULL task after the process was reaped": {log: "null-task-on-read.log",
+			tests: []verdict.TestResult{{Name: "TestBadInputIsHarmless", Outcome: verdict.Passed}, {Name: "TestSpawnWriteKillReadRace", Outcome: verdict.Failed}},
+			hint:  "pid_task()/get_pid_task() returns NULL once the process has exited"},
+		// The last events before a panic can be lost: the test heard of
+		// last had already read its record.
+		"NULL pointer while an unrelated test runs": {log: "oops-on-read.log", running: []string{"TestRecordFields", "TestRecordFields/running"},
+			hint: "the module followed a NULL pointer: check each one that can be NULL — get_pid_task()"},
+		"NULL pointer, no test known": {log: "null-task-on-read.log",
+			hint: "the module followed a NULL pointer: check each one that can be NULL — get_pid_task()"},
+		// The fortify log's call trace shows procpid_write, its BUG made
+		// a NULL pointer's: there it is most likely the PID lookup's result.
+		"NULL pointer in the write": {log: "fortify-on-write.log", null: true, running: []string{"TestKthreadd"},
+			hint: "find_get_pid()/find_vpid() returns NULL"},
+		"not a NULL pointer: pidlab's own hint": {log: "fortify-on-write.log",
+			hint: "the write copies more than its buffer holds"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			o := verdict.Observations{RunnerStarted: true, Troubles: scanLog(t, tc.log), Running: tc.running, Tests: tc.tests, ModuleHints: hints}
+			require.NotEmpty(t, o.Troubles)
+			if tc.null {
+				o.Troubles[0].Report = strings.Replace(o.Troubles[0].Report,
+					"kernel BUG at lib/string_helpers.c:1027!", "BUG: kernel NULL pointer dereference, address: 0000000000000008", 1)
+			}
+			err := verdict.Decide(o)
+			require.NotNil(t, err)
+			require.Len(t, err.Hints, 1)
+			assert.Contains(t, err.Hints[0], tc.hint)
+		})
+	}
+}
+
+// scanLog is the kernel's reports in a console log of vmtest/verdict's
+// testdata.
+func scanLog(t *testing.T, name string) []verdict.Trouble {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("../verdict/testdata", name))
+	require.NoError(t, err)
+	var s verdict.ConsoleScanner
+	for _, line := range strings.Split(string(b), "\n") {
+		s.Scan(line)
+	}
+	return s.Troubles
 }

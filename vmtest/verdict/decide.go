@@ -26,6 +26,9 @@ type Observations struct {
 	// apart causes of the same kernel report. A test the host stopped is
 	// in Tests as Hung instead.
 	Running []string
+	// ModuleHints are the module's own causes of kernel reports (its
+	// manifest's), tried before pidlab's.
+	ModuleHints []ModuleHint
 }
 
 // Phases of a run in which the host stops a guest that takes too long.
@@ -80,9 +83,9 @@ func Decide(o Observations) *Error {
 			msg += "\n" + o.Stopped
 		}
 		if o.Flooded { // the flood may have caused the report: printing from a loop starves the CPU
-			return Errorf(KernelTrouble, "%s", msg).WithHints(hintFlood, firstTroubleHint(o.Troubles, o.running()))
+			return Errorf(KernelTrouble, "%s", msg).WithHints(hintFlood, firstTroubleHint(o))
 		}
-		return Errorf(KernelTrouble, "%s", msg).WithHints(firstTroubleHint(o.Troubles, o.running()))
+		return Errorf(KernelTrouble, "%s", msg).WithHints(firstTroubleHint(o))
 	}
 	if o.Leaks != "" {
 		n := strings.Count(o.Leaks, "unreferenced object")

@@ -3,34 +3,58 @@ package verdict
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
 // A hint names the likely cause of a failure and its fix, in the terms of
 // someone writing the module. A verdict keeps its hints as Error.Hints.
 
-// Hints for a NULL pointer dereference, told apart by what the module was
-// asked to read when it happened.
-const (
-	hintNullMM = "task->mm is NULL for a kernel thread and for a process that has exited (a zombie): " +
-		"take it with get_task_mm(task), check it for NULL (then vsize and rss are 0), and mmput(mm) after"
-	hintNullTask = "pid_task()/get_pid_task() returns NULL once the process has exited and been reaped: " +
-		"check the task for NULL and return -ESRCH"
-	hintNullInWrite = "find_get_pid()/find_vpid() returns NULL when no process has that number: " +
-		"check it and return -ESRCH"
-	hintNull = "the module followed a NULL pointer: check each one that can be NULL — " +
-		"get_pid_task()/pid_task() once the process has exited (return -ESRCH), " +
-		"task->mm for kernel threads and zombies (use get_task_mm() and check it, mmput() after)"
-)
+// hintNull is pidlab's hint for a NULL pointer dereference; a module's
+// manifest tells the causes of its own apart (procpid's: a task, an mm).
+const hintNull = "the module followed a NULL pointer: check each pointer that can be NULL — a lookup's result, " +
+	"an optional field, a reference already dropped — before using it, and return an error (-ESRCH, -EINVAL) instead"
 
-// Tests whose target has no memory map (kernel threads, zombies) or no
-// task any more (exited, reaped): a NULL dereference while one of them runs
-// is most likely that missing check. The names are those of the guest
-// tests (userspace/conformance, userspace/profilecheck).
-var (
-	noMMTests   = regexp.MustCompile(`(?i)kthread|kernel.?thread|zombie`)
-	noTaskTests = regexp.MustCompile(`(?i)after.?exit|pid.?reuse|kill.?read.?race|missing.?pid`)
-)
+// ModuleHint is a module's own likely cause of a kernel report, from its
+// manifest: it is tried before pidlab's general rules, in order, and the
+// first that matches wins.
+type ModuleHint struct {
+	report   *regexp.Regexp
+	function string
+	test     *regexp.Regexp
+	text     string
+}
+
+// NewModuleHint is the hint text for a report that matches the regular
+// expression report, and, when they are not empty, whose first module
+// function has function in its name and while a test whose name matches
+// the regular expression test runs.
+func NewModuleHint(report, function, test, text string) (ModuleHint, error) {
+	h := ModuleHint{function: function, text: text}
+	var err error
+	if report == "" || text == "" {
+		return h, fmt.Errorf("a hint needs a report pattern and a text")
+	}
+	if h.report, err = regexp.Compile(report); err != nil {
+		return h, fmt.Errorf("report pattern: %w", err)
+	}
+	if test != "" {
+		if h.test, err = regexp.Compile(test); err != nil {
+			return h, fmt.Errorf("test pattern: %w", err)
+		}
+	}
+	return h, nil
+}
+
+func (h ModuleHint) matches(t Trouble, running []string) bool {
+	if !h.report.MatchString(t.Report) {
+		return false
+	}
+	if h.function != "" && !strings.Contains(moduleFunction(t.Report), h.function) {
+		return false
+	}
+	return h.test == nil || slices.ContainsFunc(running, h.test.MatchString)
+}
 
 // moduleFrame is a frame of a loaded module's function in a report, e.g.
 // "RIP: 0010:procpid_show+0x209/0x4b3 [procpid]" or, in a call trace,
@@ -49,21 +73,6 @@ func moduleFunction(report string) string {
 	return ""
 }
 
-func nullHint(t Trouble, running []string) string {
-	if strings.Contains(moduleFunction(t.Report), "write") {
-		return hintNullInWrite
-	}
-	for i := len(running) - 1; i >= 0; i-- { // innermost first
-		switch {
-		case noMMTests.MatchString(running[i]):
-			return hintNullMM
-		case noTaskTests.MatchString(running[i]):
-			return hintNullTask
-		}
-	}
-	return hintNull
-}
-
 // troubleRules map a kernel report to its likely cause, first match wins:
 // more specific patterns come first. A pattern is matched against the
 // whole quoted report; running are the tests running when it was printed.
@@ -73,7 +82,7 @@ var troubleRules = []struct {
 }{
 	// x86's page fault report, and KASAN's, which sees a NULL pointer as
 	// a general protection fault.
-	{regexp.MustCompile(`NULL pointer dereference|KASAN: null-ptr-deref`), nullHint},
+	{regexp.MustCompile(`NULL pointer dereference|KASAN: null-ptr-deref`), always(hintNull)},
 	{regexp.MustCompile(`sleeping function called from invalid context|scheduling while atomic|BUG: Invalid wait context`),
 		always("a function that may sleep (copy_from_user/copy_to_user, kmalloc(GFP_KERNEL), mutex_lock) was called " +
 			"under a spinlock or inside rcu_read_lock(): copy first, and hold the lock only around the shared variable")},
@@ -147,9 +156,15 @@ func overflowHint(t Trouble, _ []string) string {
 	return hintOverflow
 }
 
-// troubleHint is the likely cause of a kernel report; running are the
-// tests that were running when it was printed, innermost last.
-func troubleHint(t Trouble, running []string) string {
+// troubleHint is the likely cause of a kernel report: the module's own
+// hints first, then pidlab's rules; running are the tests that were
+// running when it was printed, innermost last.
+func troubleHint(t Trouble, running []string, module []ModuleHint) string {
+	for _, h := range module {
+		if h.matches(t, running) {
+			return h.text
+		}
+	}
 	for _, r := range troubleRules {
 		if r.re.MatchString(t.Report) {
 			return r.hint(t, running)
@@ -163,9 +178,9 @@ func troubleHint(t Trouble, running []string) string {
 
 // firstTroubleHint is the hint of the first report that has one: a report
 // without a known cause (a bare Call Trace) may precede the telling one.
-func firstTroubleHint(ts []Trouble, running []string) string {
-	for _, t := range ts {
-		if h := troubleHint(t, running); h != "" {
+func firstTroubleHint(o Observations) string {
+	for _, t := range o.Troubles {
+		if h := troubleHint(t, o.running(), o.ModuleHints); h != "" {
 			return h
 		}
 	}

@@ -28,7 +28,9 @@ func runShell(m guestapi.Manifest) error {
 		say("dmesg may say why; insmod %s tries again", m.Module)
 	} else {
 		say("module %s loaded from %s", m.ModuleName, m.Module)
-		say("try:  echo 1 > /proc/pid; cat /proc/pid")
+		if m.Try != "" {
+			say("try:  %s", m.Try)
+		}
 	}
 	say("the shell's echo hides write errors; /bbin/echo reports them")
 	say("exit leaves the shell, unloads the module and powers off")
