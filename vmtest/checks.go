@@ -125,13 +125,12 @@ func testChecks(tests []verdict.TestResult, crashHint string, quote []string) []
 			c.Verdict, c.Message = report.Skip, cleanOutput(t.Output)
 		case verdict.Failed:
 			c.Verdict, c.Message = report.Fail, cleanOutput(t.Output)
+			// The first recorded failure is what to fix first. A failure
+			// the test did not record (testify's, a panic) is its
+			// message alone: the test's text is shown, never parsed.
 			if len(t.Failures) > 0 {
-				f := t.Failures[0] // the first is what to fix first
+				f := t.Failures[0]
 				c.Expected, c.Got, c.Hint = f.Expected, f.Got, f.Hint
-			} else {
-				// A failure the test did not record as data (testify's,
-				// a panic): its text.
-				c.Expected, c.Got, c.Hint = report.Explain(t.Output)
 			}
 		case verdict.Hung:
 			c.Verdict, c.Message = report.Error, cleanOutput(t.Output)

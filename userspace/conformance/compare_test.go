@@ -3,6 +3,7 @@
 package conformance
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"testing"
@@ -182,6 +183,42 @@ func requireEqual[T comparable](t *testing.T, want, got T, h hint, format string
 	if !checkEqual(t, want, got, h, format, args...) {
 		t.FailNow()
 	}
+}
+
+// checkNoError records a failure when err is not nil.
+func checkNoError(t *testing.T, err error, h hint, format string, args ...any) bool {
+	t.Helper()
+	return checkThat(t, err == nil, "no error", showErr(err), h, format, args...)
+}
+
+// requireNoError is checkNoError that stops the test on an error.
+func requireNoError(t *testing.T, err error, h hint, format string, args ...any) {
+	t.Helper()
+	if !checkNoError(t, err, h, format, args...) {
+		t.FailNow()
+	}
+}
+
+// checkErrorIs records a failure unless err is want (errors.Is).
+func checkErrorIs(t *testing.T, err, want error, h hint, format string, args ...any) bool {
+	t.Helper()
+	return checkThat(t, errors.Is(err, want), showErr(want), showErr(err), h, format, args...)
+}
+
+// requireErrorIs is checkErrorIs that stops the test on another outcome.
+func requireErrorIs(t *testing.T, err, want error, h hint, format string, args ...any) {
+	t.Helper()
+	if !checkErrorIs(t, err, want, h, format, args...) {
+		t.FailNow()
+	}
+}
+
+// showErr is an error as a failure shows it: an errno by its C name.
+func showErr(err error) string {
+	if err == nil {
+		return "no error"
+	}
+	return guesttest.ErrnoName(err)
 }
 
 // checkZero records a failure unless got is its type's zero value.

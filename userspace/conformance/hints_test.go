@@ -12,21 +12,10 @@ import (
 )
 
 // A hint names the likely cause of a failure and its fix, in the terms of
-// someone writing the module. It ends a failure message as a line of its
-// own, "hint: …", which the host keeps in its summary of failed tests
-// (vmtest/verdict). A hint is a guess from the symptom: it says "likely",
-// the assertion above it says what was seen.
+// someone writing the module. A failed check records it as its failure's
+// Hint (guesttest.Fail), which the host's report shows as it is. A hint is
+// a guess from the symptom: it says "likely", the check says what was seen.
 type hint string
-
-// withHint is a failure message: format and args, then h on its own line
-// (nothing when h is empty).
-func withHint(h hint, format string, args ...any) string {
-	msg := fmt.Sprintf(format, args...)
-	if h == "" {
-		return msg
-	}
-	return msg + "\nhint: " + string(h)
-}
 
 // Hints for the record's fields, in the units and from the sources
 // /proc/[pid]/stat uses (fs/proc/array.c).

@@ -145,9 +145,9 @@ func readAll(fd, chunk int) ([]byte, error) {
 	return out, errNoEOF
 }
 
-// errNoEOF is a read that never reached end of file. Its text carries its
-// hint, for every require.NoError that prints it.
-var errNoEOF = errors.New(withHint(hintReadNoEOF, "/proc/pid: no end of file after 64 KiB"))
+// errNoEOF is a read that never reached end of file; readHint gives its
+// hint to a check it fails.
+var errNoEOF = errors.New("/proc/pid: no end of file after 64 KiB")
 
 // readHint is the hint for a read that failed with err where h's cause was
 // expected: a read without end of file has its own.
@@ -172,14 +172,14 @@ func readRecord(t *testing.T) (procfs.Record, error) {
 func requireParse(t *testing.T, raw []byte) procfs.Record {
 	t.Helper()
 	rec, err := procfs.ParseRecord(raw)
-	require.NoError(t, err, withHint(hintRecordFormat, "the module's record is not 14 \"key: value\" lines:\n%s", raw))
+	requireNoError(t, err, hintRecordFormat, "the module's record is not 14 \"key: value\" lines:\n%s", raw)
 	return rec
 }
 
 func requireRecord(t *testing.T) procfs.Record {
 	t.Helper()
 	rec, err := readRecord(t)
-	require.NoError(t, err, "read /proc/pid")
+	requireNoError(t, err, readHint(err, ""), "read /proc/pid")
 	return rec
 }
 
@@ -189,12 +189,12 @@ func requireRecord(t *testing.T) procfs.Record {
 func assertStillSelected(t *testing.T, tg *target, after string) {
 	t.Helper()
 	rec, err := readRecord(t)
-	if !assert.NoError(t, err, withHint(hintWriteKeeps, "read /proc/pid after %s", after)) {
+	if !checkNoError(t, err, readHint(err, hintWriteKeeps), "read /proc/pid after %s", after) {
 		return
 	}
 	checkEqual(t, tg.PID, rec.PID, hintWriteKeeps, "pid: the stored PID must be unchanged after %s", after)
-	assert.Equal(t, requireStat(t, tg.PID).StartTime, rec.StartTime,
-		withHint(hintWriteKeeps, "start_time: the stored process must be unchanged after %s", after))
+	checkEqual(t, requireStat(t, tg.PID).StartTime, rec.StartTime, hintWriteKeeps,
+		"start_time: the stored process must be unchanged after %s", after)
 }
 
 func requireStat(t *testing.T, pid int) procfs.Stat {

@@ -82,10 +82,10 @@ func raceRound(t *testing.T, round int, attr *os.ProcAttr, comms []string) strin
 	raw, err := readRaw()
 	outcome := "ESRCH"
 	if err != nil {
-		require.ErrorIs(t, err, unix.ESRCH, withHint(readHint(err, ""), "round %d: read racing the exit of pid %d: only ESRCH may fail it", round, pid))
+		requireErrorIs(t, err, unix.ESRCH, readHint(err, ""), "round %d: read racing the exit of pid %d: only ESRCH may fail it", round, pid)
 	} else {
 		rec, err := procfs.ParseRecord(raw)
-		require.NoError(t, err, withHint(hintOneSnapshot, "round %d: record of pid %d read while it exits is torn or malformed:\n%s", round, pid, raw))
+		requireNoError(t, err, hintOneSnapshot, "round %d: record of pid %d read while it exits is torn or malformed:\n%s", round, pid, raw)
 		requireEqual(t, pid, rec.PID, hintStorePid, "round %d: pid in the record read while pid %d exits: another process's record", round, pid)
 		// os.StartProcess returns when the child's exec has released the
 		// parent's memory (vfork), a moment before exec sets the comm.
@@ -93,18 +93,18 @@ func raceRound(t *testing.T, round int, attr *os.ProcAttr, comms []string) strin
 		if rec.State == "X" {
 			// Being reaped: unhashed, so task_ppid_nr_ns() gives 0 (as
 			// /proc/<pid>/stat would) once its pid is detached.
-			assert.Contains(t, []int{os.Getpid(), 0}, rec.PPID, withHint(ppidHint(rec.PPID, os.Getpid(), pid, pid),
-				"round %d: ppid of pid %d in state X", round, pid))
+			checkThat(t, rec.PPID == os.Getpid() || rec.PPID == 0, fmt.Sprintf("%d or 0", os.Getpid()), fmt.Sprint(rec.PPID),
+				ppidHint(rec.PPID, os.Getpid(), pid, pid), "round %d: ppid of pid %d in state X", round, pid)
 		} else {
-			assert.Equal(t, os.Getpid(), rec.PPID, withHint(ppidHint(rec.PPID, os.Getpid(), pid, pid),
-				"round %d: ppid of pid %d in state %s", round, pid, rec.State))
+			checkEqual(t, os.Getpid(), rec.PPID, ppidHint(rec.PPID, os.Getpid(), pid, pid),
+				"round %d: ppid of pid %d in state %s", round, pid, rec.State)
 		}
 		outcome = rec.State
 	}
 
 	<-reaped
 	_, err = readRaw()
-	require.ErrorIs(t, err, unix.ESRCH, withHint(readHint(err, hintReadExited), "round %d: read after pid %d was reaped", round, pid))
+	requireErrorIs(t, err, unix.ESRCH, readHint(err, hintReadExited), "round %d: read after pid %d was reaped", round, pid)
 	return outcome
 }
 
@@ -215,7 +215,7 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 					return
 				}
 				rec, err := procfs.ParseRecord(raw)
-				if !assert.NoError(t, err, withHint(hintOneSnapshot, "%s: torn or malformed record:\n%s", what, raw)) {
+				if !checkNoError(t, err, hintOneSnapshot, "%s: torn or malformed record:\n%s", what, raw) {
 					return
 				}
 				want, ok := known[rec.PID]

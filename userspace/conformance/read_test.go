@@ -5,6 +5,7 @@ package conformance
 import (
 	"bytes"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,8 +21,8 @@ func TestReadBeforeAnyWriteIsENODATA(t *testing.T) {
 	markTest(t)
 	// Taken before any write, whichever test came first (see firstRead).
 	takeFirstRead()
-	assert.ErrorIs(t, firstRead.err, unix.ENODATA, withHint(readHint(firstRead.err, hintNoSelection),
-		"first read of /proc/pid after the module loaded, before any write; it returned %q", firstRead.data))
+	checkErrorIs(t, firstRead.err, unix.ENODATA, readHint(firstRead.err, hintNoSelection),
+		"first read of /proc/pid after the module loaded, before any write; it returned %q", firstRead.data)
 }
 
 // sleepingRecord selects a sleeping target, whose record cannot change
@@ -31,7 +32,7 @@ func sleepingRecord(t *testing.T) (*target, []byte) {
 	tg := startTarget(t, "sleep")
 	requireWritePID(t, tg.PID)
 	raw, err := readRaw()
-	require.NoError(t, err, "read /proc/pid")
+	requireNoError(t, err, readHint(err, ""), "read /proc/pid")
 	requireParse(t, raw)
 	return tg, raw
 }
@@ -40,14 +41,16 @@ func TestRecordFormat(t *testing.T) {
 	markTest(t)
 	_, raw := sleepingRecord(t)
 	text := string(raw)
-	require.True(t, strings.HasSuffix(text, "\n"), withHint(hintRecordFormat, "record must end in a newline: %q", text))
+	if !checkThat(t, strings.HasSuffix(text, "\n"), "a record ending in a newline", strconv.Quote(text), hintRecordFormat, "the record's last byte") {
+		t.FailNow()
+	}
 	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
-	require.Len(t, lines, len(procfs.RecordKeys), withHint(hintRecordFormat, "lines in the record %q", text))
+	requireEqual(t, len(procfs.RecordKeys), len(lines), hintRecordFormat, "lines in the record %q", text)
 	for i, line := range lines {
 		key, value, ok := strings.Cut(line, ": ")
-		if assert.True(t, ok, withHint(hintRecordFormat, "line %d %q has no \": \"", i+1, line)) {
+		if checkThat(t, ok, `"key: value"`, strconv.Quote(line), hintRecordFormat, "line %d of the record", i+1) {
 			checkEqual(t, procfs.RecordKeys[i], key, hintRecordFormat, "key of line %d", i+1)
-			assert.NotEmpty(t, value, withHint(hintRecordFormat, "value of %s", key))
+			checkThat(t, value != "", "a value", `""`, hintRecordFormat, "value of %s", key)
 		}
 	}
 }
@@ -102,7 +105,7 @@ func TestLseekToZeroRereads(t *testing.T) {
 	require.NoError(t, err)
 	eof, err := readAll(fd, 4096)
 	require.NoError(t, err, "read again at end of file")
-	assert.Empty(t, eof, withHint(hintReadPos, "a read at end of file returns nothing"))
+	checkEqual(t, "", string(eof), hintReadPos, "a read at end of file returns nothing")
 
 	off, err := unix.Seek(fd, 0, unix.SEEK_SET)
 	require.NoError(t, err, "lseek(0, SEEK_SET)")
@@ -131,8 +134,8 @@ func TestReadIsSnapshotAcrossWrite(t *testing.T) {
 	requireWritePID(t, second.PID)
 	rest, err := readAll(fd, 4096)
 	require.NoError(t, err, "rest of the read after selecting pid %d", second.PID)
-	assert.Equal(t, string(whole), string(append(head, rest...)), withHint(hintReadPos,
-		"a read begun while pid %d was selected must finish with its record", first.PID))
+	checkEqual(t, string(whole), string(append(head, rest...)), hintReadPos,
+		"a read begun while pid %d was selected must finish with its record", first.PID)
 
 	rec := requireRecord(t)
 	assert.Equal(t, second.PID, rec.PID, "pid: a new descriptor must see the new selection")
@@ -186,8 +189,8 @@ func TestReadBadBufferIsEFAULT(t *testing.T) {
 		}
 		rest, err := readAll(fd, 4096)
 		require.NoError(t, err, "read on the same descriptor after a read into a faulting buffer")
-		assert.Equal(t, string(whole), string(head)+string(rest), withHint(hintReadFault,
-			"record read as %d bytes into a faulting buffer, then the rest", len(head)))
+		checkEqual(t, string(whole), string(head)+string(rest), hintReadFault,
+			"record read as %d bytes into a faulting buffer, then the rest", len(head))
 	})
 }
 

@@ -121,8 +121,8 @@ func TestWholeProcessCPUTime(t *testing.T) {
 		own, err := procfs.ReadStatFile(fmt.Sprintf("/proc/%d/task/%d/stat", tg.PID, tg.PID))
 		require.NoError(t, err, "the leader's own times")
 		rec := requireMatchesStat(t, tg.PID)
-		assert.Greater(t, rec.UTime, own.UTime+cpuSplitSlack, withHint(hintCPUTimeThreads,
-			"utime of pid %d must include its spinning threads; the leader alone has %d ticks", tg.PID, own.UTime))
+		checkThat(t, rec.UTime > own.UTime+cpuSplitSlack, fmt.Sprintf("more than %d ticks", own.UTime+cpuSplitSlack), fmt.Sprintf("%d ticks", rec.UTime),
+			hintCPUTimeThreads, "utime of pid %d must include its spinning threads; the leader alone has %d ticks", tg.PID, own.UTime)
 		assert.Equal(t, 3, rec.Threads, "threads")
 	})
 	t.Run("spinning thread", func(t *testing.T) {
@@ -218,9 +218,8 @@ func TestPPIDIsRealParentWhileTracedByAnother(t *testing.T) {
 		"ppid in /proc/%d/stat: the real parent (precondition)", tg.PID)
 
 	rec := requireMatchesStat(t, tg.PID)
-	assert.Equal(t, os.Getpid(), rec.PPID, withHint(hintPPIDTracer,
-		"ppid of pid %d: want its real parent, the test process (%d), not its tracer (%d); got %d",
-		tg.PID, os.Getpid(), tracer.PID, rec.PPID))
+	checkEqual(t, os.Getpid(), rec.PPID, hintPPIDTracer,
+		"ppid of pid %d: its real parent, the test process (%d), not its tracer (%d)", tg.PID, os.Getpid(), tracer.PID)
 	assert.Equal(t, "S", rec.State, "state of a seized tracee in pause(): seizing does not stop it")
 }
 

@@ -49,7 +49,7 @@ func TestWriteReturnsByteCount(t *testing.T) {
 			other := startTarget(t, "sleep")
 			requireWritePID(t, other.PID)
 			n, err := writeRaw([]byte(text))
-			require.NoError(t, err, withHint(hintWriteParse, "write(%q)", text))
+			requireNoError(t, err, hintWriteParse, "write(%q)", text)
 			checkEqual(t, len(text), n, hintWriteCount, "return value of write(%q)", text)
 			rec := requireRecord(t)
 			checkEqual(t, tg.PID, rec.PID, hintWriteParse, "pid selected by write(%q)", text)
@@ -249,7 +249,7 @@ func TestSplitWriteIsTwoSelections(t *testing.T) {
 	checkZero(t, off, hintWriteNoPos, "file position after a write: it stays 0, so the next write is a new selection")
 
 	n, err = unix.Write(fd, []byte(pid+"\n"))
-	require.NoError(t, err, withHint(hintWriteNoPos, "second write(%q) on the same descriptor", pid))
+	requireNoError(t, err, hintWriteNoPos, "second write(%q) on the same descriptor", pid)
 	checkEqual(t, len(pid)+1, n, hintWriteCount, "return value of the second write(%q)", pid)
 	rec := requireRecord(t)
 	checkEqual(t, tg.PID, rec.PID, hintWriteNoPos, "pid after writing \"1\" then %q: the second write alone, not \"1%s\"", pid, pid)
@@ -273,8 +273,8 @@ func TestNonRootAccess(t *testing.T) {
 	requireWritePID(t, tg.PID)
 	opener := startTargetWith(t, asUser(1234, 5678), "open-modes")
 	want := fmt.Sprintf("read=0 write=%d", int(unix.EACCES))
-	assert.Equal(t, want, strings.Join(opener.Info, " "), withHint(hintEntryMode,
-		"errno of open(/proc/pid) by uid 1234 for reading and for writing (0: success; EACCES is %d)", int(unix.EACCES)))
+	checkEqual(t, want, strings.Join(opener.Info, " "), hintEntryMode,
+		"errno of open(/proc/pid) by uid 1234 for reading and for writing (0: success; EACCES is %d)", int(unix.EACCES))
 	assertStillSelected(t, tg, "open attempts by uid 1234")
 
 	// uid 1000 tries to select other, then reads: it still sees tg.
@@ -340,8 +340,7 @@ func TestWriteResolvesInWriterPIDNamespace(t *testing.T) {
 
 	// tg's PID means nothing in a new namespace, whose only process is 1.
 	_, outsider := startView(t, strconv.Itoa(tg.PID))
-	assert.Equal(t, unix.ESRCH, outsider.writeErr, withHint(hintWriterNS,
-		"errno of writing %d from a new PID namespace (0: success)", tg.PID))
+	checkEqual(t, unix.ESRCH, outsider.writeErr, hintWriterNS, "errno of writing %d from a new PID namespace", tg.PID)
 	assertStillSelected(t, tg, "a write of a PID not in the writer's namespace")
 
 	// "1" in the new namespace is the writer itself, not init. It reads
@@ -386,8 +385,7 @@ func TestReadFromOtherPIDNamespaceIsESRCH(t *testing.T) {
 	tg := startTarget(t, "sleep")
 	requireWritePID(t, tg.PID)
 	_, view := startView(t)
-	assert.Equal(t, unix.ESRCH, view.readErr, withHint(hintReaderNSInvisible,
-		"errno of reading /proc/pid, selecting %d, from a new PID namespace (0: success)", tg.PID))
+	checkEqual(t, unix.ESRCH, view.readErr, hintReaderNSInvisible, "errno of reading /proc/pid, selecting %d, from a new PID namespace", tg.PID)
 	assertStillSelected(t, tg, "a read from another namespace")
 }
 
@@ -403,7 +401,7 @@ func TestReadAfterExitIsESRCH(t *testing.T) {
 
 	tg.Reap(t)
 	_, err := readRecord(t)
-	assert.ErrorIs(t, err, unix.ESRCH, withHint(readHint(err, hintReadExited), "read /proc/pid after pid %d was reaped", tg.PID))
+	checkErrorIs(t, err, unix.ESRCH, readHint(err, hintReadExited), "read /proc/pid after pid %d was reaped", tg.PID)
 
 	// The error is not sticky: a new selection reads normally.
 	next := startTarget(t, "sleep")
@@ -418,8 +416,8 @@ func TestReadAfterPIDReuseIsESRCH(t *testing.T) {
 
 	reused := startTargetAtPID(t, old.PID)
 	_, err := readRecord(t)
-	assert.ErrorIs(t, err, unix.ESRCH, withHint(readHint(err, hintStorePid),
-		"read /proc/pid after the selected process exited and pid %d went to a new process", old.PID))
+	checkErrorIs(t, err, unix.ESRCH, readHint(err, hintStorePid),
+		"read /proc/pid after the selected process exited and pid %d went to a new process", old.PID)
 
 	// Only a new write of the number selects the new process.
 	requireMatchesStat(t, reused.PID)

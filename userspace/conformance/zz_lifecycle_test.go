@@ -63,7 +63,7 @@ func (m kmod) requireUnload(t *testing.T, when string) {
 	require.NoError(t, guest.LinuxSystem{}.UnloadModule(m.name), "%s: delete_module(%s)", when, m.name)
 	require.False(t, m.loaded(), "%s: /sys/module/%s after delete_module", when, m.name)
 	_, err := os.Stat(procPID)
-	require.ErrorIs(t, err, os.ErrNotExist, withHint(hintEntryRemoved, "%s: stat %s after delete_module(%s)", when, procPID, m.name))
+	requireErrorIs(t, err, os.ErrNotExist, hintEntryRemoved, "%s: stat %s after delete_module(%s)", when, procPID, m.name)
 }
 
 // requireLoad loads the module (finit_module) and checks that /proc/pid
@@ -74,7 +74,7 @@ func (m kmod) requireLoad(t *testing.T, when string) {
 	_, err := os.Stat(procPID)
 	require.NoError(t, err, "%s: stat %s after finit_module(%s)", when, procPID, m.path)
 	_, err = readRaw()
-	require.ErrorIs(t, err, unix.ENODATA, withHint(readHint(err, hintNoSelection), "%s: read of a freshly loaded module, before any write", when))
+	requireErrorIs(t, err, unix.ENODATA, readHint(err, hintNoSelection), "%s: read of a freshly loaded module, before any write", when)
 }
 
 // reloadCycles is how many times TestModuleReloadCycles unloads and
