@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/pidlab/pidlab/userspace/profile"
 	"github.com/pidlab/pidlab/vmtest/kernel"
+	"github.com/pidlab/pidlab/vmtest/profiles"
 	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/report"
 	"github.com/pidlab/pidlab/vmtest/verdict"
@@ -144,7 +144,7 @@ func TestAModuleIsAFolder(t *testing.T) {
 // assignment, and its classic bugs, against the osc10e profile: each bug
 // fails the check built for it, with that check's hint.
 func TestValidateOSC10e(t *testing.T) {
-	prof, err := profile.Load("osc10e")
+	prof, err := profiles.Load(repoPath(t), "osc10e")
 	require.NoError(t, err)
 	cases := []struct {
 		variant string // a folder of module/testdata/osc10e-buggy, or "" for the correct module
@@ -204,7 +204,7 @@ func assertHinted(t *testing.T, run report.Run, hint string) {
 func TestKernelMatrix(t *testing.T) {
 	c := e2eConfig(t, repoPath(t, "module/testdata/osc10e"), kernel.DefaultFlavour)
 	var err error
-	c.Profile, err = profile.Load("osc10e")
+	c.Profile, err = profiles.Load(repoPath(t), "osc10e")
 	require.NoError(t, err)
 	dir := t.TempDir()
 	t.Setenv(EnvReport, filepath.Join(dir, "report.json"))

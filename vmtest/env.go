@@ -15,6 +15,7 @@ import (
 
 	"github.com/pidlab/pidlab/userspace/profile"
 	"github.com/pidlab/pidlab/vmtest/kernel"
+	"github.com/pidlab/pidlab/vmtest/profiles"
 	"github.com/pidlab/pidlab/vmtest/qemu"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
@@ -31,7 +32,10 @@ type setting struct {
 	Takes string
 	Fix   string             // a good setting, for the error
 	Check func(string) error // nil: any value; not called for an empty one
-	Guest bool               // set by pidlab inside the guest; nothing on the host
+	// CheckInRepo checks a value that names something in pidlab's
+	// repository (a built-in profile), at repo.
+	CheckInRepo func(v, repo string) error
+	Guest       bool // set by pidlab inside the guest; nothing on the host
 }
 
 // settings are the variables the README's Environment table documents,
@@ -43,7 +47,7 @@ var settings = []setting{
 	{Name: EnvTimeout, Takes: "a duration > 0, like 15m or 900 (seconds)", Fix: EnvTimeout + "=15m", Check: checkDuration},
 	{Name: EnvTestTimeout, Takes: "a duration > 0, like 2m or 120 (seconds)", Fix: EnvTestTimeout + "=2m", Check: checkDuration},
 	{Name: EnvRun, Takes: "a -test.run pattern", Fix: EnvRun + "='TestRead/state'", Check: checkRunPattern},
-	{Name: EnvProfile, Takes: "reference, osc10e, or a profile file", Fix: EnvProfile + "=reference", Check: func(v string) error { _, err := profile.Load(v); return err }},
+	{Name: EnvProfile, Takes: "reference, osc10e, or a profile file", Fix: EnvProfile + "=reference", CheckInRepo: func(v, repo string) error { _, err := profiles.Load(repo, v); return err }},
 	{Name: EnvModules, Takes: "module folder names, like procpid"},
 	{Name: EnvKernels, Takes: "kernel names, like cloud,generic,rt", Fix: EnvKernels + "=cloud,generic,rt", Check: func(v string) error { _, err := parseKernels(v); return err }},
 	{Name: EnvReport, Takes: "a file to write the JSON report to", Fix: EnvReport + "=pidlab-report.json", Check: checkOutputPath},
@@ -56,10 +60,11 @@ var settings = []setting{
 	{Name: profile.EnvGuestJSON, Guest: true},
 }
 
-// CheckEnv checks every PIDLAB_* variable of the environment and returns
-// a setup error for the first bad value, and a warning for each variable
-// pidlab does not know (a typo) or sets only in the guest.
-func CheckEnv() (warnings []string, err error) {
+// CheckEnv checks every PIDLAB_* variable of the environment, for pidlab's
+// repository at repo, and returns a setup error for the first bad value,
+// and a warning for each variable pidlab does not know (a typo) or sets
+// only in the guest.
+func CheckEnv(repo string) (warnings []string, err error) {
 	env := map[string]string{}
 	for _, kv := range os.Environ() {
 		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "PIDLAB_") {
@@ -94,10 +99,15 @@ func CheckEnv() (warnings []string, err error) {
 	}
 	for _, s := range settings {
 		v := env[s.Name]
-		if v == "" || s.Check == nil {
+		if v == "" {
 			continue
 		}
-		if err := s.Check(v); err != nil {
+		if s.Check != nil {
+			err = s.Check(v)
+		} else if s.CheckInRepo != nil {
+			err = s.CheckInRepo(v, repo)
+		}
+		if err != nil {
 			return warnings, settingError(s, v, err)
 		}
 	}

@@ -50,7 +50,7 @@ func TestCheckEnvRefusesBadValuesBeforeAnyWork(t *testing.T) {
 		if kdir != "" {
 			t.Setenv("PIDLAB_KDIR", kdir)
 		}
-		_, err := CheckEnv()
+		_, err := CheckEnv("..")
 		if assert.Error(t, err, "%s=%q", tc.name, tc.value) {
 			assert.Equal(t, verdict.Setup, verdict.CodeOf(err), "%s=%q", tc.name, tc.value)
 			assert.ErrorContains(t, err, tc.says, "%s=%q", tc.name, tc.value)
@@ -74,11 +74,11 @@ func TestCheckEnvAcceptsGoodValues(t *testing.T) {
 	} {
 		t.Setenv(name, value)
 	}
-	warnings, err := CheckEnv()
+	warnings, err := CheckEnv("..")
 	assert.NoError(t, err)
 	assert.Empty(t, warnings)
 
-	c, err := ConfigFromEnv(nil)
+	c, err := ConfigFromEnv(nil, "..")
 	require.NoError(t, err)
 	assert.Equal(t, 900*time.Second, c.Timeout, "Timeout from seconds")
 	assert.Equal(t, 90*time.Second, c.TestTimeout, "TestTimeout")
@@ -89,7 +89,7 @@ func TestCheckEnvWarnsOfUnknownAndGuestVariables(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("PIDLAB_KERNAL", "rt")
 	t.Setenv("PIDLAB_GUEST", "1")
-	warnings, err := CheckEnv()
+	warnings, err := CheckEnv("..")
 	require.NoError(t, err, "a typo is a warning, the run goes on")
 	require.Len(t, warnings, 2)
 	assert.Contains(t, warnings[0], "PIDLAB_GUEST is set by pidlab inside the guest")
@@ -101,7 +101,7 @@ func TestCheckEnvWarnsOfUnknownAndGuestVariables(t *testing.T) {
 func TestCheckEnvWarnsOfAnIgnoredKDIR(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("PIDLAB_KDIR", "/src/linux")
-	warnings, err := CheckEnv()
+	warnings, err := CheckEnv("..")
 	require.NoError(t, err)
 	require.Len(t, warnings, 1)
 	assert.Contains(t, warnings[0], "PIDLAB_KDIR is ignored")

@@ -105,7 +105,7 @@ func RunKernels(ctx context.Context, c Config, names []string) []KernelRun {
 
 // Report gathers a matrix's runs into one report.
 func Report(c Config, runs []KernelRun) report.Report {
-	r := report.Report{Schema: report.Schema, Profile: c.profile().Name}
+	r := report.Report{Schema: report.Schema, Profile: c.profileName()}
 	for _, kr := range runs {
 		run := RunReport(kr.Name, kr.Result, kr.Err)
 		run.Module, run.ModuleDir = filepath.Base(c.ModuleDir), c.ModuleDir

@@ -83,7 +83,7 @@ func RunModules(ctx context.Context, c Config, dirs, kernels []string) (report.R
 // for a validation (table) or a matrix, else the counts and what failed.
 func RunModule(ctx context.Context, c Config, kernels []string, table bool) (report.Report, []KernelRun) {
 	if table || len(kernels) > 1 {
-		c.Log.Step("validating %s with profile %s on %s", c.ModuleDir, c.profile().Name, strings.Join(kernels, ", "))
+		c.Log.Step("validating %s with profile %s on %s", c.ModuleDir, c.profileName(), strings.Join(kernels, ", "))
 	}
 	runs := RunKernels(ctx, c, kernels)
 	rep := Report(c, runs)

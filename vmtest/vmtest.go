@@ -23,6 +23,7 @@ import (
 	"github.com/pidlab/pidlab/vmtest/kbuild"
 	"github.com/pidlab/pidlab/vmtest/kernel"
 	"github.com/pidlab/pidlab/vmtest/manifest"
+	"github.com/pidlab/pidlab/vmtest/profiles"
 	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/qemu"
 	"github.com/pidlab/pidlab/vmtest/verdict"
@@ -62,9 +63,10 @@ type Config struct {
 
 // ConfigFromEnv checks every PIDLAB_* variable (a bad value is a setup
 // error before any work; an unknown one a warning on log) and fills a
-// Config from them; the caller sets the directories.
-func ConfigFromEnv(log *progress.Log) (Config, error) {
-	warnings, err := CheckEnv()
+// Config from them, for pidlab's repository at repo; the caller sets the
+// other directories.
+func ConfigFromEnv(log *progress.Log, repo string) (Config, error) {
+	warnings, err := CheckEnv(repo)
 	for _, w := range warnings {
 		log.Line("warning: %s", w)
 	}
@@ -75,8 +77,8 @@ func ConfigFromEnv(log *progress.Log) (Config, error) {
 	if err != nil {
 		return Config{Log: log}, err
 	}
-	c := Config{Kernel: sel, Accel: os.Getenv(qemu.EnvAccel), TestRun: os.Getenv(EnvRun), BootTimeout: DefaultBootTimeout, Log: log}
-	if c.Profile, err = profileFromEnv(); err != nil {
+	c := Config{RepoDir: repo, Kernel: sel, Accel: os.Getenv(qemu.EnvAccel), TestRun: os.Getenv(EnvRun), BootTimeout: DefaultBootTimeout, Log: log}
+	if c.Profile, err = profileFromEnv(repo); err != nil {
 		return c, err
 	}
 	if c.Timeout, err = durationEnv(EnvTimeout, DefaultTimeout); err != nil {
@@ -91,12 +93,12 @@ func ConfigFromEnv(log *progress.Log) (Config, error) {
 // DefaultProfile is the contract of pidlab's own module.
 const DefaultProfile = "reference"
 
-func profileFromEnv() (*profile.Profile, error) {
+func profileFromEnv(repo string) (*profile.Profile, error) {
 	name := os.Getenv(EnvProfile)
 	if name == "" {
 		name = DefaultProfile
 	}
-	p, err := profile.Load(name)
+	p, err := profiles.Load(repo, name)
 	if err != nil {
 		return nil, verdict.SetupError(EnvProfile+"=reference", "%s: %v", EnvProfile, err)
 	}
@@ -241,7 +243,13 @@ func nameClash(k *kernel.Kernel, mod *kbuild.Module) string {
 // the suites and helpers of the module's manifest, for the run's profile.
 func buildInitramfs(ctx context.Context, c Config, man *manifest.Manifest, mod *kbuild.Module) (string, []string, error) {
 	binDir := filepath.Join(c.CacheDir, "guestbin")
-	prof := c.profile()
+	prof, err := c.profile()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := man.CheckProfileSuites(prof.Name, prof.Module, prof.Suites); err != nil {
+		return "", nil, verdict.SetupError("name the suites of module/"+prof.Module+"/"+manifest.File+" that have by_profile = true", "%v", err)
+	}
 	profJSON, err := prof.JSON()
 	if err != nil {
 		return "", nil, err
@@ -293,7 +301,11 @@ func (c Config) manifest() (*manifest.Manifest, error) {
 	if !manifest.IsNotExist(err) {
 		return m, err
 	}
-	m, err = manifest.Load(filepath.Join(c.RepoDir, ModulesDir, c.profile().Module))
+	prof, err := c.profile()
+	if err != nil {
+		return nil, err
+	}
+	m, err = manifest.Load(filepath.Join(c.RepoDir, ModulesDir, prof.Module))
 	if err != nil {
 		return nil, fmt.Errorf("the module folder has no %s, and the profile's module has none either: %w", manifest.File, err)
 	}
@@ -301,15 +313,19 @@ func (c Config) manifest() (*manifest.Manifest, error) {
 }
 
 // profile is the run's profile: the reference one unless set.
-func (c Config) profile() *profile.Profile {
+func (c Config) profile() (*profile.Profile, error) {
 	if c.Profile != nil {
-		return c.Profile
+		return c.Profile, nil
 	}
-	p, err := profile.Load(DefaultProfile)
-	if err != nil {
-		panic(err) // embedded and tested: cannot fail
+	return profiles.Load(c.RepoDir, DefaultProfile)
+}
+
+// profileName names the run's profile, for reports.
+func (c Config) profileName() string {
+	if c.Profile != nil {
+		return c.Profile.Name
 	}
-	return p
+	return DefaultProfile
 }
 
 // testArgs ask for test2json framing. The flags that change from run to

@@ -3,25 +3,20 @@
 // which fields it holds in which units, and which robustness checks apply.
 //
 // A course writes its own profile as a TOML file (PIDLAB_PROFILE=path); the
-// built-in ones are embedded from profiles/. The host loads and validates a
-// profile and hands it to the guest's checker (userspace/profilecheck) as
-// JSON, so a bad profile is reported before anything boots.
+// built-in ones are procpid's (module/procpid/profiles). The host reads and
+// validates a profile (vmtest/profiles) and hands it to the guest's checker
+// (userspace/profilecheck) as JSON, so a bad profile is reported before
+// anything boots. The package depends on the standard library alone: it
+// is the profile's type, shared by host and guest.
 package profile
 
 import (
-	"bytes"
-	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
-
-	"github.com/BurntSushi/toml"
 )
 
 // Profile is one module contract.
@@ -31,7 +26,7 @@ type Profile struct {
 	Entry       string   `toml:"entry" json:"entry"`   // the /proc file, e.g. /proc/pid
 	Write       string   `toml:"write" json:"write"`   // how a PID is written: a format with one %d
 	Checks      []string `toml:"checks" json:"checks"` // robustness checks that apply (AllChecks); empty: all
-	Suites      []string `toml:"suites" json:"suites"` // more guest suites: "conformance" is pidlab's full contract
+	Suites      []string `toml:"suites" json:"suites"` // the module's suites it asks for (by_profile in its manifest): procpid's "conformance"
 	// Module names the folder under module/ whose manifest (pidlab.toml)
 	// gives the suites and helpers that check a folder without one
 	// (go tool mage validate DIR). Empty: DefaultModule.
@@ -84,9 +79,6 @@ var AllChecks = []string{CheckReadBeforeWrite, CheckEOF, CheckSmallReads, CheckS
 // procpid's suites (profilecheck, conformance) are the ones that check one.
 const DefaultModule = "procpid"
 
-// SuiteConformance is pidlab's own full test suite (userspace/conformance).
-const SuiteConformance = "conformance"
-
 // Applies reports whether a robustness check is part of the profile.
 func (p *Profile) Applies(check string) bool {
 	return len(p.Checks) == 0 || slices.Contains(p.Checks, check)
@@ -98,68 +90,20 @@ func (p *Profile) HasSuite(s string) bool { return slices.Contains(p.Suites, s) 
 // WriteText is what the checker writes to select pid.
 func (p *Profile) WriteText(pid int) string { return fmt.Sprintf(p.Write, pid) }
 
-//go:embed profiles/*.toml
-var builtin embed.FS
-
-// Builtin names the embedded profiles.
-func Builtin() []string {
-	entries, _ := builtin.ReadDir("profiles")
-	var names []string
-	for _, e := range entries {
-		names = append(names, strings.TrimSuffix(e.Name(), ".toml"))
-	}
-	sort.Strings(names)
-	return names
-}
-
-// Load returns a built-in profile by name, or reads a profile file when
-// nameOrPath names a file (anything with a slash or a .toml suffix).
-func Load(nameOrPath string) (*Profile, error) {
-	if strings.ContainsRune(nameOrPath, filepath.Separator) || strings.HasSuffix(nameOrPath, ".toml") {
-		b, err := os.ReadFile(nameOrPath)
-		if err != nil {
-			return nil, err
-		}
-		return Parse(b, nameOrPath)
-	}
-	b, err := builtin.ReadFile("profiles/" + nameOrPath + ".toml")
-	if err != nil {
-		return nil, fmt.Errorf("no built-in profile %q (built in: %s; or give a path to a .toml file)",
-			nameOrPath, strings.Join(Builtin(), ", "))
-	}
-	return Parse(b, nameOrPath)
-}
-
-// Parse reads a profile in TOML and validates it; source names it in errors.
-func Parse(b []byte, source string) (*Profile, error) {
-	var p Profile
-	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&p)
-	if err != nil {
-		return nil, fmt.Errorf("profile %s: %w", source, err)
-	}
-	if undecoded := md.Undecoded(); len(undecoded) > 0 {
-		return nil, fmt.Errorf("profile %s: unknown key %q (see the README's profile format)", source, undecoded[0].String())
-	}
-	if p.Module == "" {
-		p.Module = DefaultModule
-	}
-	if err := p.validate(); err != nil {
-		return nil, fmt.Errorf("profile %s: %w", source, err)
-	}
-	return &p, nil
-}
-
 // FromJSON is how the guest receives a profile the host validated.
 func FromJSON(b []byte) (*Profile, error) {
 	var p Profile
 	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, err
 	}
-	return &p, p.validate()
+	return &p, p.Validate()
 }
 
 // defaults fills what a profile may leave out.
 func (p *Profile) defaults() {
+	if p.Module == "" {
+		p.Module = DefaultModule
+	}
 	if p.Entry == "" {
 		p.Entry = "/proc/pid"
 	}
@@ -182,7 +126,9 @@ func (p *Profile) defaults() {
 	}
 }
 
-func (p *Profile) validate() error {
+// Validate fills in what the profile leaves out and checks the rest: all
+// its mistakes at once.
+func (p *Profile) Validate() error {
 	p.defaults()
 	var errs []error
 	if p.Name == "" {
@@ -197,11 +143,6 @@ func (p *Profile) validate() error {
 	for _, c := range p.Checks {
 		if !slices.Contains(AllChecks, c) {
 			errs = append(errs, fmt.Errorf("unknown check %q (known: %s)", c, strings.Join(AllChecks, ", ")))
-		}
-	}
-	for _, s := range p.Suites {
-		if s != SuiteConformance {
-			errs = append(errs, fmt.Errorf("unknown suite %q (known: %s)", s, SuiteConformance))
 		}
 	}
 	if len(p.Fields) == 0 {

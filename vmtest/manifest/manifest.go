@@ -149,5 +149,27 @@ func (m *Manifest) SuitesFor(profileSuites []string) []Suite {
 	return out
 }
 
+// CheckProfileSuites checks that a profile belonging to this module (its
+// module is m's name) asks only for suites m runs by profile; a profile of
+// another module asks m for nothing.
+func (m *Manifest) CheckProfileSuites(profile, module string, asked []string) error {
+	if module != m.Name {
+		return nil
+	}
+	var have []string
+	for _, s := range m.Suites {
+		if s.ByProfile {
+			have = append(have, s.Name)
+		}
+	}
+	for _, name := range asked {
+		if !slices.Contains(have, name) {
+			return fmt.Errorf("profile %s asks for suite %q, which module %s does not run by profile (it has: %s)",
+				profile, name, m.Name, strings.Join(have, ", "))
+		}
+	}
+	return nil
+}
+
 // IsNotExist reports whether err is Load's for a folder without a manifest.
 func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -115,3 +115,17 @@ func scanLog(t *testing.T, name string) []verdict.Trouble {
 	}
 	return s.Troubles
 }
+
+// A profile of this module asks only for suites it runs by profile; a
+// profile of another module asks it for nothing.
+func TestProfileSuitesAreTheModules(t *testing.T) {
+	m, err := Load("../../module/procpid")
+	require.NoError(t, err)
+	assert.NoError(t, m.CheckProfileSuites("reference", "procpid", []string{"conformance"}))
+	assert.NoError(t, m.CheckProfileSuites("osc10e", "procpid", nil))
+	err = m.CheckProfileSuites("course", "procpid", []string{"conformanse"})
+	assert.ErrorContains(t, err, `profile course asks for suite "conformanse", which module procpid does not run by profile (it has: conformance)`)
+	assert.ErrorContains(t, m.CheckProfileSuites("course", "procpid", []string{"profilecheck"}), "does not run by profile",
+		"a suite that always runs is not the profile's to ask for")
+	assert.NoError(t, m.CheckProfileSuites("exits", "exitmon", []string{"conformanse"}), "another module's profile")
+}

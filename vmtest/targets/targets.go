@@ -247,11 +247,12 @@ func config(o Options) (vmtest.Config, error) {
 	if out == nil {
 		out = os.Stdout
 	}
-	c, err := vmtest.ConfigFromEnv(&progress.Log{W: out, Verbose: o.Verbose})
+	repo, err := filepath.Abs(o.RepoDir)
 	if err != nil {
-		return c, err
+		return vmtest.Config{}, err
 	}
-	if c.RepoDir, err = filepath.Abs(o.RepoDir); err != nil {
+	c, err := vmtest.ConfigFromEnv(&progress.Log{W: out, Verbose: o.Verbose}, repo)
+	if err != nil {
 		return c, err
 	}
 	if c.CacheDir, err = vmtest.DefaultCacheDir(); err != nil {
