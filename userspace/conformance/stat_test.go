@@ -36,15 +36,15 @@ func TestSleepingProcess(t *testing.T) {
 	markTest(t)
 	tg := startTarget(t, "sleep")
 	rec := requireMatchesStat(t, tg.PID)
-	assert.Equal(t, tg.PID, rec.PID, "pid")
-	assert.Equal(t, targetComm, rec.Comm, "comm")
-	assert.Equal(t, "S", rec.State, "state of a process in pause()")
-	assert.Equal(t, os.Getpid(), rec.PPID, "ppid of a child of the test process")
+	checkEqual(t, tg.PID, rec.PID, "", "pid")
+	checkEqual(t, targetComm, rec.Comm, "", "comm")
+	checkEqual(t, "S", rec.State, "", "state of a process in pause()")
+	checkEqual(t, os.Getpid(), rec.PPID, "", "ppid of a child of the test process")
 	assert.Zero(t, rec.UID, "uid of a child of root")
 	assert.Zero(t, rec.GID, "gid of a child of root")
-	assert.Equal(t, 20, rec.Priority, "priority at nice 0")
+	checkEqual(t, 20, rec.Priority, "", "priority at nice 0")
 	assert.Zero(t, rec.Nice, "nice")
-	assert.Equal(t, 1, rec.Threads, "threads of a single-threaded process")
+	checkEqual(t, 1, rec.Threads, "", "threads of a single-threaded process")
 	assert.Positive(t, rec.VSize, "vsize of a process with an address space")
 	assert.Positive(t, rec.RSS, "rss of a process with an address space")
 }
@@ -55,7 +55,7 @@ func TestSpinningProcessUserTime(t *testing.T) {
 	waitStat(t, tg.PID, fmt.Sprintf("utime >= %d", busyTicks),
 		func(s procfs.Stat) bool { return s.UTime >= busyTicks })
 	rec := requireMatchesStat(t, tg.PID)
-	assert.Equal(t, "R", rec.State, "state of a spinning process")
+	checkEqual(t, "R", rec.State, "", "state of a spinning process")
 	assert.GreaterOrEqual(t, rec.UTime, uint64(busyTicks-cpuSplitSlack),
 		"utime of a process that has spun for %d ticks", busyTicks)
 }
@@ -66,7 +66,7 @@ func TestSyscallProcessSystemTime(t *testing.T) {
 	waitStat(t, tg.PID, fmt.Sprintf("stime >= %d", busyTicks),
 		func(s procfs.Stat) bool { return s.STime >= busyTicks })
 	rec := requireMatchesStat(t, tg.PID)
-	assert.Equal(t, "R", rec.State, "state of a process in a read(2) loop")
+	checkEqual(t, "R", rec.State, "", "state of a process in a read(2) loop")
 	assert.GreaterOrEqual(t, rec.STime, uint64(busyTicks-cpuSplitSlack),
 		"stime of a process that has spent %d ticks in the kernel", busyTicks)
 }
@@ -77,7 +77,7 @@ func TestThreadCount(t *testing.T) {
 	tg := startTarget(t, "threads", strconv.Itoa(n))
 	require.Len(t, tg.Info, n-1, "TIDs of the extra threads")
 	rec := requireMatchesStat(t, tg.PID)
-	assert.Equal(t, n, rec.Threads, "threads of a process with %d threads", n)
+	checkEqual(t, n, rec.Threads, "", "threads of a process with %d threads", n)
 	assert.Equal(t, n, requireStatus(t, tg.PID).Threads, "Threads: in /proc/%d/status", tg.PID)
 }
 
@@ -88,10 +88,10 @@ func TestNonLeaderThreadID(t *testing.T) {
 	tg := startTarget(t, "threads", "3")
 	tid := tg.InfoInt(t, 1) // the target names it "pidlab-thr2"
 	rec := requireMatchesStat(t, tid)
-	assert.Equal(t, tid, rec.PID, "pid of TID %d", tid)
-	assert.Equal(t, "pidlab-thr2", rec.Comm, "comm of TID %d: the thread's own name", tid)
-	assert.Equal(t, os.Getpid(), rec.PPID, "ppid of TID %d: its process's parent", tid)
-	assert.Equal(t, 3, rec.Threads, "threads of the process of TID %d", tid)
+	checkEqual(t, tid, rec.PID, "", "pid of TID %d", tid)
+	checkEqual(t, "pidlab-thr2", rec.Comm, "", "comm of TID %d: the thread's own name", tid)
+	checkEqual(t, os.Getpid(), rec.PPID, "", "ppid of TID %d: its process's parent", tid)
+	checkEqual(t, 3, rec.Threads, "", "threads of the process of TID %d", tid)
 }
 
 func TestNonLeaderThreadNice(t *testing.T) {
@@ -102,11 +102,11 @@ func TestNonLeaderThreadNice(t *testing.T) {
 	require.NoError(t, unix.Setpriority(unix.PRIO_PROCESS, tid, 10), "renice TID %d to 10", tid)
 
 	rec := requireMatchesStat(t, tid)
-	assert.Equal(t, 10, rec.Nice, "nice of the reniced TID %d", tid)
-	assert.Equal(t, 30, rec.Priority, "priority of the reniced TID %d", tid)
+	checkEqual(t, 10, rec.Nice, "", "nice of the reniced TID %d", tid)
+	checkEqual(t, 30, rec.Priority, "", "priority of the reniced TID %d", tid)
 	leader := requireMatchesStat(t, tg.PID)
 	assert.Zero(t, leader.Nice, "nice of leader %d, whose other thread was reniced", tg.PID)
-	assert.Equal(t, 20, leader.Priority, "priority of leader %d", tg.PID)
+	checkEqual(t, 20, leader.Priority, "", "priority of leader %d", tg.PID)
 }
 
 func TestWholeProcessCPUTime(t *testing.T) {
@@ -123,13 +123,13 @@ func TestWholeProcessCPUTime(t *testing.T) {
 		rec := requireMatchesStat(t, tg.PID)
 		checkThat(t, rec.UTime > own.UTime+cpuSplitSlack, fmt.Sprintf("more than %d ticks", own.UTime+cpuSplitSlack), fmt.Sprintf("%d ticks", rec.UTime),
 			hintCPUTimeThreads, "utime of pid %d must include its spinning threads; the leader alone has %d ticks", tg.PID, own.UTime)
-		assert.Equal(t, 3, rec.Threads, "threads")
+		checkEqual(t, 3, rec.Threads, "", "threads")
 	})
 	t.Run("spinning thread", func(t *testing.T) {
 		tid := tg.InfoInt(t, 0)
 		rec := requireMatchesStat(t, tid)
-		assert.Equal(t, tid, rec.PID, "pid of TID %d", tid)
-		assert.Equal(t, "R", rec.State, "state of spinning TID %d", tid)
+		checkEqual(t, tid, rec.PID, "", "pid of TID %d", tid)
+		checkEqual(t, "R", rec.State, "", "state of spinning TID %d", tid)
 	})
 }
 
@@ -137,8 +137,8 @@ func TestUIDAndGID(t *testing.T) {
 	markTest(t)
 	tg := startTargetWith(t, asUser(1234, 5678), "sleep")
 	rec := requireMatchesStat(t, tg.PID)
-	assert.Equal(t, uint32(1234), rec.UID, "uid of a process started as 1234:5678")
-	assert.Equal(t, uint32(5678), rec.GID, "gid of a process started as 1234:5678")
+	checkEqual(t, uint32(1234), rec.UID, "", "uid of a process started as 1234:5678")
+	checkEqual(t, uint32(5678), rec.GID, "", "gid of a process started as 1234:5678")
 }
 
 func TestRealIDsNotEffective(t *testing.T) {
@@ -148,8 +148,8 @@ func TestRealIDsNotEffective(t *testing.T) {
 	require.Equal(t, [4]uint32{1234, 4321, 4321, 4321}, status.Uid, "Uid: of the target (precondition)")
 	require.Equal(t, [4]uint32{5678, 8765, 8765, 8765}, status.Gid, "Gid: of the target (precondition)")
 	rec := requireMatchesStat(t, tg.PID)
-	assert.Equal(t, uint32(1234), rec.UID, "uid: the real one (effective is 4321)")
-	assert.Equal(t, uint32(5678), rec.GID, "gid: the real one (effective is 8765)")
+	checkEqual(t, uint32(1234), rec.UID, "", "uid: the real one (effective is 4321)")
+	checkEqual(t, uint32(5678), rec.GID, "", "gid: the real one (effective is 8765)")
 }
 
 func TestNiceAndPriority(t *testing.T) {
@@ -160,8 +160,8 @@ func TestNiceAndPriority(t *testing.T) {
 			tg := startTarget(t, "sleep")
 			require.NoError(t, unix.Setpriority(unix.PRIO_PROCESS, tg.PID, nice), "renice %d to %d", tg.PID, nice)
 			rec := requireMatchesStat(t, tg.PID)
-			assert.Equal(t, nice, rec.Nice, "nice after setpriority(%d)", nice)
-			assert.Equal(t, 20+nice, rec.Priority, "priority at nice %d", nice)
+			checkEqual(t, nice, rec.Nice, "", "nice after setpriority(%d)", nice)
+			checkEqual(t, 20+nice, rec.Priority, "", "priority at nice %d", nice)
 		})
 	}
 }
@@ -175,7 +175,7 @@ func TestRealtimePriority(t *testing.T) {
 	attr := unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: rtPriority}
 	require.NoError(t, unix.SchedSetAttr(tg.PID, &attr, 0), "sched_setattr(%d, SCHED_FIFO %d)", tg.PID, rtPriority)
 	rec := requireMatchesStat(t, tg.PID)
-	assert.Equal(t, -1-rtPriority, rec.Priority, "priority under SCHED_FIFO %d", rtPriority)
+	checkEqual(t, -1-rtPriority, rec.Priority, "", "priority under SCHED_FIFO %d", rtPriority)
 	assert.Zero(t, rec.Nice, "nice under SCHED_FIFO")
 }
 
@@ -184,7 +184,7 @@ func TestStoppedProcess(t *testing.T) {
 	tg := startTarget(t, "sleep")
 	tg.Signal(t, unix.SIGSTOP, "T")
 	rec := requireMatchesStat(t, tg.PID)
-	assert.Equal(t, "T", rec.State, "state after SIGSTOP")
+	checkEqual(t, "T", rec.State, "", "state after SIGSTOP")
 }
 
 func TestTracedProcess(t *testing.T) {
@@ -199,7 +199,7 @@ func TestTracedProcess(t *testing.T) {
 	require.NoError(t, unix.PtraceInterrupt(tg.PID), "PTRACE_INTERRUPT %d", tg.PID)
 	waitState(t, tg.PID, "t")
 	rec := requireMatchesStat(t, tg.PID)
-	assert.Equal(t, "t", rec.State, "state in a ptrace stop")
+	checkEqual(t, "t", rec.State, "", "state in a ptrace stop")
 }
 
 func TestPPIDIsRealParentWhileTracedByAnother(t *testing.T) {
@@ -220,7 +220,7 @@ func TestPPIDIsRealParentWhileTracedByAnother(t *testing.T) {
 	rec := requireMatchesStat(t, tg.PID)
 	checkEqual(t, os.Getpid(), rec.PPID, hintPPIDTracer,
 		"ppid of pid %d: its real parent, the test process (%d), not its tracer (%d)", tg.PID, os.Getpid(), tracer.PID)
-	assert.Equal(t, "S", rec.State, "state of a seized tracee in pause(): seizing does not stop it")
+	checkEqual(t, "S", rec.State, "", "state of a seized tracee in pause(): seizing does not stop it")
 }
 
 // requireTracerPID returns TracerPid: from /proc/<pid>/status, the PID of
@@ -260,9 +260,9 @@ func TestZombie(t *testing.T) {
 func assertZombie(t *testing.T, pid, ppid int) {
 	t.Helper()
 	rec := requireMatchesStat(t, pid)
-	assert.Equal(t, "Z", rec.State, "state of an exited, unreaped process")
-	assert.Equal(t, targetComm, rec.Comm, "comm of zombie %d", pid)
-	assert.Equal(t, ppid, rec.PPID, "ppid of zombie %d", pid)
+	checkEqual(t, "Z", rec.State, "", "state of an exited, unreaped process")
+	checkEqual(t, targetComm, rec.Comm, "", "comm of zombie %d", pid)
+	checkEqual(t, ppid, rec.PPID, "", "ppid of zombie %d", pid)
 	assert.Zero(t, rec.VSize, "vsize of zombie %d: it has no address space", pid)
 	assert.Zero(t, rec.RSS, "rss of zombie %d: it has no address space", pid)
 }
@@ -270,12 +270,12 @@ func assertZombie(t *testing.T, pid, ppid int) {
 func TestKthreadd(t *testing.T) {
 	markTest(t)
 	rec := requireMatchesStat(t, kthreaddPID)
-	assert.Equal(t, "kthreadd", rec.Comm, "comm of pid %d", kthreaddPID)
+	checkEqual(t, "kthreadd", rec.Comm, "", "comm of pid %d", kthreaddPID)
 	assert.Zero(t, rec.PPID, "ppid of kthreadd: started by the kernel")
 	assert.Zero(t, rec.UID, "uid of kthreadd")
 	assert.Zero(t, rec.VSize, "vsize of kthreadd: a kernel thread has no mm")
 	assert.Zero(t, rec.RSS, "rss of kthreadd: a kernel thread has no mm")
-	assert.Equal(t, 1, rec.Threads, "threads of kthreadd")
+	checkEqual(t, 1, rec.Threads, "", "threads of kthreadd")
 }
 
 func TestIdleKernelThread(t *testing.T) {
@@ -283,8 +283,8 @@ func TestIdleKernelThread(t *testing.T) {
 	// State "I" (TASK_IDLE) exists only for kernel threads.
 	pid := findKernelThread(t, "I")
 	rec := requireMatchesStat(t, pid)
-	assert.Equal(t, "I", rec.State, "state of idle kernel thread %d (%s)", pid, rec.Comm)
-	assert.Equal(t, kthreaddPID, rec.PPID, "ppid of kernel thread %d", pid)
+	checkEqual(t, "I", rec.State, "", "state of idle kernel thread %d (%s)", pid, rec.Comm)
+	checkEqual(t, kthreaddPID, rec.PPID, "", "ppid of kernel thread %d", pid)
 	assert.Zero(t, rec.VSize, "vsize of kernel thread %d", pid)
 	assert.Zero(t, rec.RSS, "rss of kernel thread %d", pid)
 }
@@ -318,8 +318,8 @@ func findKernelThread(t *testing.T, state string) int {
 func TestInit(t *testing.T) {
 	markTest(t)
 	rec := requireMatchesStat(t, 1)
-	assert.Equal(t, 1, rec.PID, "pid of init")
-	assert.Equal(t, "init", rec.Comm, "comm of u-root's init")
+	checkEqual(t, 1, rec.PID, "", "pid of init")
+	checkEqual(t, "init", rec.Comm, "", "comm of u-root's init")
 	assert.Zero(t, rec.PPID, "ppid of init: started by the kernel")
 	assert.Zero(t, rec.UID, "uid of init")
 	assert.Positive(t, rec.VSize, "vsize of init: a user process")
@@ -333,10 +333,10 @@ func TestTestProcessItself(t *testing.T) {
 
 	t.Run("process", func(t *testing.T) {
 		rec := requireMatchesStat(t, os.Getpid())
-		assert.Equal(t, os.Getpid(), rec.PID, "pid of the test process")
-		assert.Equal(t, os.Getppid(), rec.PPID, "ppid of the test process")
-		assert.Equal(t, uint32(os.Getuid()), rec.UID, "uid of the test process")
-		assert.Equal(t, uint32(os.Getgid()), rec.GID, "gid of the test process")
+		checkEqual(t, os.Getpid(), rec.PID, "", "pid of the test process")
+		checkEqual(t, os.Getppid(), rec.PPID, "", "ppid of the test process")
+		checkEqual(t, uint32(os.Getuid()), rec.UID, "", "uid of the test process")
+		checkEqual(t, uint32(os.Getgid()), rec.GID, "", "gid of the test process")
 	})
 	t.Run("current thread", func(t *testing.T) {
 		// The thread that reads is running while it reads.
@@ -344,8 +344,8 @@ func TestTestProcessItself(t *testing.T) {
 		defer runtime.UnlockOSThread()
 		tid := unix.Gettid()
 		rec := requireMatchesStat(t, tid)
-		assert.Equal(t, tid, rec.PID, "pid of the reading thread's TID")
-		assert.Equal(t, "R", rec.State, "state of the thread reading /proc/pid")
+		checkEqual(t, tid, rec.PID, "", "pid of the reading thread's TID")
+		checkEqual(t, "R", rec.State, "", "state of the thread reading /proc/pid")
 	})
 }
 
@@ -362,7 +362,7 @@ func TestCommOddNames(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tg := startTarget(t, "comm", tt.set)
 			rec := requireMatchesStat(t, tg.PID)
-			assert.Equal(t, tt.want, rec.Comm, "comm after prctl(PR_SET_NAME, %q)", tt.set)
+			checkEqual(t, tt.want, rec.Comm, "", "comm after prctl(PR_SET_NAME, %q)", tt.set)
 		})
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -243,7 +242,7 @@ func TestSplitWriteIsTwoSelections(t *testing.T) {
 	n, err := unix.Write(fd, []byte("1"))
 	require.NoError(t, err, "first write(\"1\")")
 	require.Equal(t, 1, n, "return value of write(\"1\")")
-	assert.Equal(t, 1, requireRecord(t).PID, "pid selected by the first write(\"1\")")
+	checkEqual(t, 1, requireRecord(t).PID, "", "pid selected by the first write(\"1\")")
 	off, err := unix.Seek(fd, 0, unix.SEEK_CUR)
 	require.NoError(t, err, "lseek(0, SEEK_CUR)")
 	checkZero(t, off, hintWriteNoPos, "file position after a write: it stays 0, so the next write is a new selection")
@@ -279,10 +278,10 @@ func TestNonRootAccess(t *testing.T) {
 
 	// uid 1000 tries to select other, then reads: it still sees tg.
 	_, view := startViewWith(t, asUser(1000, 1000), "view", strconv.Itoa(other.PID))
-	assert.Equal(t, unix.EACCES, view.writeErr, "errno of uid 1000's write of %d (its open for writing)", other.PID)
-	assert.Equal(t, unix.Errno(0), view.readErr, "errno of uid 1000's read")
-	assert.Equal(t, strconv.Itoa(tg.PID), view.pid, "pid read by uid 1000 after its refused write of %d", other.PID)
-	assert.Equal(t, strconv.Itoa(os.Getpid()), view.ppid, "ppid read by uid 1000")
+	checkEqual(t, unix.EACCES, view.writeErr, "", "errno of uid 1000's write of %d (its open for writing)", other.PID)
+	checkEqual(t, unix.Errno(0), view.readErr, "", "errno of uid 1000's read")
+	checkEqual(t, strconv.Itoa(tg.PID), view.pid, "", "pid read by uid 1000 after its refused write of %d", other.PID)
+	checkEqual(t, strconv.Itoa(os.Getpid()), view.ppid, "", "ppid read by uid 1000")
 	assertStillSelected(t, tg, fmt.Sprintf("uid 1000's refused write of %d", other.PID))
 }
 
@@ -352,8 +351,8 @@ func TestWriteResolvesInWriterPIDNamespace(t *testing.T) {
 	checkEqual(t, "1", view.pid, hintReaderNS, "pid read inside the new namespace by its PID 1")
 	checkEqual(t, "0", view.ppid, hintReaderNS, "ppid read inside the new namespace: the parent is outside it")
 	rec := requireStoredMatchesStat(t, self.PID)
-	assert.Equal(t, self.PID, rec.PID, "pid read here of the process that wrote 1 in its own namespace")
-	assert.Equal(t, os.Getpid(), rec.PPID, "ppid read here of the process that wrote 1 in its own namespace")
+	checkEqual(t, self.PID, rec.PID, "", "pid read here of the process that wrote 1 in its own namespace")
+	checkEqual(t, os.Getpid(), rec.PPID, "", "ppid read here of the process that wrote 1 in its own namespace")
 
 	// A second process in a namespace writes "1": that namespace's init,
 	// not the writer and not the global init.
@@ -376,7 +375,7 @@ func TestReadResolvesInReaderPIDNamespace(t *testing.T) {
 	checkEqual(t, "1", view.pid, hintReaderNS, "pid of global pid %d read inside its own namespace", ns.PID)
 	checkEqual(t, "0", view.ppid, hintReaderNS, "ppid of global pid %d read inside its own namespace: the parent is outside it", ns.PID)
 	rec := requireStoredMatchesStat(t, ns.PID)
-	assert.Equal(t, ns.PID, rec.PID, "pid read here after the namespace read it: the selection is unchanged")
+	checkEqual(t, ns.PID, rec.PID, "", "pid read here after the namespace read it: the selection is unchanged")
 }
 
 func TestReadFromOtherPIDNamespaceIsESRCH(t *testing.T) {
