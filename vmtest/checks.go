@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/vmtest/report"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
@@ -125,11 +126,9 @@ func testChecks(tests []verdict.TestResult, crashHint string, quote []string) []
 			c.Verdict, c.Message = report.Skip, cleanOutput(t.Output)
 		case verdict.Failed:
 			c.Verdict, c.Message = report.Fail, cleanOutput(t.Output)
-			// The first recorded failure is what to fix first. A failure
-			// the test did not record (testify's, a panic) is its
-			// message alone: the test's text is shown, never parsed.
-			if len(t.Failures) > 0 {
-				f := t.Failures[0]
+			// A failure the test did not record (testify's, a panic) is
+			// its message alone: the test's text is shown, never parsed.
+			if f, ok := firstToFix(t.Failures); ok {
 				c.Expected, c.Got, c.Hint = f.Expected, f.Got, f.Hint
 			}
 		case verdict.Hung:
@@ -139,6 +138,20 @@ func testChecks(tests []verdict.TestResult, crashHint string, quote []string) []
 		checks = append(checks, c)
 	}
 	return checks
+}
+
+// firstToFix is the failure a check's row shows: the first with a hint,
+// which names a cause, else the first.
+func firstToFix(failures []guestapi.Failure) (guestapi.Failure, bool) {
+	for _, f := range failures {
+		if f.Hint != "" {
+			return f, true
+		}
+	}
+	if len(failures) == 0 {
+		return guestapi.Failure{}, false
+	}
+	return failures[0], true
 }
 
 // crashedChecks are the tests that were running when the guest died.

@@ -467,3 +467,16 @@ func TestRecordedFailureIsTheCheck(t *testing.T) {
 	assert.Equal(t, "read 1 returned 50 bytes", c.Got)
 	assert.Equal(t, "the read handler ignores count", c.Hint)
 }
+
+// Of a test's recorded failures, the row shows the first that names a
+// cause: a bare comparison before it says less.
+func TestTheRowShowsTheFirstHintedFailure(t *testing.T) {
+	bare := guestapi.Failure{Test: "TestZombie", Check: "comm of zombie 42", Expected: `"pidlab-target"`, Got: `""`}
+	hinted := guestapi.Failure{Test: "TestZombie", Check: "vsize: module vs /proc/42/stat field 23", Expected: "0", Got: "oops",
+		Hint: "task->mm is NULL for a zombie"}
+	c := testChecks([]verdict.TestResult{{Name: "TestZombie", Outcome: verdict.Failed, Failures: []guestapi.Failure{bare, hinted}}}, "", nil)[0]
+	assert.Equal(t, hinted.Got, c.Got)
+	assert.Equal(t, hinted.Hint, c.Hint)
+	c = testChecks([]verdict.TestResult{{Name: "TestZombie", Outcome: verdict.Failed, Failures: []guestapi.Failure{bare, bare}}}, "", nil)[0]
+	assert.Equal(t, bare.Expected, c.Expected, "without a hint, the first")
+}
