@@ -25,12 +25,34 @@ var unexported = map[string]string{
 	"ptrace_may_access":             "it is not available to modules; check capabilities with capable() instead",
 }
 
+// procOpsNames are struct proc_ops's names for file_operations members.
+var procOpsNames = map[string]string{
+	"open": ".proc_open", "read": ".proc_read", "write": ".proc_write", "llseek": ".proc_lseek",
+	"release": ".proc_release", "poll": ".proc_poll", "unlocked_ioctl": ".proc_ioctl", "mmap": ".proc_mmap",
+	"read_iter": ".proc_read_iter",
+}
+
 var hints = []hint{
 	{regexp.MustCompile(`expected 'const struct proc_ops \*' but argument is of type '(const )?struct file_operations \*'`),
 		func([]string) string {
 			return "proc_create() takes a struct proc_ops since Linux 5.6, not a struct file_operations: " +
 				"rename .open/.read/.write/.llseek/.release to .proc_open/.proc_read/.proc_write/.proc_lseek/.proc_release " +
+				"and delete .owner = THIS_MODULE, which proc_ops does not have " +
 				"(keep file_operations under #if LINUX_VERSION_CODE < KERNEL_VERSION(5, 6, 0) for older kernels)"
+		}},
+	// A file_operations turned into a proc_ops by its type alone keeps
+	// its old member names.
+	{regexp.MustCompile(`'(?:const )?struct proc_ops' has no member named '([a-z_]+)'`),
+		func(m []string) string {
+			if m[1] == "owner" {
+				return "struct proc_ops has no .owner: delete .owner = THIS_MODULE (procfs keeps the module's handlers " +
+					"from running once remove_proc_entry() has returned, so the entry needs no module reference)"
+			}
+			if renamed, ok := procOpsNames[m[1]]; ok {
+				return fmt.Sprintf("struct proc_ops calls .%s %s", m[1], renamed)
+			}
+			return "struct proc_ops (Linux 5.6) has .proc_open, .proc_read, .proc_write, .proc_lseek, .proc_release, " +
+				".proc_poll, .proc_ioctl and .proc_mmap"
 		}},
 	{regexp.MustCompile(`'struct task_struct' has no member named 'state'`),
 		func([]string) string {

@@ -32,6 +32,23 @@ static int __init m_init(void) { return proc_create("x", 0444, NULL, &fops) ? 0 
 module_init(m_init);
 MODULE_LICENSE("GPL");
 `, "takes a struct proc_ops since Linux 5.6"},
+	// The proc_ops hint's follower: .owner kept from file_operations.
+	"proc-ops-owner": {`#include <linux/module.h>
+#include <linux/proc_fs.h>
+static ssize_t r(struct file *f, char __user *b, size_t n, loff_t *o) { return 0; }
+static const struct proc_ops pops = { .owner = THIS_MODULE, .proc_read = r };
+static int __init m_init(void) { return proc_create("x", 0444, NULL, &pops) ? 0 : -ENOMEM; }
+module_init(m_init);
+MODULE_LICENSE("GPL");
+`, "struct proc_ops has no .owner: delete .owner = THIS_MODULE"},
+	"proc-ops-old-names": {`#include <linux/module.h>
+#include <linux/proc_fs.h>
+static ssize_t r(struct file *f, char __user *b, size_t n, loff_t *o) { return 0; }
+static const struct proc_ops pops = { .read = r };
+static int __init m_init(void) { return proc_create("x", 0444, NULL, &pops) ? 0 : -ENOMEM; }
+module_init(m_init);
+MODULE_LICENSE("GPL");
+`, "struct proc_ops calls .read .proc_read"},
 	"unexported": {`#include <linux/module.h>
 #include <linux/sched.h>
 extern int task_prio(const struct task_struct *p);
