@@ -346,8 +346,8 @@ func TestWriteResolvesInWriterPIDNamespace(t *testing.T) {
 	// itself as 1 with an invisible parent (0); from here it is a child
 	// of the test with its global PID.
 	self, view := startView(t, "1")
-	require.Equal(t, unix.Errno(0), view.writeErr, "errno of writing 1 from a new PID namespace")
-	require.Equal(t, unix.Errno(0), view.readErr, "errno of the namespaced writer's read")
+	requireEqual(t, unix.Errno(0), view.writeErr, "", "errno of writing 1 from a new PID namespace")
+	requireEqual(t, unix.Errno(0), view.readErr, "", "errno of the namespaced writer's read")
 	checkEqual(t, "1", view.pid, hintReaderNS, "pid read inside the new namespace by its PID 1")
 	checkEqual(t, "0", view.ppid, hintReaderNS, "ppid read inside the new namespace: the parent is outside it")
 	rec := requireStoredMatchesStat(t, self.PID)
@@ -358,7 +358,7 @@ func TestWriteResolvesInWriterPIDNamespace(t *testing.T) {
 	// not the writer and not the global init.
 	ns := startTargetWith(t, inNewPIDNamespace(), "sleep")
 	_, second := startViewIn(t, ns, "1")
-	require.Equal(t, unix.Errno(0), second.writeErr, "errno of writing 1 from the second process of a PID namespace")
+	requireEqual(t, unix.Errno(0), second.writeErr, "", "errno of writing 1 from the second process of a PID namespace")
 	checkEqual(t, "1", second.pid, hintWriterNS, "pid read inside the namespace after its second process wrote 1")
 	rec = requireStoredMatchesStat(t, ns.PID)
 	checkEqual(t, ns.PID, rec.PID, hintWriterNS, "pid read here after \"1\" was written inside the namespace of pid %d", ns.PID)
@@ -371,7 +371,7 @@ func TestReadResolvesInReaderPIDNamespace(t *testing.T) {
 	ns := startTargetWith(t, inNewPIDNamespace(), "sleep")
 	requireWritePID(t, ns.PID)
 	_, view := startViewIn(t, ns)
-	require.Equal(t, unix.Errno(0), view.readErr, "errno of reading, inside the namespace of pid %d, the selection %d", ns.PID, ns.PID)
+	requireEqual(t, unix.Errno(0), view.readErr, "", "errno of reading, inside the namespace of pid %d, the selection %d", ns.PID, ns.PID)
 	checkEqual(t, "1", view.pid, hintReaderNS, "pid of global pid %d read inside its own namespace", ns.PID)
 	checkEqual(t, "0", view.ppid, hintReaderNS, "ppid of global pid %d read inside its own namespace: the parent is outside it", ns.PID)
 	rec := requireStoredMatchesStat(t, ns.PID)
