@@ -3,6 +3,7 @@ package profile
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -120,7 +121,7 @@ func (f Field) checkNumber(spec factSpec, got string, before, after Snapshot) *M
 	want := f.describeRange(spec, lo, hi, b, per)
 	v, err := strconv.ParseFloat(got, 64)
 	if err != nil || strings.ContainsAny(got, "eExXpP_") {
-		return &Mismatch{Want: want, Got: fmt.Sprintf("%q (not a decimal number)", got)}
+		return &Mismatch{Want: want, Got: notANumber(got, "not a decimal number")}
 	}
 	// A coarser unit than the kernel's (seconds for ticks) rounds, so
 	// anything within one unit of the range is right.
@@ -203,7 +204,7 @@ func (f Field) checkState(got string, before, after Snapshot) *Mismatch {
 	want := fmt.Sprintf("%s (the __state word of a task in state %s, stat field 3)", stateWordText(b, a), letters)
 	w, err := strconv.ParseUint(got, 0, 64)
 	if err != nil {
-		return &Mismatch{Want: want, Got: fmt.Sprintf("%q (not a number)", got)}
+		return &Mismatch{Want: want, Got: notANumber(got, "not a number")}
 	}
 	if stateWordMatches(w, b) || stateWordMatches(w, a) {
 		return nil
@@ -220,15 +221,39 @@ func stateWordMatches(w uint64, letter string) bool {
 	return false
 }
 
+// stateWithFlags are the words with a modifier bit that tasks in a state
+// commonly show, which a want names beside the bare state bit.
+var stateWithFlags = map[string]string{
+	"T": "260 (TASK_STOPPED, with TASK_WAKEKILL)",
+	"D": "258 (TASK_KILLABLE)",
+	"S": "8193 (with TASK_FREEZABLE)",
+}
+
 func stateWordText(letters ...string) string {
 	var words []string
+	add := func(w string) {
+		if !slices.Contains(words, w) {
+			words = append(words, w)
+		}
+	}
 	for _, l := range letters {
 		for _, w := range stateWords[l] {
-			s := strconv.FormatUint(w, 10)
-			if !strings.Contains(strings.Join(words, " "), s) {
-				words = append(words, s)
-			}
+			add(strconv.FormatUint(w, 10))
+		}
+		if alt, ok := stateWithFlags[l]; ok {
+			add(alt)
 		}
 	}
 	return strings.Join(words, " or ")
+}
+
+// notANumber is how a value that should be a number is shown: a number
+// with something after it names the stray text ("1u": a stray "u" after
+// 1), anything else is quoted with why.
+func notANumber(got, why string) string {
+	rest := strings.TrimLeft(got, "0123456789")
+	if rest != got && rest != "" && !strings.ContainsAny(rest, ".0123456789") { // not 1.5, not 0x16
+		return fmt.Sprintf("%q (a stray %q after the number %s)", got, rest, strings.TrimSuffix(got, rest))
+	}
+	return fmt.Sprintf("%q (%s)", got, why)
 }

@@ -85,7 +85,23 @@ func TestOSC10eIsStrictOnValues(t *testing.T) {
 	assert.Nil(t, field("state").Check("0", sleeping, Snapshot{Stat: procfs.Stat{State: "R"}}), "woke up between the snapshots")
 	m := field("state").Check("0", sleeping, sleeping)
 	require.NotNil(t, m, "a sleeping task is not running")
-	assert.Equal(t, "1 (the __state word of a task in state S, stat field 3)", m.Want)
+	assert.Equal(t, "1 or 8193 (with TASK_FREEZABLE) (the __state word of a task in state S, stat field 3)", m.Want)
+	m = field("state").Check("0", stopped, stopped)
+	require.NotNil(t, m)
+	assert.Equal(t, "4 or 260 (TASK_STOPPED, with TASK_WAKEKILL) (the __state word of a task in state T, stat field 3)", m.Want,
+		"the word a stopped task usually shows is named, not only the bare bit")
+	m = field("state").Check("1u", sleeping, sleeping)
+	require.NotNil(t, m)
+	assert.Equal(t, `"1u" (a stray "u" after the number 1)`, m.Got)
+	m = field("pid").Check("1437]", sleeping, sleeping)
+	require.NotNil(t, m)
+	assert.Equal(t, `"1437]" (a stray "]" after the number 1437)`, m.Got)
+	m = field("pid").Check("0x59d", sleeping, sleeping)
+	require.NotNil(t, m)
+	assert.Equal(t, `"0x59d" (not a decimal number)`, m.Got)
+	m = field("pid").Check("abc", sleeping, sleeping)
+	require.NotNil(t, m)
+	assert.Equal(t, `"abc" (not a decimal number)`, m.Got)
 	assert.NotNil(t, field("state").Check("S", sleeping, sleeping), "a letter is not the state word")
 	assert.NotNil(t, field("state").Check("2", sleeping, sleeping))
 	assert.NotNil(t, field("state").Check("4", sleeping, sleeping))
@@ -99,6 +115,19 @@ func TestOSC10eIsStrictOnValues(t *testing.T) {
 	require.NotNil(t, m)
 	assert.Equal(t, `"bash" (stat field 2)`, m.Want)
 	assert.Equal(t, `"bas"`, m.Got)
+}
+
+// A record that does not parse is told what the profile's records look
+// like, not shown its regular expression.
+func TestALayoutFailureShowsTheLayout(t *testing.T) {
+	p := builtin(t, "osc10e")
+	_, err := p.ParseRecord("bash 1437 S\n")
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "command = [bash] pid = [1437] state = [1]")
+	assert.NotContains(t, err.Error(), p.Record.Regex)
+	p.Description = ""
+	_, err = p.ParseRecord("bash 1437 S\n")
+	assert.ErrorContains(t, err, "the fields command, pid, state")
 }
 
 func TestUnitsAndTolerances(t *testing.T) {

@@ -21,7 +21,7 @@ func (p *Profile) parseRegex(text string) (map[string]string, error) {
 	re := regexp.MustCompile(p.Record.Regex) // validated when loaded
 	m := re.FindStringSubmatch(text)
 	if m == nil {
-		return nil, fmt.Errorf("the record %q does not match the profile's layout %s", text, p.Record.Regex)
+		return nil, fmt.Errorf("the record %q does not have the layout of profile %s: %s", text, p.Name, p.layout())
 	}
 	values := map[string]string{}
 	for _, f := range p.Fields {
@@ -80,4 +80,18 @@ func (p *Profile) splitLine(line string) (key, value string, ok bool) {
 	// One space after the separator is layout; more is part of the value
 	// only for text, which the module prints verbatim.
 	return key, strings.TrimPrefix(strings.TrimRight(value, "\r"), " "), key != ""
+}
+
+// layout says what a record of the profile looks like, for someone whose
+// record does not parse: its description, else its fields' names (the
+// regular expression itself helps nobody writing the module).
+func (p *Profile) layout() string {
+	if p.Description != "" {
+		return p.Description
+	}
+	var names []string
+	for _, f := range p.Fields {
+		names = append(names, f.Name)
+	}
+	return "the fields " + strings.Join(names, ", ")
 }
