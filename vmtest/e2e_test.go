@@ -156,6 +156,9 @@ func TestValidateOSC10e(t *testing.T) {
 		{"static-eof-flag", verdict.TestFailed, "TestSecondReaderAfterEarlyStop/first-read-4096-bytes", "static or global variable"},
 		{"ignored-count", verdict.TestFailed, "TestSmallReadsAreNotOverrun", "ignores count"},
 		{"task-state", verdict.BuildFailed, report.CheckBuild, "renamed __state"},
+		// The entry is missing: its check alone fails, naming the entry the
+		// module made; the checks that need it are skipped.
+		{"wrong-entry", verdict.TestFailed, "TestEntryExists", "the module created /proc/pidinfo instead"},
 	}
 	for _, tc := range cases {
 		name := tc.variant
@@ -179,6 +182,9 @@ func TestValidateOSC10e(t *testing.T) {
 			failed := checkNamed(t, run, tc.check)
 			assert.Equal(t, report.Fail, failed.Verdict)
 			assert.Contains(t, failed.Hint, tc.hint, "the hint names the bug")
+			if tc.variant == "wrong-entry" {
+				assert.Equal(t, "4 passed, 1 failed, 7 skipped", run.Score(), "one failure, not a cascade: the module builds, loads, unloads and the kernel stays clean")
+			}
 		})
 	}
 }

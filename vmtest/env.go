@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/userspace/profile"
 	"github.com/pidlab/pidlab/vmtest/kernel"
 	"github.com/pidlab/pidlab/vmtest/profiles"
@@ -58,6 +59,7 @@ var settings = []setting{
 	{Name: "PIDLAB_MODULE", Guest: true},
 	{Name: "PIDLAB_MODULE_NAME", Guest: true},
 	{Name: profile.EnvGuestJSON, Guest: true},
+	{Name: guestapi.EnvProcCreated, Guest: true},
 }
 
 // CheckEnv checks every PIDLAB_* variable of the environment, for pidlab's

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,6 +30,8 @@ type System interface {
 	// Mark names on the console what runs now (MarkTest), guestapi.NoTest when
 	// no test does.
 	Mark(name string)
+	// ProcEntries names what /proc holds besides the processes' folders.
+	ProcEntries() []string
 }
 
 // LeakDetector is kmemleak: Forget marks every allocation reported so far
@@ -44,8 +47,9 @@ type Runner struct {
 	Manifest guestapi.Manifest
 	Out      io.Writer
 
-	mu  sync.Mutex // one event per line, whole, even from two goroutines
-	enc *json.Encoder
+	mu      sync.Mutex // one event per line, whole, even from two goroutines
+	enc     *json.Encoder
+	created []string // the /proc entries loading the module created
 }
 
 // unloadRetries covers the short window after a test process exits in which
@@ -73,11 +77,13 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.emit(guestapi.Event{Kind: guestapi.KindLeaks, Err: err.Error()})
 		}
 	}
+	before := r.Sys.ProcEntries()
 	if err := r.Sys.LoadModule(r.Manifest.Module); err != nil {
 		r.emit(guestapi.Event{Kind: guestapi.KindLoad, Err: err.Error()})
 		return r.emit(guestapi.Event{Kind: guestapi.KindDone, Taint: r.taint()})
 	}
-	r.emit(guestapi.Event{Kind: guestapi.KindLoad})
+	r.created = createdEntries(before, r.Sys.ProcEntries())
+	r.emit(guestapi.Event{Kind: guestapi.KindLoad, Entries: r.created})
 	for i, tb := range r.Manifest.Tests {
 		if i > 0 && r.Manifest.Reload && !r.reload() {
 			return r.emit(guestapi.Event{Kind: guestapi.KindDone, Taint: r.taint()})
@@ -167,7 +173,8 @@ func (r *Runner) startTests(ctx context.Context, tb guestapi.TestBinary) (cmd *e
 	}
 	cmd = exec.CommandContext(ctx, tb.Path, tb.Args...)
 	cmd.Env = append(os.Environ(), r.Manifest.Env...)
-	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", guestapi.FailuresEnv, guestapi.FailuresFD))
+	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", guestapi.FailuresEnv, guestapi.FailuresFD),
+		guestapi.EnvProcCreated+"="+strings.Join(r.created, ","))
 	cmd.Dir = "/tmp"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout, cmd.Stderr = outW, outW
@@ -229,6 +236,18 @@ func failureEvent(binary, line string) guestapi.Event {
 			Line: fmt.Sprintf("pidlab: not a failure record on fd %d: %q", guestapi.FailuresFD, line)}
 	}
 	return guestapi.Event{Kind: guestapi.KindFailure, Binary: binary, Failure: &f}
+}
+
+// createdEntries are the /proc entries of after that before did not have,
+// as paths.
+func createdEntries(before, after []string) []string {
+	var created []string
+	for _, name := range after {
+		if !slices.Contains(before, name) {
+			created = append(created, "/proc/"+name)
+		}
+	}
+	return created
 }
 
 // reload gives the next test binary a freshly loaded module, so that every

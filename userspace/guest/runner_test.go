@@ -21,6 +21,7 @@ type fakeSystem struct {
 	loadErr, unloadErr error
 	unloadBusy         int // unload answers EBUSY this many times first
 	loaded, unloaded   []string
+	creates            []string // /proc entries the module makes while loaded
 	leaks              *fakeLeaks
 	marks              []string
 }
@@ -39,7 +40,13 @@ func (f *fakeSystem) UnloadModule(name string) error {
 	return f.unloadErr
 }
 
-func (f *fakeSystem) Mark(name string)       { f.marks = append(f.marks, name) }
+func (f *fakeSystem) Mark(name string) { f.marks = append(f.marks, name) }
+func (f *fakeSystem) ProcEntries() []string {
+	if len(f.loaded) > len(f.unloaded) {
+		return append([]string{"cpuinfo", "self"}, f.creates...)
+	}
+	return []string{"cpuinfo", "self"}
+}
 func (f *fakeSystem) Taint() (uint64, error) { return 12288, nil }
 func (f *fakeSystem) Kernel() string         { return "6.1.0-test" }
 func (f *fakeSystem) Leaks() LeakDetector {
@@ -183,4 +190,19 @@ func TestRunnerReloadsTheModuleBetweenTestBinaries(t *testing.T) {
 	sys = &fakeSystem{}
 	runEvents(t, sys, guestapi.Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []guestapi.TestBinary{{Path: first}, {Path: second}}})
 	assert.Equal(t, []string{"/m/x.ko"}, sys.loaded, "without reload in the manifest: loaded once for all binaries")
+}
+
+// The /proc entries loading the module made reach the host in the load
+// event and the tests in their environment: a test of a missing entry
+// can name the one the module made instead.
+func TestRunnerNamesTheEntriesTheModuleCreated(t *testing.T) {
+	bin := script(t, "echo \"created $PIDLAB_PROC_CREATED\"\n")
+	evs := runEvents(t, &fakeSystem{creates: []string{"pidinfo"}}, guestapi.Manifest{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: bin}}})
+	require.Equal(t, guestapi.KindLoad, evs[1].Kind)
+	assert.Equal(t, []string{"/proc/pidinfo"}, evs[1].Entries)
+	assert.Equal(t, "created /proc/pidinfo", evs[2].Line)
+
+	evs = runEvents(t, &fakeSystem{}, guestapi.Manifest{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: bin}}})
+	assert.Empty(t, evs[1].Entries, "a module that makes no entry")
+	assert.Equal(t, "created ", evs[2].Line)
 }

@@ -40,6 +40,18 @@ func (LinuxSystem) UnloadModule(name string) error {
 	return nil
 }
 
+// ProcEntries names the entries of /proc that are not a process's folder.
+func (LinuxSystem) ProcEntries() []string {
+	entries, _ := os.ReadDir("/proc")
+	var names []string
+	for _, e := range entries {
+		if strings.Trim(e.Name(), "0123456789") != "" {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
 // Taint reads the kernel's taint mask.
 func (LinuxSystem) Taint() (uint64, error) {
 	b, err := os.ReadFile("/proc/sys/kernel/tainted")

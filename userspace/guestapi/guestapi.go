@@ -31,7 +31,15 @@ type Event struct {
 	Kernel   string   `json:"kernel,omitempty"` // uname -r, for KindStart
 	Taint    uint64   `json:"taint,omitempty"`  // /proc/sys/kernel/tainted
 	Failure  *Failure `json:"failure,omitempty"`
+	// Entries are, for KindLoad, the /proc entries loading the module
+	// created (/proc/pid), which the tests find in EnvProcCreated.
+	Entries []string `json:"entries,omitempty"`
 }
+
+// EnvProcCreated names, for the test binaries, the /proc entries loading
+// the module created, comma-separated: a test of an entry that is not
+// there can say which one the module made instead.
+const EnvProcCreated = "PIDLAB_PROC_CREATED"
 
 // Failure is a check of a guest test that failed, as data, so that the
 // host's report shows it without reading it back out of the test's text:
