@@ -159,6 +159,10 @@ func TestValidateOSC10e(t *testing.T) {
 		// The entry is missing: its check alone fails, naming the entry the
 		// module made; the checks that need it are skipped.
 		{"wrong-entry", verdict.TestFailed, "TestEntryExists", "the module created /proc/pidinfo instead"},
+		// Both of the textbook starter's bugs: dd bs=4 leaves the static
+		// flag set, and the next check's baseline read is empty, which
+		// must fail with the flag's hint (it once passed as "the record").
+		{"textbook-starter", verdict.TestFailed, "TestSecondReaderAfterEarlyStop", "static or global variable"},
 	}
 	for _, tc := range cases {
 		name := tc.variant
@@ -182,6 +186,9 @@ func TestValidateOSC10e(t *testing.T) {
 			failed := checkNamed(t, run, tc.check)
 			assert.Equal(t, report.Fail, failed.Verdict)
 			assert.Contains(t, failed.Hint, tc.hint, "the hint names the bug")
+			if tc.variant == "textbook-starter" {
+				assert.Contains(t, checkNamed(t, run, "TestSmallReadsAreNotOverrun").Hint, "ignores count", "the other bug, named too")
+			}
 			if tc.variant == "wrong-entry" {
 				assert.Equal(t, "4 passed, 1 failed, 7 skipped", run.Score(), "one failure, not a cascade: the module builds, loads, unloads and the kernel stays clean")
 			}
