@@ -163,6 +163,9 @@ func TestValidateOSC10e(t *testing.T) {
 		// flag set, and the next check's baseline read is empty, which
 		// must fail with the flag's hint (it once passed as "the record").
 		{"textbook-starter", verdict.TestFailed, "TestSecondReaderAfterEarlyStop", "static or global variable"},
+		// An empty write oopses on kmalloc(0)'s ZERO_SIZE_PTR: the crash is
+		// the empty write's, named with its cause, not a NULL task's.
+		{"empty-write", verdict.KernelTrouble, "TestBadInputIsHarmless/empty", "ZERO_SIZE_PTR"},
 	}
 	for _, tc := range cases {
 		name := tc.variant
@@ -184,7 +187,11 @@ func TestValidateOSC10e(t *testing.T) {
 				return
 			}
 			failed := checkNamed(t, run, tc.check)
-			assert.Equal(t, report.Fail, failed.Verdict)
+			if tc.exit == verdict.KernelTrouble {
+				assert.Equal(t, report.Error, failed.Verdict, "the check the kernel died in")
+			} else {
+				assert.Equal(t, report.Fail, failed.Verdict)
+			}
 			assert.Contains(t, failed.Hint, tc.hint, "the hint names the bug")
 			if tc.variant == "textbook-starter" {
 				assert.Contains(t, checkNamed(t, run, "TestSmallReadsAreNotOverrun").Hint, "ignores count", "the other bug, named too")

@@ -85,6 +85,13 @@ func TestProcpidsHintsForRealKernelReports(t *testing.T) {
 		// a NULL pointer's: there it is most likely the PID lookup's result.
 		"NULL pointer in the write": {log: "fortify-on-write.log", null: true, running: []string{"TestKthreadd"},
 			hint: "find_get_pid()/find_vpid() returns NULL"},
+		// kmalloc(0)'s ZERO_SIZE_PTR written at [-1] by an empty write
+		// (module/testdata/osc10e-buggy/empty-write): the marked input
+		// tells it apart from a NULL lookup in the same write handler.
+		"an empty write": {log: "empty-write-zero-size-ptr.log", running: []string{"TestBadInputIsHarmless", "TestBadInputIsHarmless/empty"},
+			hint: "kmalloc(0) returns ZERO_SIZE_PTR"},
+		"the same oops with no input known": {log: "empty-write-zero-size-ptr.log", running: []string{"TestBadInputIsHarmless"},
+			hint: "find_get_pid()/find_vpid() returns NULL"},
 		"not a NULL pointer: pidlab's own hint": {log: "fortify-on-write.log",
 			hint: "the write copies more than its buffer holds"},
 	} {
