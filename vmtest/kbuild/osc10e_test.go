@@ -45,7 +45,7 @@ func TestOSC10eFixturesBuild(t *testing.T) {
 
 	fixtures, err := filepath.Glob(filepath.Join(osc10eBuggyDir, "*", "bug.patch"))
 	require.NoError(t, err)
-	require.Len(t, fixtures, 3, "one folder per variant, each with a bug.patch")
+	require.NotEmpty(t, fixtures, "one folder per variant, each with a bug.patch")
 
 	t.Run("correct", func(t *testing.T) {
 		m, err := Build(t.Context(), k, osc10eDir, t.TempDir(), nil)
@@ -55,7 +55,13 @@ func TestOSC10eFixturesBuild(t *testing.T) {
 		assert.Empty(t, m.Warnings, "the correct module builds without warnings at W=1")
 	})
 
-	for _, name := range []string{"static-eof-flag", "ignored-count"} {
+	// Every variant but the pre-5.14 one is a runtime bug: it must build
+	// cleanly, or its end-to-end fixture would test the build, not the bug.
+	for _, patch := range fixtures {
+		name := filepath.Base(filepath.Dir(patch))
+		if name == "task-state" {
+			continue
+		}
 		t.Run(name, func(t *testing.T) {
 			m, err := Build(t.Context(), k, osc10eVariant(t, name), t.TempDir(), nil)
 			require.NoError(t, err, "a runtime bug must still build")
