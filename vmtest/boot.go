@@ -31,14 +31,19 @@ type Result struct {
 	QEMUCmdline     string
 	BootToFirstTest time.Duration
 	VMTime          time.Duration
-	Err             *verdict.Error // nil when everything passed
+	// NotReached names the module whose part of the boot ended the VM
+	// before this module's began (its verdict is this one's reason).
+	NotReached string
+	Err        *verdict.Error // nil when everything passed
 }
 
 // consoleTailLines is how much console a hang or crash report quotes.
 const consoleTailLines = 25
 
-// Boot runs the prepared VM and follows it to a verdict.
-func Boot(ctx context.Context, c Config, p *Prepared) (*Result, error) {
+// Boot runs the prepared VM, which tests each built module of p in turn,
+// and follows it to a verdict for each: the Results are those of
+// p.Booted(), in order.
+func Boot(ctx context.Context, c Config, p *Prepared) ([]*Result, error) {
 	accel, why, err := qemu.ChooseAccel(c.Accel)
 	if err != nil {
 		return nil, verdict.SetupError(qemu.EnvAccel+"=tcg", "%v", err)
@@ -46,65 +51,76 @@ func Boot(ctx context.Context, c Config, p *Prepared) (*Result, error) {
 	if accel == qemu.TCG {
 		c.Log.Info("note: %s", why)
 	}
-	c = c.limitsFor(p.Kernel)
+	booted := p.Booted()
+	c = c.limitsFor(p.Kernel, len(booted))
 	runDir, err := newRunDir(c.CacheDir)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Kernel: p.Kernel, Module: p.Module, Planned: p.Planned, Accel: accel, ConsolePath: filepath.Join(runDir, "console.log")}
+	consolePath := filepath.Join(runDir, "console.log")
 	qc := qemu.Config{
 		Binary: "qemu-system-x86_64", Kernel: p.Kernel.Image, Initrd: p.Initramfs,
 		Accel: accel, MemoryMB: 1024, CPUs: 2,
 		Append: []string{guestapi.RunArgsKernelArg(runArgs(c, c.Timeout))},
 	}
-	c.Log.Step("booting %s with module %s (%s)", p.Kernel.Release, p.Module.Name, accel)
+	c.Log.Step("booting %s with %s (%s)", p.Kernel.Release, moduleNames(booted), accel)
 	for attempt := 1; ; attempt++ {
-		f, err := bootOnce(ctx, c, qc, res)
+		f := newFollower(c, p.Kernel, accel, booted, consolePath)
+		err := f.boot(ctx, qc)
+		results := f.results()
 		if ctx.Err() != nil || verdict.WasInterrupted(ctx, err) {
-			// Whatever the guest showed after the stop (QEMU killed
-			// mid-line) is no verdict on the module.
-			res.Err = verdict.Interruption(f.doing())
-			return res, nil
+			f.interrupted()
+			return results, nil
 		}
 		if err != nil {
-			return res, err
+			return results, err
 		}
 		if f.bootHung && attempt < bootAttempts {
-			// Nothing of the module has run yet: a guest stuck in early
+			// Nothing of the modules has run yet: a guest stuck in early
 			// boot (seen about once in 25 TCG boots) is QEMU's, not the
 			// module's, so one more boot is fair.
-			hung := strings.TrimSuffix(res.ConsolePath, ".log") + "-hung-boot.log"
-			os.Rename(res.ConsolePath, hung)
+			hung := strings.TrimSuffix(consolePath, ".log") + "-hung-boot.log"
+			os.Rename(consolePath, hung)
 			c.Log.Info("the guest hung in early boot, before the module was loaded; booting again (console: %s)", hung)
-			res.Observations = verdict.Observations{}
 			continue
 		}
-		res.Tests = f.tests.Results
-		res.Observations.Tests = res.Tests
-		res.Observations.ModuleHints = p.Manifest.ModuleHints()
-		res.Err = verdict.Decide(res.Observations)
-		return res, nil
+		f.decide()
+		return results, nil
 	}
 }
 
+// moduleNames says which modules a boot tests: "module procpid", or
+// "modules hello, procpid".
+func moduleNames(mods []*PreparedModule) string {
+	var names []string
+	for _, m := range mods {
+		names = append(names, m.Module.Name)
+	}
+	if len(names) == 1 {
+		return "module " + names[0]
+	}
+	return "modules " + strings.Join(names, ", ")
+}
+
 // limitsFor is c with its limits scaled for a kernel slower than the
-// stock ones they are set for: a verdict must not depend on how fast the
-// kernel runs the same work.
-func (c Config) limitsFor(k *kernel.Kernel) Config {
+// stock ones they are set for (a verdict must not depend on how fast the
+// kernel runs the same work), and the VM's for the modules it tests:
+// PIDLAB_TIMEOUT is each module's share.
+func (c Config) limitsFor(k *kernel.Kernel, modules int) Config {
 	if k.Scale(time.Second) != time.Second {
-		c.Log.Debug("limits ×%g for %s: boot %s, test %s, VM %s", k.Slowdown(), k.Release,
+		c.Log.Debug("limits ×%g for %s: boot %s, test %s, VM %s per module", k.Slowdown(), k.Release,
 			k.Scale(c.BootTimeout), k.Scale(c.TestTimeout), k.Scale(c.Timeout))
 	}
 	c.BootTimeout = k.Scale(c.BootTimeout)
 	c.TestTimeout = k.Scale(c.TestTimeout)
-	c.Timeout = k.Scale(c.Timeout)
+	c.Timeout = k.Scale(c.Timeout) * time.Duration(max(modules, 1))
 	return c
 }
 
 // setting names the setting behind a limit scaled by limitsFor, as the
 // user gave it: "PIDLAB_TIMEOUT=15m0s ×5 on the debug kernel".
 func (f *follower) setting(env string, scaled time.Duration) string {
-	k := f.res.Kernel
+	k := f.kernel
 	if k.Slowdown() == 1 {
 		return fmt.Sprintf("%s=%s", env, scaled)
 	}
@@ -114,17 +130,22 @@ func (f *follower) setting(env string, scaled time.Duration) string {
 // bootAttempts bounds the boots of one run: a retry only for a boot hang.
 const bootAttempts = 2
 
-func bootOnce(ctx context.Context, c Config, qc qemu.Config, res *Result) (*follower, error) {
+// boot starts QEMU and follows it until it exits.
+func (f *follower) boot(ctx context.Context, qc qemu.Config) error {
 	vm, err := qemu.Start(ctx, qc)
 	if err != nil {
-		return nil, verdict.SetupError("apt-get install qemu-system-x86", "starting QEMU: %v", err)
+		return verdict.SetupError("apt-get install qemu-system-x86", "starting QEMU: %v", err)
 	}
-	res.QEMUCmdline = progress.Cmdline(vm.Repro())
-	c.Log.Debug("exec: %s", progress.Cmdline(vm.Cmd))
-	f := &follower{c: c, res: res, vm: vm, start: time.Now(), moduleLimit: moduleLimit(res.Kernel, res.Accel)}
+	f.vm, f.start = vm, time.Now()
+	for _, p := range f.parts {
+		p.res.QEMUCmdline = progress.Cmdline(vm.Repro())
+	}
+	f.c.Log.Debug("exec: %s", progress.Cmdline(vm.Cmd))
 	err = f.follow()
-	res.VMTime = time.Since(f.start)
-	return f, err
+	for _, p := range f.parts {
+		p.res.VMTime = time.Since(f.start)
+	}
+	return err
 }
 
 // newRunDir makes a fresh folder for one run's logs.
@@ -136,23 +157,24 @@ func newRunDir(cache string) (string, error) {
 	return os.MkdirTemp(dir, time.Now().Format("20060102-150405-"))
 }
 
-// follower reads a running VM's console and events until QEMU exits.
+// follower reads a running VM's console and events until QEMU exits,
+// gathering what it sees into the part of the module being tested.
 type follower struct {
-	c     Config
-	res   *Result
-	vm    *qemu.VM
-	start time.Time
+	c      Config
+	kernel *kernel.Kernel
+	accel  qemu.Accel
+	vm     *qemu.VM
+	start  time.Time
+	parts  []*modulePart // one per module, in the order the guest tests them
+	cur    *modulePart   // the module being tested (the first while booting)
 
-	console  verdict.ConsoleScanner
-	tail     []string
-	tests    verdict.Tests
-	conv     *converter
-	phase    string    // what the guest is doing, for a hang report
-	bootHung bool      // the runner did not start within BootTimeout
-	progress time.Time // when a test last started or ended
-	counted  time.Time // when printCount last spoke
-	marked   string    // the test the guest last named on the console
-	before   uint64    // taint at start
+	conv          *converter
+	testEvents    chan verdict.TestEvent // conv's
+	runnerStarted bool                   // the guest runner reported start
+	phase         string                 // what the guest is doing, for a hang report
+	bootHung      bool                   // the runner did not start within BootTimeout
+	progress      time.Time              // when a test last started or ended
+	counted       time.Time              // when printCount last spoke
 
 	phaseStart  time.Time     // when phase began
 	moduleLimit time.Duration // for loading or unloading the module
@@ -160,24 +182,103 @@ type follower struct {
 	lockupSeen  time.Time // when the kernel's first lockup report began
 }
 
+// modulePart is what the follower saw of one module's part of the boot:
+// the console's lines and the events from its load to its unload (the
+// boot's before the first module's), judged on their own.
+type modulePart struct {
+	name    string // the module folder's, as events name it
+	res     *Result
+	console verdict.ConsoleScanner
+	tail    []string
+	tests   verdict.Tests
+	marked  string // the test the guest last named on the console
+	before  uint64 // taint before the module was loaded
+	reached bool   // the guest began this module's part
+	hints   []verdict.ModuleHint
+}
+
+func newFollower(c Config, k *kernel.Kernel, accel qemu.Accel, mods []*PreparedModule, consolePath string) *follower {
+	f := &follower{c: c, kernel: k, accel: accel, moduleLimit: moduleLimit(k, accel)}
+	for _, m := range mods {
+		res := &Result{Kernel: k, Module: m.Module, Planned: m.Planned, Accel: accel, ConsolePath: consolePath}
+		f.parts = append(f.parts, &modulePart{name: filepath.Base(m.Dir), res: res, hints: m.Manifest.ModuleHints()})
+	}
+	f.cur = f.parts[0]
+	return f
+}
+
+// results are the modules' Results, in order.
+func (f *follower) results() []*Result {
+	var rs []*Result
+	for _, p := range f.parts {
+		rs = append(rs, p.res)
+	}
+	return rs
+}
+
+// decide reaches each module's verdict. A module whose part never began
+// was not reached: the VM ended in an earlier one's, whose verdict says
+// why. The boot before the first module is the first module's.
+func (f *follower) decide() {
+	var ended *modulePart
+	for i, p := range f.parts {
+		if !p.reached && i > 0 && ended != nil {
+			p.res.NotReached = ended.name
+			p.res.Err = verdict.Errorf(ended.res.Err.Code, "not run: the VM ended during module %s's part of the boot (%s: %s)",
+				ended.name, ended.res.Err.Code, firstLine(ended.res.Err.Reason))
+			continue
+		}
+		p.finish(f)
+		p.res.Err = verdict.Decide(p.res.Observations)
+		if p.res.Err != nil && !p.res.Observations.Done {
+			ended = p
+		}
+	}
+}
+
+// interrupted ends the modules' verdicts at an interruption: a module
+// whose part ended keeps its own; whatever the guest showed of the others
+// after the stop (QEMU killed mid-line) is no verdict on them.
+func (f *follower) interrupted() {
+	doing := f.doing()
+	for _, p := range f.parts {
+		if p.res.Observations.Done {
+			p.finish(f)
+			p.res.Err = verdict.Decide(p.res.Observations)
+			continue
+		}
+		p.res.Err = verdict.Interruption(doing)
+	}
+}
+
+// finish records what the follower saw of the part, as it stands when
+// QEMU has exited.
+func (p *modulePart) finish(f *follower) {
+	o := &p.res.Observations
+	o.RunnerStarted = f.runnerStarted
+	o.ConsoleTail = p.tail
+	o.Running = p.crashedTests()
+	p.res.Tests = p.tests.Results
+	o.Tests = p.res.Tests
+	o.ModuleHints = p.hints
+}
+
 func (f *follower) follow() error {
 	defer f.vm.Close()
-	log, err := createConsoleLog(f.res.ConsolePath)
+	log, err := createConsoleLog(f.cur.res.ConsolePath)
 	if err != nil {
 		f.vm.Kill()
 		f.vm.Wait()
 		return err
 	}
 	defer log.Close()
-	f.conv, err = startConverter()
-	if err != nil {
+	if err := f.startConverter(); err != nil {
 		f.vm.Kill()
 		f.vm.Wait()
 		return err
 	}
 	consoleLines := lines(f.vm.Console)
 	events := lines(f.vm.Results)
-	testEvents := f.conv.events
 	exited := make(chan error, 1)
 	go func() { exited <- f.vm.Wait() }()
 
@@ -188,7 +289,7 @@ func (f *follower) follow() error {
 	f.setPhase("booting")
 	f.progress = time.Now()
 	var qemuErr error
-	for consoleLines != nil || events != nil || testEvents != nil {
+	for consoleLines != nil || events != nil || f.testEvents != nil {
 		select {
 		case line, ok := <-consoleLines:
 			if !ok {
@@ -204,9 +305,9 @@ func (f *follower) follow() error {
 				continue
 			}
 			f.onEvent(line)
-		case ev, ok := <-testEvents:
+		case ev, ok := <-f.testEvents:
 			if !ok {
-				testEvents = nil
+				f.testEvents = nil
 				continue
 			}
 			f.onTestEvent(ev)
@@ -225,9 +326,7 @@ func (f *follower) follow() error {
 	if exited != nil {
 		qemuErr = <-exited
 	}
-	f.res.Observations.ConsoleTail = f.tail
-	f.res.Observations.Running = f.crashedTests()
-	if !f.res.Observations.RunnerStarted && qemuErr != nil && f.res.Observations.Stopped == "" && len(f.tail) == 0 {
+	if !f.runnerStarted && qemuErr != nil && f.cur.res.Observations.Stopped == "" && len(f.cur.tail) == 0 {
 		return verdict.SetupError("run the QEMU command by hand to see why: "+progress.Cmdline(f.vm.Repro()), "QEMU failed: %v: %s", qemuErr, strings.TrimSpace(f.vm.Stderr.String()))
 	}
 	return nil
@@ -235,11 +334,11 @@ func (f *follower) follow() error {
 
 // stop ends a hung VM, recording why.
 func (f *follower) stop(why string) {
-	if f.res.Observations.Stopped == "" {
-		f.res.Observations.Stopped = why
-		f.res.Observations.Phase = f.phase
-		f.tests.MarkHung()
-		for _, r := range f.tests.Results {
+	if o := &f.cur.res.Observations; o.Stopped == "" {
+		o.Stopped = why
+		o.Phase = f.phase
+		f.cur.tests.MarkHung()
+		for _, r := range f.cur.tests.Results {
 			if r.Outcome == verdict.Hung {
 				f.printResult(r)
 			}
@@ -250,7 +349,7 @@ func (f *follower) stop(why string) {
 
 // hungTest stops the VM when a test has run past the per-test limit.
 func (f *follower) hungTest() {
-	running := f.tests.Running()
+	running := f.cur.tests.Running()
 	if len(running) == 0 || time.Since(f.progress) < f.c.TestTimeout {
 		return
 	}
@@ -260,7 +359,7 @@ func (f *follower) hungTest() {
 
 // hungBoot stops a guest that has not started the runner in time.
 func (f *follower) hungBoot() {
-	if f.res.Observations.RunnerStarted || f.bootHung || time.Since(f.start) < f.c.BootTimeout {
+	if f.runnerStarted || f.bootHung || time.Since(f.start) < f.c.BootTimeout {
 		return
 	}
 	f.bootHung = true
@@ -281,7 +380,7 @@ func (f *follower) hungModule() {
 		return
 	}
 	f.stop(fmt.Sprintf("the guest was %s for over %s (the limit on %s under %s): it hangs",
-		f.phase, f.moduleLimit, f.res.Kernel.Name, f.res.Accel))
+		f.phase, f.moduleLimit, f.kernel.Name, f.accel))
 }
 
 // lockupGrace is how long the rest of a lockup report may take to arrive.
@@ -291,8 +390,8 @@ const lockupGrace = 3 * time.Second
 // hung task, RCU stall) once it has been printed: a run in that state may
 // never end, and the report says where it is stuck.
 func (f *follower) lockedUp() {
-	t, complete := f.console.Lockup()
-	if t == nil || f.res.Observations.Stopped != "" {
+	t, complete := f.cur.console.Lockup()
+	if t == nil || f.cur.res.Observations.Stopped != "" {
 		return
 	}
 	if f.lockupSeen.IsZero() {
@@ -308,25 +407,24 @@ func (f *follower) lockedUp() {
 // would fill the disk.
 func (f *follower) flooded() {
 	rate := f.flood.Add(time.Now())
-	if rate == 0 || f.res.Observations.Stopped != "" {
+	if rate == 0 || f.cur.res.Observations.Stopped != "" {
 		return
 	}
-	f.res.Observations.Flooded = true
+	f.cur.res.Observations.Flooded = true
 	f.stop(fmt.Sprintf("the console is flooded: %d lines/s (more than %d lines within %s) while the guest was %s; the VM was stopped",
 		rate, verdict.FloodLines, verdict.FloodWindow, f.describePhase()))
 }
 
-// doing says what the run was doing, for an interruption: f is nil when
-// QEMU did not start.
+// doing says what the run was doing, for an interruption.
 func (f *follower) doing() string {
-	if f == nil {
+	if f.vm == nil {
 		return "booting (starting QEMU)"
 	}
 	return f.describePhase()
 }
 
 func (f *follower) describePhase() string {
-	if running := f.tests.Running(); len(running) > 0 {
+	if running := f.cur.tests.Running(); len(running) > 0 {
 		return "running " + running[len(running)-1]
 	}
 	return f.phase
@@ -338,12 +436,12 @@ func (f *follower) describePhase() string {
 // and its parents ran, with any subtest of it the events name; the other
 // running tests the events name had ended unheard. A run the host stopped
 // did not crash: its running tests are in Tests as hung.
-func (f *follower) crashedTests() []string {
-	running := f.tests.Running()
-	if f.marked == "" || f.marked == guestapi.NoTest || f.res.Observations.Done || f.res.Observations.Stopped != "" {
+func (p *modulePart) crashedTests() []string {
+	running := p.tests.Running()
+	if p.marked == "" || p.marked == guestapi.NoTest || p.res.Observations.Done || p.res.Observations.Stopped != "" {
 		return running
 	}
-	return markedAndInner(f.marked, running)
+	return markedAndInner(p.marked, running)
 }
 
 // markedAndInner is marked with its parents (A, A/B for A/B), then the
@@ -364,16 +462,17 @@ func markedAndInner(marked string, running []string) []string {
 
 func (f *follower) onConsole(line string) {
 	if m := guestapi.TestMark.FindStringSubmatch(line); m != nil {
-		f.marked = m[1]
+		f.cur.marked = m[1]
 	}
-	line = f.res.Module.Relativize(line)
+	p := f.cur
+	line = p.res.Module.Relativize(line)
 	f.flooded()
-	f.console.Scan(line)
+	p.console.Scan(line)
 	f.lockedUp()
-	f.res.Observations.Troubles = f.console.Troubles
-	f.tail = append(f.tail, line)
-	if len(f.tail) > consoleTailLines {
-		f.tail = f.tail[1:]
+	p.res.Observations.Troubles = p.console.Troubles
+	p.tail = append(p.tail, line)
+	if len(p.tail) > consoleTailLines {
+		p.tail = p.tail[1:]
 	}
 }
 
@@ -383,39 +482,49 @@ func (f *follower) onEvent(line string) {
 		f.c.Log.Debug("results channel: not an event: %q", line)
 		return
 	}
-	o := &f.res.Observations
+	if ev.Module != "" && ev.Module != f.cur.name {
+		f.switchTo(ev.Module)
+	}
+	p := f.cur
+	o := &p.res.Observations
+	name := p.res.Module.Name
 	switch ev.Kind {
 	case guestapi.KindStart:
-		o.RunnerStarted = true
-		f.res.GuestKernel = ev.Kernel
-		f.before = ev.Taint
+		f.runnerStarted = true
+		for _, p := range f.parts {
+			p.res.GuestKernel = ev.Kernel
+		}
+		p.before = ev.Taint
 		f.setPhase(verdict.PhaseLoading)
 		f.c.Log.Debug("guest runner started on %s after %s", ev.Kernel, time.Since(f.start).Round(time.Millisecond))
 	case guestapi.KindLoad:
+		if !p.reached {
+			p.reached, p.before = true, ev.Taint
+		}
 		if ev.Err != "" {
 			o.LoadErr = ev.Err
-			f.c.Log.Info("module %s did not load: %s", f.res.Module.Name, ev.Err)
+			f.c.Log.Info("module %s did not load: %s", name, ev.Err)
 			return
 		}
 		f.setPhase(verdict.PhaseTesting)
-		f.c.Log.Info("module %s loaded", f.res.Module.Name)
+		f.c.Log.Info("module %s loaded", name)
 	case guestapi.KindTestOutput:
 		f.conv.write(ev.Line)
 	case guestapi.KindFailure:
 		if ev.Failure != nil {
-			f.tests.AddFailure(*ev.Failure)
+			p.tests.AddFailure(*ev.Failure)
 		}
 	case guestapi.KindTestExit:
-		if ev.Err != "" && f.tests.Count(verdict.Failed) == 0 {
+		if ev.Err != "" && p.tests.Count(verdict.Failed) == 0 {
 			o.BinaryErrs = append(o.BinaryErrs, fmt.Sprintf("test binary %s ended badly: %s", filepath.Base(ev.Binary), ev.Err))
 		}
 		f.setPhase(verdict.PhaseUnloading) // and reloading it for the next test binary
 	case guestapi.KindUnload:
 		if ev.Err != "" {
 			o.UnloadErr = ev.Err
-			f.c.Log.Info("module %s did not unload: %s", f.res.Module.Name, ev.Err)
+			f.c.Log.Info("module %s did not unload: %s", name, ev.Err)
 		} else {
-			f.c.Log.Info("module %s unloaded", f.res.Module.Name)
+			f.c.Log.Info("module %s unloaded", name)
 		}
 		f.setPhase("scanning for leaks")
 	case guestapi.KindLeaks:
@@ -425,26 +534,63 @@ func (f *follower) onEvent(line string) {
 			return
 		}
 		o.Leaks = ev.Line
-		f.setPhase("powering off")
+		f.setPhase("ending module " + name + "'s part")
 		f.c.Log.Debug("kmemleak scan after unload: %d report(s)", strings.Count(ev.Line, "unreferenced object"))
-	case guestapi.KindDone:
+	case guestapi.KindModuleDone:
 		o.Done = true
-		o.NewTaint = verdict.NewTaint(f.before, ev.Taint)
+		o.NewTaint = verdict.NewTaint(p.before, ev.Taint)
+		f.setPhase("powering off") // or loading the next module, which its load event says
+	case guestapi.KindDone:
+		f.setPhase("powering off")
 	}
+}
+
+// switchTo makes the module the guest names in an event the one being
+// tested: the test events of the last one's output are converted first,
+// so that each test is the module's it ran in.
+func (f *follower) switchTo(name string) {
+	for _, p := range f.parts {
+		if p.name != name {
+			continue
+		}
+		if f.testEvents != nil {
+			f.conv.close()
+			for ev := range f.testEvents {
+				f.onTestEvent(ev)
+			}
+		}
+		f.cur = p
+		if err := f.startConverter(); err != nil {
+			f.c.Log.Line("warning: %v", err) // the module's tests will show as not run
+		}
+		f.setPhase(verdict.PhaseLoading)
+		return
+	}
+	f.c.Log.Debug("results channel: an event of module %q, which the run does not test", name)
+}
+
+// startConverter starts a test2json converter for the module being tested.
+func (f *follower) startConverter() error {
+	conv, err := startConverter()
+	if err != nil {
+		return err
+	}
+	f.conv, f.testEvents = conv, conv.events
+	return nil
 }
 
 func (f *follower) onTestEvent(ev verdict.TestEvent) {
 	switch ev.Action {
 	case "run":
-		if f.res.BootToFirstTest == 0 {
-			f.res.BootToFirstTest = time.Since(f.start)
+		if f.cur.res.BootToFirstTest == 0 {
+			f.cur.res.BootToFirstTest = time.Since(f.start)
 		}
 		f.setPhase(verdict.PhaseTesting) // the module is (re)loaded
 		f.progress = time.Now()
 	case "pass", "fail", "skip":
 		f.progress = time.Now()
 	}
-	if r := f.tests.Add(ev); r != nil {
+	if r := f.cur.tests.Add(ev); r != nil {
 		f.printResult(*r)
 	}
 }
@@ -454,11 +600,15 @@ const countEvery = 10 * time.Second
 
 // printCount tells a person watching a quiet run that it moves.
 func (f *follower) printCount() {
-	if !f.c.QuietTests || f.c.Log.Verbose || len(f.tests.Results) == 0 || time.Since(f.counted) < countEvery {
+	done := 0
+	for _, p := range f.parts {
+		done += len(p.tests.Results)
+	}
+	if !f.c.QuietTests || f.c.Log.Verbose || done == 0 || time.Since(f.counted) < countEvery {
 		return
 	}
 	f.counted = time.Now()
-	f.c.Log.Info("%d checks done, %s", len(f.tests.Results), f.describePhase())
+	f.c.Log.Info("%d checks done, %s", done, f.describePhase())
 }
 
 // printResult prints a finished test as go test -v does, with its output

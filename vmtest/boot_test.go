@@ -35,14 +35,18 @@ func TestCrashedTestsTrustTheConsoleMark(t *testing.T) {
 
 func TestLimitsScaleWithTheKernelsSlowdown(t *testing.T) {
 	c := Config{Timeout: 15 * time.Minute, TestTimeout: 45 * time.Second, BootTimeout: 90 * time.Second}
-	stock := c.limitsFor(&kernel.Kernel{Name: "cloud"})
+	stock := c.limitsFor(&kernel.Kernel{Name: "cloud"}, 1)
 	assert.Equal(t, c, stock, "the limits are set for a stock kernel")
 
-	debug := c.limitsFor(&kernel.Kernel{Name: kernel.DebugName})
+	debug := c.limitsFor(&kernel.Kernel{Name: kernel.DebugName}, 1)
 	const slowdown = 5 // the debug kernel's, in kernels.toml
 	assert.Equal(t, 45*time.Second*slowdown, debug.TestTimeout, "a test may take as many times longer")
 	assert.Equal(t, 90*time.Second*slowdown, debug.BootTimeout)
 	assert.Equal(t, 15*time.Minute*slowdown, debug.Timeout)
+
+	three := c.limitsFor(&kernel.Kernel{Name: "cloud"}, 3)
+	assert.Equal(t, 45*time.Minute, three.Timeout, "the VM's limit is each module's share times the modules it tests")
+	assert.Equal(t, c.TestTimeout, three.TestTimeout, "a test's is its own")
 }
 
 // testFollower follows no VM: its stop kills a stand-in process.
@@ -51,10 +55,20 @@ func testFollower(t *testing.T) *follower {
 	cmd := exec.Command("sleep", "60")
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	k := &kernel.Kernel{Name: "cloud"}
-	res := &Result{Kernel: k, Accel: qemu.TCG, Module: &kbuild.Module{Name: "procpid"}}
-	f := &follower{c: Config{Log: &progress.Log{W: io.Discard}}, res: res, vm: &qemu.VM{Cmd: cmd},
-		start: time.Now(), moduleLimit: moduleLimit(k, qemu.TCG)}
+	return testFollowerOf(t, cmd, "procpid")
+}
+
+// testFollowerOf follows the boot of modules of these names.
+func testFollowerOf(t *testing.T, cmd *exec.Cmd, names ...string) *follower {
+	t.Helper()
+	var mods []*PreparedModule
+	for _, name := range names {
+		mods = append(mods, &PreparedModule{Dir: "/repo/module/" + name, Module: &kbuild.Module{Name: name}})
+	}
+	f := newFollower(Config{Log: &progress.Log{W: io.Discard}}, &kernel.Kernel{Name: "cloud"}, qemu.TCG, mods, "")
+	f.vm, f.start = &qemu.VM{Cmd: cmd}, time.Now()
+	require.NoError(t, f.startConverter())
+	t.Cleanup(f.conv.close)
 	f.setPhase("booting")
 	return f
 }
@@ -75,10 +89,8 @@ func followConsole(t *testing.T, f *follower, path string) {
 
 // finish records what the follower saw, as follow does when QEMU exits.
 func finish(f *follower) *Result {
-	f.res.Observations.ConsoleTail = f.tail
-	f.res.Observations.Running = f.crashedTests()
-	f.res.Tests = f.tests.Results
-	return f.res
+	f.cur.finish(f)
+	return f.cur.res
 }
 
 func TestLockupWhileLoadingStopsTheRun(t *testing.T) {
@@ -87,7 +99,7 @@ func TestLockupWhileLoadingStopsTheRun(t *testing.T) {
 	// later, and the run went on to the VM's limit.
 	f := testFollower(t)
 	followConsole(t, f, "verdict/testdata/init-loops-forever.log")
-	o := f.res.Observations
+	o := f.cur.res.Observations
 	assert.Equal(t, "the VM was stopped at the kernel's RCU stall report; the guest was loading the module", o.Stopped)
 	assert.Equal(t, verdict.PhaseLoading, o.Phase)
 	require.NotEmpty(t, o.Troubles)
@@ -113,10 +125,10 @@ func TestLoadPastItsLimitStopsTheRun(t *testing.T) {
 	f.onEvent(`{"kind":"start","kernel":"6.1.0-57-cloud-amd64"}`)
 	f.onConsole("[    6.196321] procpid: loading out-of-tree module taints kernel.")
 	f.hungModule()
-	assert.Empty(t, f.res.Observations.Stopped, "within the limit")
+	assert.Empty(t, f.cur.res.Observations.Stopped, "within the limit")
 	f.phaseStart = time.Now().Add(-f.moduleLimit)
 	f.hungModule()
-	assert.Equal(t, "the guest was loading the module for over 1m0s (the limit on cloud under tcg): it hangs", f.res.Observations.Stopped)
+	assert.Equal(t, "the guest was loading the module for over 1m0s (the limit on cloud under tcg): it hangs", f.cur.res.Observations.Stopped)
 	res, err := decided(finish(f))
 	assert.Equal(t, verdict.Timeout, verdict.CodeOf(err))
 	assert.ErrorContains(t, err, "last console lines:\n    [    6.196321] procpid: loading out-of-tree module taints kernel.")
@@ -130,12 +142,12 @@ func TestFloodedConsoleStopsTheRun(t *testing.T) {
 	f := testFollower(t)
 	f.onEvent(`{"kind":"start","kernel":"6.1.0-57-cloud-amd64"}`)
 	f.onEvent(`{"kind":"load"}`)
-	f.tests.Add(verdict.TestEvent{Action: "run", Test: "TestReadBeforeAnyWrite"})
+	f.cur.tests.Add(verdict.TestEvent{Action: "run", Test: "TestReadBeforeAnyWrite"})
 	f.onConsole("[    4.894346] pidlab: test TestReadBeforeAnyWrite")
 	for i := range verdict.FloodLines {
 		f.onConsole(fmt.Sprintf("[   12.%06d] procpid: show: line %d of a debugging dump", i, i))
 	}
-	o := f.res.Observations
+	o := f.cur.res.Observations
 	require.True(t, o.Flooded)
 	assert.Regexp(t, `^the console is flooded: \d+ lines/s \(more than 10000 lines within 10s\) while the guest was running TestReadBeforeAnyWrite; the VM was stopped$`, o.Stopped)
 	res, err := decided(finish(f))
@@ -154,10 +166,10 @@ func TestReportsNameTheUsersFile(t *testing.T) {
 	// A real BUG_ON() report of a module built by kbuild in its cache: the
 	// kernel names the build copy's file.
 	f := testFollower(t)
-	f.res.Module = &kbuild.Module{Path: "/tmp/cache-hang/pidlab/modules/18729c859dc533a7/procpid.ko", Name: "procpid", Source: "/home/student/procpid"}
+	f.cur.res.Module = &kbuild.Module{Path: "/tmp/cache-hang/pidlab/modules/18729c859dc533a7/procpid.ko", Name: "procpid", Source: "/home/student/procpid"}
 	followConsole(t, f, "verdict/testdata/bug-on-read.log")
-	require.NotEmpty(t, f.res.Observations.Troubles)
-	assert.Equal(t, "kernel BUG at /home/student/procpid/procpid.c:143!", f.res.Observations.Troubles[0].KeyLines()[0])
+	require.NotEmpty(t, f.cur.res.Observations.Troubles)
+	assert.Equal(t, "kernel BUG at /home/student/procpid/procpid.c:143!", f.cur.res.Observations.Troubles[0].KeyLines()[0])
 }
 
 func countNamed(checks []report.Check, name string) int {
@@ -171,10 +183,10 @@ func countNamed(checks []report.Check, name string) int {
 }
 
 func TestHangMessagesNameTheSettingAsGiven(t *testing.T) {
-	f := &follower{res: &Result{Kernel: &kernel.Kernel{Name: kernel.DebugName}}}
+	f := &follower{kernel: &kernel.Kernel{Name: kernel.DebugName}}
 	assert.Equal(t, "PIDLAB_TEST_TIMEOUT=2m0s ×5 on the debug kernel", f.setting(EnvTestTimeout, 10*time.Minute),
 		"a user who lowers the setting to the number shown must not get five times it")
-	f.res.Kernel = &kernel.Kernel{Name: "cloud"}
+	f.kernel = &kernel.Kernel{Name: "cloud"}
 	assert.Equal(t, "PIDLAB_TIMEOUT=15m0s", f.setting(EnvTimeout, 15*time.Minute))
 }
 
@@ -184,12 +196,77 @@ func TestFailedLeakScanIsNotAPass(t *testing.T) {
 	f := testFollower(t)
 	f.onEvent(`{"kind":"start","kernel":"6.1.192-pidlab-debug"}`)
 	f.onEvent(`{"kind":"load"}`)
-	f.tests.Add(verdict.TestEvent{Action: "run", Test: "TestEntryExists"})
-	f.tests.Add(verdict.TestEvent{Action: "pass", Test: "TestEntryExists"})
+	f.cur.tests.Add(verdict.TestEvent{Action: "run", Test: "TestEntryExists"})
+	f.cur.tests.Add(verdict.TestEvent{Action: "pass", Test: "TestEntryExists"})
 	f.onEvent(`{"kind":"unload"}`)
 	f.onEvent(`{"kind":"leaks","err":"kmemleak scan: write /sys/kernel/debug/kmemleak: operation not permitted"}`)
-	f.onEvent(`{"kind":"done"}`)
+	f.onEvent(`{"kind":"module-done"}`)
 	_, err := decided(finish(f))
 	assert.Equal(t, verdict.KernelTrouble, verdict.CodeOf(err))
 	assert.ErrorContains(t, err, "kmemleak could not scan after the module was unloaded: kmemleak scan: write /sys/kernel/debug/kmemleak: operation not permitted")
+}
+
+// drainTests converts what the guest's tests printed so far, as the
+// follow loop does once the results channel ends.
+func drainTests(f *follower) {
+	f.conv.close()
+	for ev := range f.testEvents {
+		f.onTestEvent(ev)
+	}
+	f.testEvents = nil
+}
+
+// guestTestRun is the events of one module's part of a boot whose only
+// test, name, passes.
+func guestTestRun(module, name string) []string {
+	return []string{
+		`{"kind":"load","module":"` + module + `","taint":4096}`,
+		`{"kind":"test-output","module":"` + module + `","line":"=== RUN   ` + name + `"}`,
+		`{"kind":"test-output","module":"` + module + `","line":"--- PASS: ` + name + ` (0.00s)"}`,
+		`{"kind":"test-output","module":"` + module + `","line":"PASS"}`,
+		`{"kind":"test-exit","module":"` + module + `"}`,
+		`{"kind":"unload","module":"` + module + `"}`,
+		`{"kind":"module-done","module":"` + module + `","taint":4096}`,
+	}
+}
+
+// One boot tests every module: each module's tests, taint and console are
+// its own, and a module the VM ended before is not run, with the reason.
+func TestOneBootJudgesEachModuleOnItsOwn(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+
+	f := testFollowerOf(t, cmd, "hello", "procpid")
+	f.onEvent(`{"kind":"start","kernel":"6.1.0-57-cloud-amd64","taint":0}`)
+	for _, ev := range append(guestTestRun("hello", "TestHello"), guestTestRun("procpid", "TestEntryExists")...) {
+		f.onEvent(ev)
+	}
+	f.onEvent(`{"kind":"done","taint":12288}`)
+	drainTests(f)
+	f.decide()
+	hello, procpid := f.parts[0].res, f.parts[1].res
+	require.Len(t, hello.Tests, 1)
+	assert.Equal(t, "TestHello", hello.Tests[0].Name, "a test is the module's it ran in")
+	require.Len(t, procpid.Tests, 1)
+	assert.Equal(t, "TestEntryExists", procpid.Tests[0].Name)
+	assert.Nil(t, hello.Err)
+	assert.Nil(t, procpid.Err, "the O taint the first module's load set is expected, and no new taint of the second's")
+	assert.True(t, procpid.Observations.RunnerStarted)
+
+	// The first module crashes the kernel: the second is not run.
+	f = testFollowerOf(t, cmd, "hello", "procpid")
+	f.onEvent(`{"kind":"start","kernel":"6.1.0-57-cloud-amd64"}`)
+	f.onEvent(`{"kind":"load","module":"hello"}`)
+	f.onEvent(`{"kind":"test-output","module":"hello","line":"=== RUN   TestHello"}`)
+	followConsole(t, f, "verdict/testdata/oops-on-read.log")
+	drainTests(f)
+	f.decide()
+	hello, procpid = f.parts[0].res, f.parts[1].res
+	assert.Equal(t, verdict.KernelTrouble, verdict.CodeOf(hello.Err))
+	assert.Equal(t, "hello", procpid.NotReached)
+	require.NotNil(t, procpid.Err)
+	assert.Equal(t, verdict.KernelTrouble, procpid.Err.Code, "no pass for a module that never ran")
+	assert.Contains(t, procpid.Err.Reason, "not run: the VM ended during module hello's part of the boot (kernel trouble: ")
+	assert.Empty(t, procpid.Observations.Troubles, "the crash is hello's, not procpid's")
 }

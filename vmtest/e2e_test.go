@@ -123,6 +123,9 @@ func TestAModuleIsAFolder(t *testing.T) {
 	}
 	assert.Equal(t, "pidlab_hello", runs[1].Result.Module.Name)
 	assert.Contains(t, out.String(), "total, 2 modules: 2 passed, 0 failed")
+	assert.Equal(t, 1, strings.Count(out.String(), "booting "), "one boot for both modules; the output:\n%s", out.String())
+	assert.Contains(t, out.String(), "with modules procpid, pidlab_hello")
+	assert.Equal(t, runs[0].Result.ConsolePath, runs[1].Result.ConsolePath, "one VM, one console")
 
 	fixture := filepath.Join(dir, "testdata", "says-hallo")
 	b, err := os.ReadFile(filepath.Join(fixture, "want.json"))
@@ -232,7 +235,7 @@ func TestKernelMatrix(t *testing.T) {
 	kernels := []string{"cloud", "generic", "rt"}
 
 	start := time.Now()
-	rep := Report(c, RunKernels(t.Context(), c, kernels))
+	rep := Report(c, RunKernels(t.Context(), c, []string{c.ModuleDir}, kernels))
 	t.Logf("three kernels in %s", time.Since(start).Round(time.Second))
 	require.NoError(t, WriteReports(c, rep))
 	require.Len(t, rep.Runs, 3)
@@ -367,17 +370,20 @@ func (w testWriter) Write(p []byte) (int, error) {
 // (each value used to cost a 25 s build and 23 MB of cache).
 func TestRunFlagsDoNotBuildArchives(t *testing.T) {
 	c := e2eConfig(t, repoPath(t, "module/procpid"), kernel.DefaultFlavour)
-	all, err := Prepare(t.Context(), c)
+	all, err := Prepare(t.Context(), c, []string{c.ModuleDir})
 	require.NoError(t, err)
 	c.TestRun = "TestEntryExists"
 	c.Timeout = 3 * time.Minute
-	one, err := Prepare(t.Context(), c)
+	one, err := Prepare(t.Context(), c, []string{c.ModuleDir})
 	require.NoError(t, err)
 	assert.Equal(t, all.Initramfs, one.Initramfs, "one archive for every pattern and limit")
-	assert.Less(t, len(one.Planned), len(all.Planned), "the pattern still selects the tests")
+	assert.Less(t, len(one.Modules[0].Planned), len(all.Modules[0].Planned), "the pattern still selects the tests")
 
-	res, err := bootToVerdict(t.Context(), c, one)
+	results, err := Boot(t.Context(), c, one)
 	require.NoError(t, err)
+	require.Len(t, results, 1)
+	res := results[0]
+	require.Nil(t, res.Err)
 	require.NotEmpty(t, res.Tests)
 	for _, r := range res.Tests {
 		assert.True(t, strings.HasPrefix(r.Name, "TestEntryExists"), "the guest ran %s, which the pattern excludes", r.Name)

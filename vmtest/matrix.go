@@ -20,12 +20,13 @@ const (
 	EnvJUnit   = "PIDLAB_JUNIT"   // write JUnit XML here
 )
 
-// KernelRun is one kernel's run of a matrix.
+// KernelRun is one module's run on one kernel.
 type KernelRun struct {
-	Module string // the module folder's name
-	Name   string // the kernel's, as selected: cloud, rt, …
-	Result *Result
-	Err    error
+	Module    string // the module folder's name
+	ModuleDir string
+	Name      string // the kernel's, as selected: cloud, rt, …
+	Result    *Result
+	Err       error
 }
 
 // KernelsFromEnv returns the kernels to run on: PIDLAB_KERNELS's list, or
@@ -63,32 +64,46 @@ func parseKernels(v string) ([]string, error) {
 	return names, nil
 }
 
-// RunKernels runs c on each kernel: it prepares them one after the other
-// (downloads and builds say what they do, in order), then boots the VMs in
-// parallel, up to one per CPU.
-func RunKernels(ctx context.Context, c Config, names []string) []KernelRun {
-	if len(names) == 1 && names[0] == kernelName(c.Kernel) {
-		res, err := Run(ctx, c) // c.Kernel may be a custom image with its KDIR
-		return []KernelRun{{filepath.Base(c.ModuleDir), names[0], res, err}}
-	}
-	runs := make([]KernelRun, len(names))
+// RunKernels tests the modules of dirs on each kernel: it prepares the
+// kernels one after the other (downloads and builds say what they do, in
+// order), each with its modules built and one initramfs, then boots one VM
+// per kernel, which tests every module in turn, in parallel, up to one
+// per CPU. The runs are module by module, each on every kernel.
+func RunKernels(ctx context.Context, c Config, dirs, names []string) []KernelRun {
+	runs := make([][]KernelRun, len(names)) // by kernel, then module
 	prepared := make([]*Prepared, len(names))
 	configs := make([]Config, len(names))
 	for i, name := range names {
 		configs[i] = c
-		configs[i].Kernel, _ = kernel.ParseSelection(name, "")
-		configs[i].Log = c.Log.Named(name)
-		runs[i].Module, runs[i].Name = filepath.Base(c.ModuleDir), name
-		if ctx.Err() != nil {
-			runs[i].Err = verdict.Interruption("waiting to prepare this kernel")
-			continue
+		if name != kernelName(c.Kernel) { // c.Kernel may be a custom image with its KDIR
+			configs[i].Kernel, _ = kernel.ParseSelection(name, "")
 		}
-		prepared[i], runs[i].Err = Prepare(ctx, configs[i])
+		if len(names) > 1 {
+			configs[i].Log = c.Log.Named(name)
+		}
+		runs[i] = make([]KernelRun, len(dirs))
+		for j, dir := range dirs {
+			runs[i][j] = KernelRun{Module: filepath.Base(dir), ModuleDir: dir, Name: name}
+		}
+		var err error
+		if ctx.Err() != nil {
+			err = verdict.Interruption("waiting to prepare this kernel")
+		} else {
+			prepared[i], err = Prepare(ctx, configs[i], dirs)
+		}
+		for j := range dirs {
+			switch {
+			case err != nil:
+				runs[i][j].Err = err
+			case prepared[i].Modules[j].Err != nil:
+				runs[i][j].Err = prepared[i].Modules[j].Err
+			}
+		}
 	}
 	sem := make(chan struct{}, runtime.NumCPU())
 	var wg sync.WaitGroup
 	for i := range names {
-		if prepared[i] == nil {
+		if prepared[i] == nil || len(prepared[i].Booted()) == 0 {
 			continue
 		}
 		wg.Add(1)
@@ -96,19 +111,52 @@ func RunKernels(ctx context.Context, c Config, names []string) []KernelRun {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			runs[i].Result, runs[i].Err = bootToVerdict(ctx, configs[i], prepared[i])
+			bootKernel(ctx, configs[i], prepared[i], runs[i])
 		}()
 	}
 	wg.Wait()
-	return runs
+	var all []KernelRun
+	for j := range dirs {
+		for i := range names {
+			all = append(all, runs[i][j])
+		}
+	}
+	return all
 }
 
-// Report gathers a matrix's runs into one report.
+// bootKernel boots a prepared kernel and sets the runs of its modules
+// that built: their Result, and the verdict as their Err.
+func bootKernel(ctx context.Context, c Config, p *Prepared, runs []KernelRun) {
+	var results []*Result
+	var err error
+	if ctx.Err() != nil {
+		err = verdict.Interruption("waiting to boot")
+	} else {
+		results, err = Boot(ctx, c, p)
+	}
+	booted := 0
+	for j, m := range p.Modules {
+		if m.Err != nil {
+			continue
+		}
+		switch {
+		case booted < len(results) && results[booted].Err != nil:
+			runs[j].Result, runs[j].Err = results[booted], results[booted].Err
+		case booted < len(results):
+			runs[j].Result, runs[j].Err = results[booted], err
+		default:
+			runs[j].Err = err
+		}
+		booted++
+	}
+}
+
+// Report gathers the runs of modules on kernels into one report.
 func Report(c Config, runs []KernelRun) report.Report {
 	r := report.Report{Schema: report.Schema, Profile: c.profileName()}
 	for _, kr := range runs {
 		run := RunReport(kr.Name, kr.Result, kr.Err)
-		run.Module, run.ModuleDir = filepath.Base(c.ModuleDir), c.ModuleDir
+		run.Module, run.ModuleDir = kr.Module, kr.ModuleDir
 		for i := range run.Checks {
 			run.Checks[i].Module = run.Module
 		}

@@ -38,10 +38,11 @@ func TestReport(t *testing.T) {
 	require.NoError(t, passErr)
 	hung, hangErr := decided(&Result{Observations: verdict.Observations{RunnerStarted: true, Stopped: "the guest did not start the test runner within 1m30s"}})
 	require.Error(t, hangErr)
-	r := Report(Config{ModuleDir: "/tmp/osc-static-eof-flag"}, []KernelRun{
-		{Name: "cloud", Result: passed, Err: passErr},
-		{Name: "generic", Result: hung, Err: hangErr},
-		{Name: "rt", Err: verdict.Errorf(verdict.BuildFailed, "pid.c:61:22: error: no member named 'state'")},
+	const mod, dir = "osc-static-eof-flag", "/tmp/osc-static-eof-flag"
+	r := Report(Config{}, []KernelRun{
+		{Module: mod, ModuleDir: dir, Name: "cloud", Result: passed, Err: passErr},
+		{Module: mod, ModuleDir: dir, Name: "generic", Result: hung, Err: hangErr},
+		{Module: mod, ModuleDir: dir, Name: "rt", Err: verdict.Errorf(verdict.BuildFailed, "pid.c:61:22: error: no member named 'state'")},
 	})
 	assert.Equal(t, report.Schema, r.Schema)
 	assert.Equal(t, DefaultProfile, r.Profile, "the profile when none is set")
@@ -66,9 +67,9 @@ func TestReport(t *testing.T) {
 // go tool mage test of several modules writes one report: every module's
 // runs, the most severe code.
 func TestCombinedReportHoldsEveryModule(t *testing.T) {
-	procpid := Report(Config{ModuleDir: "/repo/module/procpid"}, []KernelRun{{Name: "cloud"}})
-	hello := Report(Config{ModuleDir: "/repo/module/hello"}, []KernelRun{
-		{Name: "cloud", Err: verdict.Errorf(verdict.BuildFailed, "hello.c:3: error")}})
+	procpid := Report(Config{}, []KernelRun{{Module: "procpid", ModuleDir: "/repo/module/procpid", Name: "cloud"}})
+	hello := Report(Config{}, []KernelRun{
+		{Module: "hello", ModuleDir: "/repo/module/hello", Name: "cloud", Err: verdict.Errorf(verdict.BuildFailed, "hello.c:3: error")}})
 	all := Combine(procpid, hello)
 	require.Len(t, all.Runs, 2)
 	assert.Equal(t, []string{"procpid", "hello"}, []string{all.Runs[0].Module, all.Runs[1].Module})

@@ -54,29 +54,48 @@ func Modules(repo string) ([]string, error) {
 	return dirs, nil
 }
 
-// RunModules runs each module folder of dirs on kernels, one after the
-// other, each with its verdict, then the counts of them all: go tool mage
-// test. The report holds every module's runs.
+// RunModules tests each module folder of dirs on kernels, every module in
+// one boot per kernel, then prints each module's verdict and the counts of
+// them all: go tool mage test. The report holds every module's runs.
 func RunModules(ctx context.Context, c Config, dirs, kernels []string) (report.Report, []KernelRun) {
-	var reports []report.Report
-	var all []KernelRun
+	if len(kernels) > 1 {
+		c.Log.Step("testing %s on %s", moduleList(dirs), strings.Join(kernels, ", "))
+	}
+	runs := RunKernels(ctx, c, dirs, kernels)
 	for _, dir := range dirs {
-		mc := c
-		mc.ModuleDir = dir
+		mine := runsOf(runs, dir)
 		if len(dirs) > 1 {
-			mc.Log.Step("module %s", filepath.Base(dir))
+			c.Log.Step("module %s", filepath.Base(dir))
 		}
-		rep, runs := RunModule(ctx, mc, kernels, false)
-		reports = append(reports, rep)
-		all = append(all, runs...)
-		if ctx.Err() != nil {
-			break
-		}
+		printVerdict(c, mine, false)
 	}
 	if len(dirs) > 1 {
-		PrintTotal(c.Log, fmt.Sprintf("%d modules", len(dirs)), all)
+		PrintTotal(c.Log, fmt.Sprintf("%d modules", len(dirs)), runs)
 	}
-	return Combine(reports...), all
+	return Report(c, runs), runs
+}
+
+// moduleList names the modules of dirs: "module procpid", "modules hello, procpid".
+func moduleList(dirs []string) string {
+	var names []string
+	for _, d := range dirs {
+		names = append(names, filepath.Base(d))
+	}
+	if len(names) == 1 {
+		return "module " + names[0]
+	}
+	return "modules " + strings.Join(names, ", ")
+}
+
+// runsOf are the runs of the module in dir.
+func runsOf(runs []KernelRun, dir string) []KernelRun {
+	var mine []KernelRun
+	for _, r := range runs {
+		if r.ModuleDir == dir {
+			mine = append(mine, r)
+		}
+	}
+	return mine
 }
 
 // RunModule runs c's module on kernels and prints its verdict: a table
@@ -85,16 +104,21 @@ func RunModule(ctx context.Context, c Config, kernels []string, table bool) (rep
 	if table || len(kernels) > 1 {
 		c.Log.Step("validating %s with profile %s on %s", c.ModuleDir, c.profileName(), strings.Join(kernels, ", "))
 	}
-	runs := RunKernels(ctx, c, kernels)
-	rep := Report(c, runs)
+	runs := RunKernels(ctx, c, []string{c.ModuleDir}, kernels)
+	printVerdict(c, runs, table)
+	return Report(c, runs), runs
+}
+
+// printVerdict prints one module's verdict on its kernels: a table for a
+// validation (table) or a matrix, else the counts and what failed.
+func printVerdict(c Config, runs []KernelRun, table bool) {
 	if table || len(runs) > 1 {
 		fmt.Fprintln(c.Log.W)
-		report.PrintTable(c.Log.W, rep)
+		report.PrintTable(c.Log.W, Report(c, runs))
 		for _, r := range runs {
 			PrintWhereToLook(c.Log.Named(r.Name), r.Result, r.Err)
 		}
-	} else {
-		PrintSummary(c.Log, runs[0].Result, runs[0].Err)
+		return
 	}
-	return rep, runs
+	PrintSummary(c.Log, runs[0].Result, runs[0].Err)
 }

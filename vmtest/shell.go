@@ -52,7 +52,7 @@ func Shell(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
-	man, err := c.manifest()
+	man, err := c.manifestFor(c.ModuleDir)
 	if err != nil {
 		return verdict.SetupError("fix the module's "+manifest.File, "%v", err)
 	}
@@ -99,5 +99,6 @@ func buildShellInitramfs(ctx context.Context, c Config, mod *kbuild.Module, try 
 	}
 	guestKO := filepath.Join(guestModuleDir, filepath.Base(mod.Path))
 	return initramfs.Overlay(base, []initramfs.File{{Host: mod.Path, Guest: guestKO}},
-		guestapi.Manifest{Module: guestKO, ModuleName: mod.Name, Shell: true, Try: try}, c.CacheDir, c.Log.Info)
+		guestapi.Manifest{Modules: []guestapi.ModuleRun{{Name: filepath.Base(c.ModuleDir), Module: guestKO, ModuleName: mod.Name}}, Shell: true, Try: try},
+		c.CacheDir, c.Log.Info)
 }

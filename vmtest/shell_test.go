@@ -26,7 +26,7 @@ func TestShellUnderTmux(t *testing.T) {
 	// Build first, so that the pane's wait is for the boot alone.
 	_, mod, err := provisionModule(t.Context(), c)
 	require.NoError(t, err)
-	man, err := c.manifest()
+	man, err := c.manifestFor(c.ModuleDir)
 	require.NoError(t, err)
 	_, err = buildShellInitramfs(t.Context(), c, mod, man.Try)
 	require.NoError(t, err)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"time"
 
@@ -157,40 +158,72 @@ func PruneCache(c Config) {
 	}
 }
 
-// guestModuleDir is where the module's .ko goes in the guest; a suite's
-// test binary goes in /pidlab/<name>.test.
+// guestModuleDir is where the modules' .ko files go in the guest, each in
+// a folder of its own (/pidlab/module/<folder>/); a suite's test binary
+// goes in /pidlab/<name>.test.
 const guestModuleDir = "/pidlab/module"
 
 // Prepared is everything a boot needs, built and cached.
 type Prepared struct {
 	Kernel    *kernel.Kernel
-	Module    *kbuild.Module
-	Manifest  *manifest.Manifest // what the guest runs, and the module's hints
-	Initramfs string
-	Planned   []string // the guest's top-level tests, in the order they will run
+	Modules   []*PreparedModule // in the order asked for, those that did not build too
+	Initramfs string            // for the modules that built
 }
 
-// Prepare checks the host, provisions the kernel, builds the module, the
-// guest programs and the initramfs.
-func Prepare(ctx context.Context, c Config) (*Prepared, error) {
-	man, err := c.manifest()
-	if err != nil {
-		return nil, verdict.SetupError("fix the module's "+manifest.File, "%v", err)
+// PreparedModule is one module of a boot: built, or why not.
+type PreparedModule struct {
+	Dir      string
+	Module   *kbuild.Module
+	Manifest *manifest.Manifest // what the guest runs, and the module's hints
+	Planned  []string           // the guest's top-level tests, in the order they will run
+	Err      error              // why it is not in the boot: its build failed, or its manifest is wrong
+}
+
+// Booted are the modules the boot tests: those that built.
+func (p *Prepared) Booted() []*PreparedModule {
+	var mods []*PreparedModule
+	for _, m := range p.Modules {
+		if m.Err == nil {
+			mods = append(mods, m)
+		}
 	}
-	k, mod, err := provisionModule(ctx, c)
+	return mods
+}
+
+// Prepare checks the host, provisions the kernel, builds each module of
+// dirs against it, the guest programs and one initramfs for them all. A
+// module that does not build has its Err and stays out of the boot; the
+// error is what keeps every module from booting.
+func Prepare(ctx context.Context, c Config, dirs []string) (*Prepared, error) {
+	k, err := provisionKernel(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	initrd, planned, err := buildInitramfs(ctx, c, man, mod)
-	if err != nil {
+	p := &Prepared{Kernel: k}
+	for _, dir := range dirs {
+		m := &PreparedModule{Dir: dir}
+		if m.Manifest, m.Err = c.manifestFor(dir); m.Err != nil {
+			m.Err = verdict.SetupError("fix the module's "+manifest.File, "%v", m.Err)
+		} else {
+			m.Module, m.Err = buildModule(ctx, c, k, dir)
+		}
+		if ctx.Err() != nil {
+			return nil, verdict.Interrupting(ctx, m.Err, "building the modules")
+		}
+		p.Modules = append(p.Modules, m)
+	}
+	if len(p.Booted()) == 0 {
+		return p, nil
+	}
+	if p.Initramfs, err = buildInitramfs(ctx, c, p.Booted()); err != nil {
 		return nil, verdict.Interrupting(ctx, err, "building the guest programs and the initramfs")
 	}
-	return &Prepared{Kernel: k, Module: mod, Manifest: man, Initramfs: initrd, Planned: planned}, nil
+	return p, nil
 }
 
-// provisionModule is what every VM needs before its initramfs: the host's
-// tools, the kernel, the module built against it.
-func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Module, error) {
+// provisionKernel is what every VM needs before its modules: the host's
+// tools and the kernel.
+func provisionKernel(ctx context.Context, c Config) (*kernel.Kernel, error) {
 	needs := hostdeps.Boot
 	switch {
 	case c.Kernel.IsBuilt():
@@ -199,7 +232,7 @@ func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Mod
 		needs = append(needs, hostdeps.DebianKernel...)
 	}
 	if err := hostdeps.Ensure(ctx, c.Log, needs...); err != nil {
-		return nil, nil, verdict.Interrupting(ctx, err, "installing host packages")
+		return nil, verdict.Interrupting(ctx, err, "installing host packages")
 	}
 	k, err := kernel.Provision(ctx, c.Kernel, c.CacheDir, c.Log)
 	if err != nil {
@@ -207,12 +240,17 @@ func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Mod
 		if c.Kernel.IsBuilt() {
 			doing = "building the " + c.Kernel.Flavour + " kernel"
 		}
-		return nil, nil, verdict.Interrupting(ctx, err, doing)
+		return nil, verdict.Interrupting(ctx, err, doing)
 	}
 	c.Log.Debug("kernel: %s", k.Image)
-	mod, err := kbuild.Build(ctx, k, c.ModuleDir, c.CacheDir, c.Log)
+	return k, nil
+}
+
+// buildModule builds the module in dir against k.
+func buildModule(ctx context.Context, c Config, k *kernel.Kernel, dir string) (*kbuild.Module, error) {
+	mod, err := kbuild.Build(ctx, k, dir, c.CacheDir, c.Log)
 	if err != nil {
-		return nil, nil, verdict.Interrupting(ctx, err, "building the module")
+		return nil, verdict.Interrupting(ctx, err, "building the module")
 	}
 	if mod.Warnings != "" {
 		c.Log.Info("the module built with warnings:\n%s", mod.Warnings)
@@ -220,7 +258,18 @@ func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Mod
 	if w := nameClash(k, mod); w != "" {
 		c.Log.Line("warning: %s", w)
 	}
-	return k, mod, nil
+	return mod, nil
+}
+
+// provisionModule is the kernel and c.ModuleDir's module built against
+// it: what a shell VM needs before its initramfs.
+func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Module, error) {
+	k, err := provisionKernel(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	mod, err := buildModule(ctx, c, k, c.ModuleDir)
+	return k, mod, err
 }
 
 // nameClash warns of a module named like one of the kernel's own: the
@@ -239,65 +288,82 @@ func nameClash(k *kernel.Kernel, mod *kbuild.Module) string {
 		mod.Name, path, how)
 }
 
-// buildInitramfs returns the archive and the top-level tests it will run:
-// the suites and helpers of the module's manifest, for the run's profile.
-func buildInitramfs(ctx context.Context, c Config, man *manifest.Manifest, mod *kbuild.Module) (string, []string, error) {
-	binDir := filepath.Join(c.CacheDir, "guestbin")
+// buildInitramfs builds the archive of the modules' boot and sets each
+// module's planned tests: the suites and helpers of its manifest, for the
+// run's profile.
+func buildInitramfs(ctx context.Context, c Config, mods []*PreparedModule) (string, error) {
 	prof, err := c.profile()
 	if err != nil {
-		return "", nil, err
-	}
-	if err := man.CheckProfileSuites(prof.Name, prof.Module, prof.Suites); err != nil {
-		return "", nil, verdict.SetupError("name the suites of module/"+prof.Module+"/"+manifest.File+" that have by_profile = true", "%v", err)
+		return "", err
 	}
 	profJSON, err := prof.JSON()
 	if err != nil {
-		return "", nil, err
+		return "", err
 	}
-	guestKO := filepath.Join(guestModuleDir, filepath.Base(mod.Path))
-	spec := initramfs.Spec{
-		RepoDir: c.RepoDir,
-		Files:   []initramfs.File{{Host: mod.Path, Guest: guestKO}},
-		Manifest: guestapi.Manifest{
-			Module:     guestKO,
-			ModuleName: mod.Name,
-			Reload:     man.Reload,
-			Env: []string{"PIDLAB_GUEST=1", "PIDLAB_MODULE=" + guestKO, "PIDLAB_MODULE_NAME=" + mod.Name,
-				profile.EnvGuestJSON + "=" + string(profJSON)},
-		},
+	spec := initramfs.Spec{RepoDir: c.RepoDir}
+	for _, m := range mods {
+		run, files, err := guestModule(ctx, c, m, prof, string(profJSON))
+		if err != nil {
+			return "", err
+		}
+		spec.Files = append(spec.Files, files...)
+		spec.Manifest.Modules = append(spec.Manifest.Modules, run)
+	}
+	path, _, err := initramfs.Build(ctx, spec, c.CacheDir, c.Log)
+	return path, err
+}
+
+// guestModule is one module's part of the guest's manifest and the files
+// it needs there: its .ko, its helpers and its suites' test binaries. It
+// sets m.Planned.
+func guestModule(ctx context.Context, c Config, m *PreparedModule, prof *profile.Profile, profJSON string) (guestapi.ModuleRun, []initramfs.File, error) {
+	binDir := filepath.Join(c.CacheDir, "guestbin")
+	man := m.Manifest
+	if err := man.CheckProfileSuites(prof.Name, prof.Module, prof.Suites); err != nil {
+		return guestapi.ModuleRun{}, nil, verdict.SetupError("name the suites of module/"+prof.Module+"/"+manifest.File+" that have by_profile = true", "%v", err)
+	}
+	folder := filepath.Base(m.Dir)
+	guestKO := path.Join(guestModuleDir, folder, filepath.Base(m.Module.Path))
+	files := []initramfs.File{{Host: m.Module.Path, Guest: guestKO}}
+	run := guestapi.ModuleRun{
+		Name:       folder,
+		Module:     guestKO,
+		ModuleName: m.Module.Name,
+		Reload:     man.Reload,
+		Env: []string{"PIDLAB_GUEST=1", "PIDLAB_MODULE=" + guestKO, "PIDLAB_MODULE_NAME=" + m.Module.Name,
+			profile.EnvGuestJSON + "=" + profJSON},
 	}
 	for _, h := range man.Helpers {
 		bin, err := guestbin.CProgram(ctx, filepath.Join(c.RepoDir, h.Source), binDir, c.Log)
 		if err != nil {
-			return "", nil, err
+			return run, nil, err
 		}
-		spec.Files = append(spec.Files, initramfs.File{Host: bin, Guest: h.GuestPath()})
-		spec.Manifest.Env = append(spec.Manifest.Env, h.Env+"="+h.GuestPath())
+		files = append(files, initramfs.File{Host: bin, Guest: h.GuestPath()})
+		run.Env = append(run.Env, h.Env+"="+h.GuestPath())
 	}
-	var planned []string
+	m.Planned = nil
 	for _, s := range man.SuitesFor(prof.Suites) {
 		bin, err := guestbin.TestBinary(ctx, c.RepoDir, s.Package, binDir, c.Log)
 		if err != nil {
-			return "", nil, err
+			return run, nil, err
 		}
 		names, err := guestbin.ListTests(ctx, bin, c.TestRun, c.Log)
 		if err != nil {
-			return "", nil, err
+			return run, nil, err
 		}
-		planned = append(planned, names...)
+		m.Planned = append(m.Planned, names...)
 		guestPath := "/pidlab/" + s.Name + ".test"
-		spec.Files = append(spec.Files, initramfs.File{Host: bin, Guest: guestPath})
-		spec.Manifest.Tests = append(spec.Manifest.Tests, guestapi.TestBinary{Path: guestPath, Args: testArgs})
+		files = append(files, initramfs.File{Host: bin, Guest: guestPath})
+		run.Tests = append(run.Tests, guestapi.TestBinary{Path: guestPath, Args: testArgs})
 	}
-	path, _, err := initramfs.Build(ctx, spec, c.CacheDir, c.Log)
-	return path, planned, err
+	return run, files, nil
 }
 
-// manifest is the module's pidlab.toml: the module folder's own, else,
+// manifestFor is the pidlab.toml of the module in dir: the module folder's own, else,
 // for a folder without one (a student's module to validate), that of the
 // module the profile is checked by (module/<profile's module>).
-func (c Config) manifest() (*manifest.Manifest, error) {
-	m, err := manifest.Load(c.ModuleDir)
+func (c Config) manifestFor(dir string) (*manifest.Manifest, error) {
+	m, err := manifest.Load(dir)
 	if !manifest.IsNotExist(err) {
 		return m, err
 	}
@@ -343,28 +409,11 @@ func runArgs(c Config, timeout time.Duration) []string {
 	return args
 }
 
-// Run prepares and boots: the whole of `mage test`. The returned error is
-// a *verdict.Error (or a plain error for a harness fault); the Result, when
-// not nil, holds what the run saw.
-func Run(ctx context.Context, c Config) (*Result, error) {
-	p, err := Prepare(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	return bootToVerdict(ctx, c, p)
-}
 
-// bootToVerdict boots a prepared run; the error is the verdict.
-func bootToVerdict(ctx context.Context, c Config, p *Prepared) (*Result, error) {
-	if ctx.Err() != nil {
-		return nil, verdict.Interruption("waiting to boot")
-	}
-	res, err := Boot(ctx, c, p)
-	if err != nil {
-		return res, err
-	}
-	if res.Err != nil {
-		return res, res.Err
-	}
-	return res, nil
+// Run tests c's one module (c.ModuleDir) on c's kernel: a boot of its
+// own. The returned error is a *verdict.Error (or a plain error for a
+// harness fault); the Result, when not nil, holds what the run saw.
+func Run(ctx context.Context, c Config) (*Result, error) {
+	r := RunKernels(ctx, c, []string{c.ModuleDir}, []string{kernelName(c.Kernel)})[0]
+	return r.Result, r.Err
 }

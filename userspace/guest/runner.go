@@ -49,7 +49,8 @@ type Runner struct {
 
 	mu      sync.Mutex // one event per line, whole, even from two goroutines
 	enc     *json.Encoder
-	created []string // the /proc entries loading the module created
+	mod     guestapi.ModuleRun // the module being tested
+	created []string           // the /proc entries loading it created
 }
 
 // unloadRetries covers the short window after a test process exits in which
@@ -62,31 +63,47 @@ const (
 // outputGrace is how long output may trail the test binary's exit.
 const outputGrace = 2 * time.Second
 
-// Run loads the module, runs every test binary (reloading the module
-// between them when the manifest asks), unloads the module and reports Done. It returns an error only when the results channel fails;
+// Run tests each module of the manifest in turn (runModule) and reports
+// Done. It returns an error only when the results channel fails;
 // everything else is an event for the host to judge.
 func (r *Runner) Run(ctx context.Context) error {
 	r.enc = json.NewEncoder(r.Out)
 	if err := r.emit(guestapi.Event{Kind: guestapi.KindStart, Kernel: r.Sys.Kernel(), Taint: r.taint()}); err != nil {
 		return err
 	}
+	for _, m := range r.Manifest.Modules {
+		if err := r.runModule(ctx, m); err != nil {
+			return err
+		}
+	}
+	return r.emit(guestapi.Event{Kind: guestapi.KindDone, Taint: r.taint()})
+}
+
+// runModule loads one module, runs its test binaries (reloading it between
+// them when its manifest asks), unloads it, scans for what it leaked and
+// reports ModuleDone. A module that fails to load or unload does not stop
+// the next one: its name and its leaks are its own.
+func (r *Runner) runModule(ctx context.Context, m guestapi.ModuleRun) error {
+	r.mod, r.created = m, nil
 	leaks := r.Sys.Leaks()
 	if leaks != nil {
-		// What boot leaked (or kmemleak thinks it did) is not the module's.
+		// What boot or an earlier module leaked (or kmemleak thinks it
+		// did) is not this module's.
 		if err := leaks.Forget(); err != nil {
 			r.emit(guestapi.Event{Kind: guestapi.KindLeaks, Err: err.Error()})
 		}
 	}
 	before := r.Sys.ProcEntries()
-	if err := r.Sys.LoadModule(r.Manifest.Module); err != nil {
-		r.emit(guestapi.Event{Kind: guestapi.KindLoad, Err: err.Error()})
-		return r.emit(guestapi.Event{Kind: guestapi.KindDone, Taint: r.taint()})
+	taint := r.taint()
+	if err := r.Sys.LoadModule(m.Module); err != nil {
+		r.emit(guestapi.Event{Kind: guestapi.KindLoad, Taint: taint, Err: err.Error()})
+		return r.emit(guestapi.Event{Kind: guestapi.KindModuleDone, Taint: r.taint()})
 	}
 	r.created = createdEntries(before, r.Sys.ProcEntries())
-	r.emit(guestapi.Event{Kind: guestapi.KindLoad, Entries: r.created})
-	for i, tb := range r.Manifest.Tests {
-		if i > 0 && r.Manifest.Reload && !r.reload() {
-			return r.emit(guestapi.Event{Kind: guestapi.KindDone, Taint: r.taint()})
+	r.emit(guestapi.Event{Kind: guestapi.KindLoad, Taint: taint, Entries: r.created})
+	for i, tb := range m.Tests {
+		if i > 0 && m.Reload && !r.reload() {
+			return r.emit(guestapi.Event{Kind: guestapi.KindModuleDone, Taint: r.taint()})
 		}
 		r.runTests(ctx, tb)
 	}
@@ -95,7 +112,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if leaks != nil && unload.Err == "" {
 		r.emit(scanLeaks(leaks))
 	}
-	return r.emit(guestapi.Event{Kind: guestapi.KindDone, Taint: r.taint()})
+	return r.emit(guestapi.Event{Kind: guestapi.KindModuleDone, Taint: r.taint()})
 }
 
 func scanLeaks(leaks LeakDetector) guestapi.Event {
@@ -106,7 +123,11 @@ func scanLeaks(leaks LeakDetector) guestapi.Event {
 	return guestapi.Event{Kind: guestapi.KindLeaks, Line: report}
 }
 
+// emit sends ev, of the module being tested (none before the first).
 func (r *Runner) emit(ev guestapi.Event) error {
+	if ev.Kind != guestapi.KindStart && ev.Kind != guestapi.KindDone {
+		ev.Module = r.mod.Name
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.enc.Encode(ev); err != nil {
@@ -172,7 +193,7 @@ func (r *Runner) startTests(ctx context.Context, tb guestapi.TestBinary) (cmd *e
 		return nil, nil, nil, err
 	}
 	cmd = exec.CommandContext(ctx, tb.Path, tb.Args...)
-	cmd.Env = append(os.Environ(), r.Manifest.Env...)
+	cmd.Env = append(os.Environ(), r.mod.Env...)
 	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", guestapi.FailuresEnv, guestapi.FailuresFD),
 		guestapi.EnvProcCreated+"="+strings.Join(r.created, ","))
 	cmd.Dir = "/tmp"
@@ -258,7 +279,7 @@ func (r *Runner) reload() bool {
 		r.emit(ev)
 		return false
 	}
-	if err := r.Sys.LoadModule(r.Manifest.Module); err != nil {
+	if err := r.Sys.LoadModule(r.mod.Module); err != nil {
 		r.emit(guestapi.Event{Kind: guestapi.KindLoad, Err: "loading it again for the next test binary: " + err.Error()})
 		return false
 	}
@@ -266,7 +287,7 @@ func (r *Runner) reload() bool {
 }
 
 func (r *Runner) unload() guestapi.Event {
-	if err := Unload(r.Sys, r.Manifest.ModuleName); err != nil {
+	if err := Unload(r.Sys, r.mod.ModuleName); err != nil {
 		return guestapi.Event{Kind: guestapi.KindUnload, Err: err.Error()}
 	}
 	return guestapi.Event{Kind: guestapi.KindUnload}

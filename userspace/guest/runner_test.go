@@ -58,11 +58,11 @@ func (f *fakeSystem) Leaks() LeakDetector {
 
 // fakeLeaks stands in for kmemleak.
 type fakeLeaks struct {
-	forgot bool
+	forgot int // how many times
 	report string
 }
 
-func (l *fakeLeaks) Forget() error         { l.forgot = true; return nil }
+func (l *fakeLeaks) Forget() error         { l.forgot++; return nil }
 func (l *fakeLeaks) Scan() (string, error) { return l.report, nil }
 
 type busyErr struct{}
@@ -79,10 +79,10 @@ func script(t *testing.T, body string) string {
 	return p
 }
 
-func runEvents(t *testing.T, sys System, m guestapi.Manifest) []guestapi.Event {
+func runEvents(t *testing.T, sys System, mods ...guestapi.ModuleRun) []guestapi.Event {
 	t.Helper()
 	var out bytes.Buffer
-	r := &Runner{Sys: sys, Manifest: m, Out: &out}
+	r := &Runner{Sys: sys, Manifest: guestapi.Manifest{Modules: mods}, Out: &out}
 	require.NoError(t, r.Run(t.Context()))
 	var evs []guestapi.Event
 	sc := bufio.NewScanner(&out)
@@ -105,12 +105,12 @@ func kinds(evs []guestapi.Event) []guestapi.Kind {
 func TestRunnerLoadsRunsUnloadsInOrder(t *testing.T) {
 	sys := &fakeSystem{unloadBusy: 2}
 	bin := script(t, "echo 'line one'\necho 'env' $PIDLAB_GUEST >&2\nexit 3\n")
-	evs := runEvents(t, sys, guestapi.Manifest{
+	evs := runEvents(t, sys, guestapi.ModuleRun{
 		Module: "/m/x.ko", ModuleName: "x",
 		Tests: []guestapi.TestBinary{{Path: bin}},
 		Env:   []string{"PIDLAB_GUEST=1"},
 	})
-	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindTestOutput, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindDone}, kinds(evs))
+	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindTestOutput, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindModuleDone, guestapi.KindDone}, kinds(evs))
 	assert.Equal(t, "6.1.0-test", evs[0].Kernel)
 	assert.Equal(t, "line one", evs[2].Line)
 	assert.Equal(t, "env 1", evs[3].Line, "the manifest's environment reaches the tests")
@@ -126,7 +126,7 @@ echo '{"test":"TestRecordFields/init/ppid","check":"ppid: module vs /proc/1/stat
 echo 'not json' >&3
 exit 1
 `)
-	evs := runEvents(t, &fakeSystem{}, guestapi.Manifest{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: bin}}})
+	evs := runEvents(t, &fakeSystem{}, guestapi.ModuleRun{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: bin}}})
 	var failures []guestapi.Failure
 	var output []string
 	for _, ev := range evs {
@@ -147,8 +147,8 @@ exit 1
 
 func TestRunnerSkipsTestsWhenLoadFails(t *testing.T) {
 	sys := &fakeSystem{loadErr: errors.New("Unknown symbol")}
-	evs := runEvents(t, sys, guestapi.Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []guestapi.TestBinary{{Path: "/nonexistent"}}})
-	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindDone}, kinds(evs))
+	evs := runEvents(t, sys, guestapi.ModuleRun{Module: "/m/x.ko", ModuleName: "x", Tests: []guestapi.TestBinary{{Path: "/nonexistent"}}})
+	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindModuleDone, guestapi.KindDone}, kinds(evs))
 	assert.Equal(t, "Unknown symbol", evs[1].Err)
 	assert.Empty(t, sys.unloaded, "nothing to unload")
 }
@@ -157,38 +157,38 @@ func TestRunnerIsNotHeldByALeftoverProcess(t *testing.T) {
 	// The test binary leaves a child holding its output open.
 	bin := script(t, "sleep 600 &\necho done\n")
 	start := time.Now()
-	evs := runEvents(t, &fakeSystem{}, guestapi.Manifest{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: bin}}})
+	evs := runEvents(t, &fakeSystem{}, guestapi.ModuleRun{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: bin}}})
 	assert.Less(t, time.Since(start), 30*time.Second, "the runner waited for a leftover process")
 	assert.Contains(t, kinds(evs), guestapi.KindDone)
 }
 
 func TestRunnerReportsLeaksAfterUnloadOnly(t *testing.T) {
 	leaks := &fakeLeaks{report: "unreferenced object 0xffff888003a1b200 (size 224):"}
-	evs := runEvents(t, &fakeSystem{leaks: leaks}, guestapi.Manifest{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: script(t, "true\n")}}})
-	assert.True(t, leaks.forgot, "leaks from boot are forgotten before the module loads")
-	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindLeaks, guestapi.KindDone}, kinds(evs))
+	evs := runEvents(t, &fakeSystem{leaks: leaks}, guestapi.ModuleRun{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: script(t, "true\n")}}})
+	assert.Equal(t, 1, leaks.forgot, "leaks from boot are forgotten before the module loads")
+	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindLeaks, guestapi.KindModuleDone, guestapi.KindDone}, kinds(evs))
 	assert.Equal(t, leaks.report, evs[4].Line)
 
-	evs = runEvents(t, &fakeSystem{leaks: leaks, unloadErr: errors.New("EBUSY")}, guestapi.Manifest{ModuleName: "x"})
+	evs = runEvents(t, &fakeSystem{leaks: leaks, unloadErr: errors.New("EBUSY")}, guestapi.ModuleRun{ModuleName: "x"})
 	assert.NotContains(t, kinds(evs), guestapi.KindLeaks, "a module still loaded still holds its memory: no scan")
 }
 
 func TestRunnerReloadsTheModuleBetweenTestBinaries(t *testing.T) {
 	sys := &fakeSystem{}
 	first, second := script(t, "echo first\n"), script(t, "echo second\n")
-	evs := runEvents(t, sys, guestapi.Manifest{Module: "/m/x.ko", ModuleName: "x", Reload: true, Tests: []guestapi.TestBinary{{Path: first}, {Path: second}}})
-	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindDone}, kinds(evs))
+	evs := runEvents(t, sys, guestapi.ModuleRun{Module: "/m/x.ko", ModuleName: "x", Reload: true, Tests: []guestapi.TestBinary{{Path: first}, {Path: second}}})
+	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindModuleDone, guestapi.KindDone}, kinds(evs))
 	assert.Equal(t, []string{"/m/x.ko", "/m/x.ko"}, sys.loaded, "loaded once per binary")
 	assert.Equal(t, []string{"x", "x"}, sys.unloaded)
 	assert.Equal(t, []string{guestapi.NoTest, guestapi.NoTest}, sys.marks, "no test is named while the module reloads or unloads")
 
 	sys = &fakeSystem{unloadErr: errors.New("EBUSY")}
-	evs = runEvents(t, sys, guestapi.Manifest{Module: "/m/x.ko", ModuleName: "x", Reload: true, Tests: []guestapi.TestBinary{{Path: first}, {Path: second}}})
-	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindDone}, kinds(evs), "a module that will not unload ends the run")
+	evs = runEvents(t, sys, guestapi.ModuleRun{Module: "/m/x.ko", ModuleName: "x", Reload: true, Tests: []guestapi.TestBinary{{Path: first}, {Path: second}}})
+	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindModuleDone, guestapi.KindDone}, kinds(evs), "a module that will not unload ends the run")
 	assert.Equal(t, "EBUSY", evs[4].Err)
 
 	sys = &fakeSystem{}
-	runEvents(t, sys, guestapi.Manifest{Module: "/m/x.ko", ModuleName: "x", Tests: []guestapi.TestBinary{{Path: first}, {Path: second}}})
+	runEvents(t, sys, guestapi.ModuleRun{Module: "/m/x.ko", ModuleName: "x", Tests: []guestapi.TestBinary{{Path: first}, {Path: second}}})
 	assert.Equal(t, []string{"/m/x.ko"}, sys.loaded, "without reload in the manifest: loaded once for all binaries")
 }
 
@@ -197,12 +197,43 @@ func TestRunnerReloadsTheModuleBetweenTestBinaries(t *testing.T) {
 // can name the one the module made instead.
 func TestRunnerNamesTheEntriesTheModuleCreated(t *testing.T) {
 	bin := script(t, "echo \"created $PIDLAB_PROC_CREATED\"\n")
-	evs := runEvents(t, &fakeSystem{creates: []string{"pidinfo"}}, guestapi.Manifest{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: bin}}})
+	evs := runEvents(t, &fakeSystem{creates: []string{"pidinfo"}}, guestapi.ModuleRun{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: bin}}})
 	require.Equal(t, guestapi.KindLoad, evs[1].Kind)
 	assert.Equal(t, []string{"/proc/pidinfo"}, evs[1].Entries)
 	assert.Equal(t, "created /proc/pidinfo", evs[2].Line)
 
-	evs = runEvents(t, &fakeSystem{}, guestapi.Manifest{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: bin}}})
+	evs = runEvents(t, &fakeSystem{}, guestapi.ModuleRun{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: bin}}})
 	assert.Empty(t, evs[1].Entries, "a module that makes no entry")
 	assert.Equal(t, "created ", evs[2].Line)
+}
+
+// Modules are tested one after the other in one boot, each event tagged
+// with its module; one that does not load does not stop the next, and
+// each starts with kmemleak's slate wiped.
+func TestRunnerTestsEachModuleInTurn(t *testing.T) {
+	leaks := &fakeLeaks{}
+	sys := &fakeSystem{leaks: leaks}
+	bin := script(t, "echo \"module $WHICH\"\n")
+	evs := runEvents(t, sys,
+		guestapi.ModuleRun{Name: "a", Module: "/m/a.ko", ModuleName: "a", Tests: []guestapi.TestBinary{{Path: bin}}, Env: []string{"WHICH=a"}},
+		guestapi.ModuleRun{Name: "b", Module: "/m/b.ko", ModuleName: "b", Tests: []guestapi.TestBinary{{Path: bin}}, Env: []string{"WHICH=b"}})
+	assert.Equal(t, []guestapi.Kind{guestapi.KindStart,
+		guestapi.KindLoad, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindLeaks, guestapi.KindModuleDone,
+		guestapi.KindLoad, guestapi.KindTestOutput, guestapi.KindTestExit, guestapi.KindUnload, guestapi.KindLeaks, guestapi.KindModuleDone,
+		guestapi.KindDone}, kinds(evs))
+	var modules []string
+	for _, ev := range evs {
+		modules = append(modules, ev.Module)
+	}
+	assert.Equal(t, []string{"", "a", "a", "a", "a", "a", "a", "b", "b", "b", "b", "b", "b", ""}, modules)
+	assert.Equal(t, "module a", evs[2].Line)
+	assert.Equal(t, "module b", evs[8].Line, "each module's binaries get its own environment")
+	assert.Equal(t, []string{"/m/a.ko", "/m/b.ko"}, sys.loaded)
+	assert.Equal(t, []string{"a", "b"}, sys.unloaded)
+	assert.Equal(t, 2, leaks.forgot, "what module a leaked is not b's")
+
+	sys = &fakeSystem{loadErr: errors.New("Unknown symbol")}
+	evs = runEvents(t, sys, guestapi.ModuleRun{Name: "a", Module: "/m/a.ko"}, guestapi.ModuleRun{Name: "b", Module: "/m/b.ko"})
+	assert.Equal(t, []guestapi.Kind{guestapi.KindStart, guestapi.KindLoad, guestapi.KindModuleDone, guestapi.KindLoad, guestapi.KindModuleDone, guestapi.KindDone}, kinds(evs))
+	assert.Equal(t, []string{"/m/a.ko", "/m/b.ko"}, sys.loaded, "a module that does not load does not stop the next")
 }

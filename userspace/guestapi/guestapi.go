@@ -9,7 +9,9 @@ package guestapi
 // Kind names what an Event reports.
 type Kind string
 
-// The events, in the order a run emits them.
+// The events, in the order a run emits them: start, then for each module
+// load … module-done, then done. KindLoad carries the taint before the
+// module was loaded, KindModuleDone the taint after its run.
 const (
 	KindStart      Kind = "start"       // runner is up: Kernel, Taint
 	KindLoad       Kind = "load"        // module loaded, or Err
@@ -18,12 +20,14 @@ const (
 	KindTestExit   Kind = "test-exit"   // a test binary ended: ExitCode or Err
 	KindUnload     Kind = "unload"      // module unloaded, or Err
 	KindLeaks      Kind = "leaks"       // kmemleak's reports after the unload (Line; empty: none), or Err
+	KindModuleDone Kind = "module-done" // a module's run ended: Taint
 	KindDone       Kind = "done"        // runner finished: Taint; the VM powers off next
 )
 
 // Event is one line on the results channel.
 type Event struct {
 	Kind     Kind     `json:"kind"`
+	Module   string   `json:"module,omitempty"` // the ModuleRun's Name, for the events of a module's run
 	Binary   string   `json:"binary,omitempty"` // test binary, for test events
 	Line     string   `json:"line,omitempty"`   // for KindTestOutput, without the newline
 	ExitCode int      `json:"exit_code,omitempty"`
@@ -74,6 +78,23 @@ const (
 // Manifest tells the runner what to do; the host writes it into the
 // initramfs at ManifestPath.
 type Manifest struct {
+	// Modules are tested one after the other in one boot: each loaded,
+	// its test binaries run, unloaded and scanned for leaks before the next.
+	Modules []ModuleRun `json:"modules"`
+	// Shell asks for an interactive shell on ConsolePort instead of the
+	// tests: the first module stays loaded until the shell exits (mage
+	// vm:shell).
+	Shell bool `json:"shell,omitempty"`
+	// Try is what the shell suggests trying first (the module's manifest's
+	// try): echo 1 > /proc/pid; cat /proc/pid.
+	Try string `json:"try,omitempty"`
+}
+
+// ModuleRun is one module's part of a run.
+type ModuleRun struct {
+	// Name is the module folder's (procpid): every event of this module's
+	// run carries it, so that the host judges each module on its own.
+	Name       string       `json:"name"`
 	Module     string       `json:"module"`      // path of the .ko in the guest
 	ModuleName string       `json:"module_name"` // name for delete_module
 	Tests      []TestBinary `json:"tests"`
@@ -81,12 +102,6 @@ type Manifest struct {
 	// module (the module's manifest asks for it).
 	Reload bool     `json:"reload,omitempty"`
 	Env    []string `json:"env"` // added to the test binaries' environment
-	// Shell asks for an interactive shell on ConsolePort instead of the
-	// tests: the module stays loaded until the shell exits (mage vm:shell).
-	Shell bool `json:"shell,omitempty"`
-	// Try is what the shell suggests trying first (the module's manifest's
-	// try): echo 1 > /proc/pid; cat /proc/pid.
-	Try string `json:"try,omitempty"`
 }
 
 // TestBinary is a `go test -c` binary and its flags.

@@ -40,11 +40,16 @@ func RunArgs(cmdline string) ([]string, error) {
 
 // WithArgs is m with args added to every test binary's flags.
 func (m Manifest) WithArgs(args []string) Manifest {
-	tests := make([]TestBinary, len(m.Tests))
-	for i, tb := range m.Tests {
-		tb.Args = append(append([]string(nil), tb.Args...), args...)
-		tests[i] = tb
+	mods := make([]ModuleRun, len(m.Modules))
+	for i, mod := range m.Modules {
+		tests := make([]TestBinary, len(mod.Tests))
+		for j, tb := range mod.Tests {
+			tb.Args = append(append([]string(nil), tb.Args...), args...)
+			tests[j] = tb
+		}
+		mod.Tests = tests
+		mods[i] = mod
 	}
-	m.Tests = tests
+	m.Modules = mods
 	return m
 }

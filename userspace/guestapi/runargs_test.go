@@ -24,9 +24,13 @@ func TestRunArgsSurviveTheKernelCommandLine(t *testing.T) {
 }
 
 func TestWithArgsAddsToEveryBinaryAndLeavesTheManifest(t *testing.T) {
-	m := Manifest{Tests: []TestBinary{{Path: "/a.test", Args: []string{"-test.v=test2json"}}, {Path: "/b.test"}}}
+	m := Manifest{Modules: []ModuleRun{
+		{Name: "a", Tests: []TestBinary{{Path: "/a.test", Args: []string{"-test.v=test2json"}}, {Path: "/b.test"}}},
+		{Name: "b", Tests: []TestBinary{{Path: "/c.test"}}},
+	}}
 	got := m.WithArgs([]string{"-test.run=X"})
-	assert.Equal(t, []string{"-test.v=test2json", "-test.run=X"}, got.Tests[0].Args)
-	assert.Equal(t, []string{"-test.run=X"}, got.Tests[1].Args)
-	assert.Equal(t, []string{"-test.v=test2json"}, m.Tests[0].Args, "the original is unchanged")
+	assert.Equal(t, []string{"-test.v=test2json", "-test.run=X"}, got.Modules[0].Tests[0].Args)
+	assert.Equal(t, []string{"-test.run=X"}, got.Modules[0].Tests[1].Args)
+	assert.Equal(t, []string{"-test.run=X"}, got.Modules[1].Tests[0].Args, "every module's binaries")
+	assert.Equal(t, []string{"-test.v=test2json"}, m.Modules[0].Tests[0].Args, "the original is unchanged")
 }

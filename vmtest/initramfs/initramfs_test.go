@@ -27,7 +27,7 @@ func TestBuildHoldsInitRunnerAndFilesAndIsCached(t *testing.T) {
 	spec := Spec{
 		RepoDir:  repo,
 		Files:    []File{{Host: payload, Guest: "/pidlab/payload"}},
-		Manifest: guestapi.Manifest{Module: "/pidlab/x.ko", ModuleName: "x"},
+		Manifest: guestapi.Manifest{Modules: []guestapi.ModuleRun{{Name: "x", Module: "/pidlab/x.ko", ModuleName: "x"}}},
 	}
 	cache := t.TempDir()
 

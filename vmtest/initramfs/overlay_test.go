@@ -20,8 +20,8 @@ func TestOverlayAppendsFilesAndManifestAsASecondArchive(t *testing.T) {
 	writeArchive(t, base, cpio.StaticFile("init", "odd length", 0o755), cpio.StaticFile("pidlab/manifest.json", "{}", 0o644))
 	ko := filepath.Join(dir, "x.ko")
 	require.NoError(t, os.WriteFile(ko, []byte("module"), 0o644))
-	m := guestapi.Manifest{Module: "/pidlab/module/x.ko", ModuleName: "x", Shell: true}
-	files := []File{{Host: ko, Guest: m.Module}}
+	m := guestapi.Manifest{Modules: []guestapi.ModuleRun{{Name: "x", Module: "/pidlab/module/x.ko", ModuleName: "x"}}, Shell: true}
+	files := []File{{Host: ko, Guest: m.Modules[0].Module}}
 	cache := t.TempDir()
 
 	out, err := Overlay(base, files, m, cache, t.Logf)

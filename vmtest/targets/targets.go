@@ -192,7 +192,10 @@ func BuildInitramfs(ctx context.Context, o Options) error {
 	if err != nil {
 		return fail(err)
 	}
-	p, err := vmtest.Prepare(ctx, c)
+	p, err := vmtest.Prepare(ctx, c, []string{c.ModuleDir})
+	if err == nil {
+		err = p.Modules[0].Err
+	}
 	if err != nil {
 		return fail(err)
 	}

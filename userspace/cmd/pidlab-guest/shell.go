@@ -20,7 +20,11 @@ const shell = "gosh"
 
 // runShell is `mage vm:shell`: it loads the module, gives the console to a
 // shell until the person leaves it, then unloads the module.
-func runShell(m guestapi.Manifest) error {
+func runShell(man guestapi.Manifest) error {
+	if len(man.Modules) == 0 {
+		return fmt.Errorf("the manifest names no module to load")
+	}
+	m := man.Modules[0]
 	sys := guest.LinuxSystem{}
 	loadErr := sys.LoadModule(m.Module)
 	if loadErr != nil {
@@ -28,8 +32,8 @@ func runShell(m guestapi.Manifest) error {
 		say("dmesg may say why; insmod %s tries again", m.Module)
 	} else {
 		say("module %s loaded from %s", m.ModuleName, m.Module)
-		if m.Try != "" {
-			say("try:  %s", m.Try)
+		if man.Try != "" {
+			say("try:  %s", man.Try)
 		}
 	}
 	say("the shell's echo hides write errors; /bbin/echo reports them")
