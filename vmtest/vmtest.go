@@ -409,7 +409,6 @@ func runArgs(c Config, timeout time.Duration) []string {
 	return args
 }
 
-
 // Run tests c's one module (c.ModuleDir) on c's kernel: a boot of its
 // own. The returned error is a *verdict.Error (or a plain error for a
 // harness fault); the Result, when not nil, holds what the run saw.
