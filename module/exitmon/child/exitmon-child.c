@@ -12,7 +12,7 @@
  *   exitmon-child orphan N       fork; the parent exits(0) at once, printing the
  *                                child's PID; the child waits to be reparented,
  *                                prints "ppid <new parent>", exits(N)
- *   exitmon-child storm N        fork N children that _exit(0) at once, reap each,
+ *   exitmon-child storm N        vfork N children that _exit(0) at once, reap each,
  *                                print their PIDs, one a line
  *   exitmon-child open PATH      open PATH for reading: exit 0, else print the errno
  */
@@ -91,13 +91,14 @@ static int orphan(int code)
 
 static int storm(int n)
 {
-	int i;
+	volatile int i;	/* vfork: the child shares this stack frame */
 
 	for (i = 0; i < n; i++) {
-		pid_t child = fork();
+		/* vfork: a child that only exits needs no copy of the memory map. */
+		pid_t child = vfork();
 
 		if (child < 0) {
-			perror("fork");
+			perror("vfork");
 			return 3;
 		}
 		if (child == 0)
@@ -129,9 +130,17 @@ int main(int argc, char **argv)
 		return 3;
 	}
 	if (!strcmp(argv[1], "spin")) {
+		/*
+		 * Mostly user time: the clock is read (a system call, for this
+		 * clock) once in a million additions.
+		 */
 		until = cpu_ms() + atoi(argv[2]);
-		while (cpu_ms() < until)
-			;
+		while (cpu_ms() < until) {
+			volatile unsigned long n;
+
+			for (n = 0; n < 1000000; n++)
+				;
+		}
 		return 0;
 	}
 	if (!strcmp(argv[1], "threads"))
