@@ -12,8 +12,9 @@
  *   exitmon-child orphan N       fork; the parent exits(0) at once, printing the
  *                                child's PID; the child waits to be reparented,
  *                                prints "ppid <new parent>", exits(N)
- *   exitmon-child storm N        vfork N children that _exit(0) at once, reap each,
- *                                print their PIDs, one a line
+ *   exitmon-child storm N        N children that _exit(0) at once, from two
+ *                                workers at a time; print the PIDs of the
+ *                                children and the workers, one a line
  *   exitmon-child open PATH      open PATH for reading: exit 0, else print the errno
  */
 #include <errno.h>
@@ -89,7 +90,8 @@ static int orphan(int code)
 	return code;
 }
 
-static int storm(int n)
+/* Children that exit at once, n of them, each reaped and printed. */
+static int burst(int n)
 {
 	volatile int i;	/* vfork: the child shares this stack frame */
 
@@ -110,6 +112,38 @@ static int storm(int n)
 		printf("%d\n", child);
 	}
 	return 0;
+}
+
+/*
+ * A storm of n exits from STORM_WORKERS workers at once (one per CPU of the
+ * guest), each printing its children's PIDs; then the workers' own.
+ */
+#define STORM_WORKERS 2
+
+static int storm(int n)
+{
+	pid_t workers[STORM_WORKERS];
+	int i, status, failed = 0;
+
+	for (i = 0; i < STORM_WORKERS; i++) {
+		workers[i] = fork();
+		if (workers[i] < 0) {
+			perror("fork");
+			return 3;
+		}
+		if (workers[i] == 0) {
+			int share = n / STORM_WORKERS + (i < n % STORM_WORKERS);
+
+			fflush(stdout);
+			_exit(burst(share));
+		}
+	}
+	for (i = 0; i < STORM_WORKERS; i++) {
+		if (waitpid(workers[i], &status, 0) != workers[i] || !WIFEXITED(status) || WEXITSTATUS(status))
+			failed = 1;
+		printf("%d\n", workers[i]);
+	}
+	return failed ? 3 : 0;
 }
 
 int main(int argc, char **argv)
