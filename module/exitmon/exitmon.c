@@ -35,8 +35,9 @@
  * (events lost by all readers), readers and ring_size.
  *
  * Nothing in the probes sleeps or takes a lock that is ever held with
- * interrupts on: they may run in an int3 exception (kprobes without
- * ftrace), which lockdep counts as a hard interrupt.
+ * interrupts on: a kprobe's handler runs with preemption off (an optimized
+ * or ftrace-based one) or in an int3 exception, which lockdep counts as a
+ * hard interrupt.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt

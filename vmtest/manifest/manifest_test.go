@@ -151,4 +151,13 @@ func TestExitmonsHintsForRealKernelReports(t *testing.T) {
 	require.NotNil(t, v)
 	require.Len(t, v.Hints, 1)
 	assert.Contains(t, v.Hints[0], "unregister_kprobes()")
+
+	// sleeps-in-probe on the debug kernel: kmalloc(GFP_KERNEL) in the
+	// handler of the (optimized) kprobe on taskstats_exit.
+	o = verdict.Observations{RunnerStarted: true, Troubles: scanLog(t, "sleep-in-kprobe-handler.log"), ModuleHints: m.ModuleHints()}
+	require.NotEmpty(t, o.Troubles)
+	v = verdict.Decide(o)
+	require.NotNil(t, v)
+	require.Len(t, v.Hints, 1)
+	assert.Contains(t, v.Hints[0], "a kprobe handler runs with preemption off")
 }
