@@ -137,7 +137,7 @@ func TestAModuleIsAFolder(t *testing.T) {
 	}
 	assert.Equal(t, "pidlab_hello", runs[1].Result.Module.Name)
 	assert.Contains(t, out.String(), "total, 2 modules: 2 passed, 0 failed")
-	assert.Equal(t, 1, strings.Count(out.String(), "booting "), "one boot for both modules; the output:\n%s", out.String())
+	assert.Equal(t, 1, strings.Count(out.String(), "==> booting "), "one boot for both modules; the output:\n%s", out.String())
 	assert.Contains(t, out.String(), "with modules procpid, pidlab_hello")
 	assert.Equal(t, runs[0].Result.ConsolePath, runs[1].Result.ConsolePath, "one VM, one console")
 
