@@ -32,7 +32,8 @@
  * EPOLLIN; rmmod wakes blocked readers with end-of-file.
  *
  * /proc/exitmon/stats (0444) counts thread_exits, process_exits, dropped
- * (events lost by all readers), readers and ring_size.
+ * (the events readers lost, counted as each reads its dropped= line),
+ * readers and ring_size.
  *
  * Nothing in the probes sleeps or takes a lock that is ever held with
  * interrupts on: a kprobe's handler runs with preemption off (an optimized
