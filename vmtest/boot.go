@@ -96,10 +96,7 @@ func moduleNames(mods []*PreparedModule) string {
 	for _, m := range mods {
 		names = append(names, m.Module.Name)
 	}
-	if len(names) == 1 {
-		return "module " + names[0]
-	}
-	return "modules " + strings.Join(names, ", ")
+	return modulesPhrase(names)
 }
 
 // limitsFor is c with its limits scaled for a kernel slower than the
@@ -494,7 +491,6 @@ func (f *follower) onEvent(line string) {
 		for _, p := range f.parts {
 			p.res.GuestKernel = ev.Kernel
 		}
-		p.before = ev.Taint
 		f.setPhase(verdict.PhaseLoading)
 		f.c.Log.Debug("guest runner started on %s after %s", ev.Kernel, time.Since(f.start).Round(time.Millisecond))
 	case guestapi.KindLoad:

@@ -134,18 +134,17 @@ func bootKernel(ctx context.Context, c Config, p *Prepared, runs []KernelRun) {
 	} else {
 		results, err = Boot(ctx, c, p)
 	}
-	booted := 0
+	booted := 0 // results are those of p.Booted(), in order
 	for j, m := range p.Modules {
 		if m.Err != nil {
 			continue
 		}
-		switch {
-		case booted < len(results) && results[booted].Err != nil:
-			runs[j].Result, runs[j].Err = results[booted], results[booted].Err
-		case booted < len(results):
-			runs[j].Result, runs[j].Err = results[booted], err
-		default:
-			runs[j].Err = err
+		runs[j].Err = err
+		if booted < len(results) {
+			runs[j].Result = results[booted]
+			if results[booted].Err != nil { // not assigned when nil: a nil *verdict.Error is no nil error
+				runs[j].Err = results[booted].Err
+			}
 		}
 		booted++
 	}

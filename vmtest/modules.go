@@ -75,12 +75,17 @@ func RunModules(ctx context.Context, c Config, dirs, kernels []string) (report.R
 	return Report(c, runs), runs
 }
 
-// moduleList names the modules of dirs: "module procpid", "modules hello, procpid".
+// moduleList names the modules of dirs by folder.
 func moduleList(dirs []string) string {
 	var names []string
 	for _, d := range dirs {
 		names = append(names, filepath.Base(d))
 	}
+	return modulesPhrase(names)
+}
+
+// modulesPhrase is "module procpid", or "modules hello, procpid".
+func modulesPhrase(names []string) string {
 	if len(names) == 1 {
 		return "module " + names[0]
 	}
