@@ -136,3 +136,28 @@ func TestProfileSuitesAreTheModules(t *testing.T) {
 		"a suite that always runs is not the profile's to ask for")
 	assert.NoError(t, m.CheckProfileSuites("exits", "exitmon", []string{"conformanse"}), "another module's profile")
 }
+
+// exitmon's hints, on real console logs of its buggy fixtures
+// (module/exitmon/testdata/buggy).
+func TestExitmonsHintsForRealKernelReports(t *testing.T) {
+	m, err := Load("../../module/exitmon")
+	require.NoError(t, err)
+	// kprobe-not-unregistered: the reload's register_kprobe() finds the
+	// kprobe the unload left, then the kernel reads the freed module.
+	o := verdict.Observations{RunnerStarted: true, Troubles: scanLog(t, "kprobe-left-registered.log"),
+		Running: []string{"TestSmallRingCountsWhatItDrops"}, ModuleHints: m.ModuleHints()}
+	require.NotEmpty(t, o.Troubles)
+	v := verdict.Decide(o)
+	require.NotNil(t, v)
+	require.Len(t, v.Hints, 1)
+	assert.Contains(t, v.Hints[0], "unregister_kprobes()")
+
+	// sleeps-in-probe on the debug kernel: kmalloc(GFP_KERNEL) in the
+	// handler of the (optimized) kprobe on taskstats_exit.
+	o = verdict.Observations{RunnerStarted: true, Troubles: scanLog(t, "sleep-in-kprobe-handler.log"), ModuleHints: m.ModuleHints()}
+	require.NotEmpty(t, o.Troubles)
+	v = verdict.Decide(o)
+	require.NotNil(t, v)
+	require.Len(t, v.Hints, 1)
+	assert.Contains(t, v.Hints[0], "a kprobe handler runs with preemption off")
+}

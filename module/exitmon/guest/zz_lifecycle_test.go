@@ -1,0 +1,191 @@
+//go:build pidlab_guest
+
+package guest
+
+// Module lifecycle: these tests unload and reload the module, so they live
+// in the file that sorts last. Each leaves it loaded as the runner loaded
+// it (no parameters) when it ends, for the runner's own unload.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/pidlab/pidlab/userspace/guest"
+	"github.com/pidlab/pidlab/userspace/guestapi"
+	"github.com/pidlab/pidlab/userspace/guesttest"
+)
+
+// kmod is the module under test, as the guest runner loaded it.
+type kmod struct{ path, name string }
+
+// requireModule finds the module and makes sure it is loaded as the runner
+// loaded it when t ends.
+func requireModule(t *testing.T) kmod {
+	t.Helper()
+	m := kmod{path: os.Getenv("PIDLAB_MODULE"), name: os.Getenv("PIDLAB_MODULE_NAME")}
+	require.NotEmpty(t, m.path, "PIDLAB_MODULE: the guest runner names the module's .ko in it")
+	require.NotEmpty(t, m.name, "PIDLAB_MODULE_NAME: the guest runner names the module in it")
+	t.Cleanup(func() {
+		if m.loaded() {
+			if err := guest.Unload(guest.LinuxSystem{}, m.name); err != nil {
+				t.Errorf("unloading %s after %s: %v", m.name, t.Name(), err)
+				return
+			}
+		}
+		assert.NoError(t, m.load(""), "reloading %s after %s", m.name, t.Name())
+	})
+	return m
+}
+
+func (m kmod) loaded() bool {
+	_, err := os.Stat("/sys/module/" + m.name + "/initstate")
+	return err == nil
+}
+
+// load loads the module with params ("ring_size=32").
+func (m kmod) load(params string) error {
+	f, err := os.Open(m.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.FinitModule(int(f.Fd()), params, 0)
+}
+
+func (m kmod) requireUnload(t *testing.T, when string) {
+	t.Helper()
+	require.NoError(t, guest.Unload(guest.LinuxSystem{}, m.name), "%s: delete_module(%s)", when, m.name)
+	_, err := os.Stat("/proc/exitmon")
+	if !errors.Is(err, os.ErrNotExist) {
+		guesttest.FailNow(t, guestapi.Failure{Check: when + ": /proc/exitmon after delete_module", Expected: "gone", Got: errString(err),
+			Hint: "the exit function removes the folder and its files: proc_remove(dir)"})
+	}
+}
+
+// A reader that falls behind a small ring reads the ring's last events and
+// one dropped= line for the rest; ring_size is rounded up to a power of two.
+func TestSmallRingCountsWhatItDrops(t *testing.T) {
+	guesttest.Mark(t)
+	m := requireModule(t)
+	m.requireUnload(t, "before loading with ring_size=20")
+	require.NoError(t, m.load("ring_size=20"), "finit_module(%s, \"ring_size=20\")", m.path)
+	same(t, "ring_size in "+statsPath+" after loading with ring_size=20", uint64(32), stats(t)["ring_size"],
+		"round ring_size up to a power of two (roundup_pow_of_two) within its bounds")
+	s := openStream(t)
+	before := stats(t)["process_exits"]
+	const exits = 50
+	for range exits {
+		exited(t, child(t, "exit", "0"))
+	}
+	events, dropped := s.drain()
+	n := stats(t)["process_exits"] - before
+	same(t, "events kept for a reader that read nothing, ring_size 32", 32, len(events),
+		"a reader behind by more than the ring reads its last ring_size events")
+	same(t, "dropped= counts of that reader", n-32, dropped, "dropped is the events it skipped: head - ring_size - its place")
+	if n < exits {
+		guesttest.Fail(t, guestapi.Failure{Check: "process_exits after 50 exits", Expected: "at least 50", Got: strconv.FormatUint(n, 10)})
+	}
+}
+
+// rmmod while one reader is blocked in read() and another in poll():
+// both return, and nothing hangs.
+func TestUnloadWakesBlockedReaders(t *testing.T) {
+	guesttest.Mark(t)
+	m := requireModule(t)
+	readFD, err := unix.Open(eventsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(readFD)
+	pollFD, err := unix.Open(eventsPath, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(pollFD)
+	_, _ = unix.Read(pollFD, make([]byte, 64<<10))
+
+	var wg sync.WaitGroup
+	results := make(chan string, 2)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		n, err := unix.Read(readFD, make([]byte, 4096))
+		results <- fmt.Sprintf("read: %d, %v", n, err)
+	}()
+	go func() {
+		defer wg.Done()
+		fds := []unix.PollFd{{Fd: int32(pollFD), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, -1)
+		results <- fmt.Sprintf("poll: %d, revents %#x, %v", n, fds[0].Revents, err)
+	}()
+	time.Sleep(300 * time.Millisecond) // both asleep in the module
+
+	unloaded := make(chan error, 1)
+	go func() { unloaded <- guest.Unload(guest.LinuxSystem{}, m.name) }()
+	select {
+	case err := <-unloaded:
+		require.NoError(t, err, "delete_module(%s) with readers blocked in read and poll", m.name)
+	case <-time.After(eventWait):
+		guesttest.FailNow(t, guestapi.Failure{Check: "rmmod with a reader blocked in read() and one in poll()", Expected: "it returns",
+			Got:  "still waiting after " + eventWait.String(),
+			Hint: "the exit function must wake the readers (set a stopping flag, wake_up_interruptible_all()) before proc_remove(), which waits for them"})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		close(results)
+		for r := range results {
+			t.Log(r)
+		}
+	case <-time.After(eventWait):
+		guesttest.Fail(t, guestapi.Failure{Check: "the blocked readers after rmmod", Expected: "read returns end of file or an error, poll returns",
+			Got: "still blocked after " + eventWait.String(), Hint: "wake them with the stopping flag set; read returns 0, poll EPOLLHUP"})
+	}
+}
+
+// Fifty loads and unloads while processes exit all the time, each time
+// with a reader that has read an event: no warning, no leak, no hang.
+func TestLoadUnloadCyclesWhileProcessesExit(t *testing.T) {
+	guesttest.Mark(t)
+	m := requireModule(t)
+	stop := make(chan struct{})
+	var spawner sync.WaitGroup
+	spawner.Add(1)
+	spawned := 0
+	go func() {
+		defer spawner.Done()
+		path, _ := childPath()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var attr os.ProcAttr
+			if p, err := os.StartProcess(path, []string{path, "exit", "0"}, &attr); err == nil {
+				p.Wait()
+				spawned++
+			}
+		}
+	}()
+	defer func() { close(stop); spawner.Wait(); t.Logf("%d processes exited during the cycles", spawned) }()
+
+	const cycles = 50
+	for i := range cycles {
+		if m.loaded() {
+			m.requireUnload(t, fmt.Sprintf("cycle %d", i+1))
+		}
+		require.NoError(t, m.load(""), "cycle %d: finit_module(%s)", i+1, m.path)
+		s := openStream(t)
+		line, ok := s.next(eventWait)
+		require.True(t, ok, "cycle %d: an event while processes exit", i+1)
+		s.parse(line)
+		// Unloaded with the file still open: its release comes from proc_remove().
+	}
+}
