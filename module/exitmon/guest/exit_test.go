@@ -120,11 +120,22 @@ func TestZombieEventComesBeforeTheReap(t *testing.T) {
 	cmd := child(t, "exit", "9")
 	require.NoError(t, cmd.Start())
 	pid := cmd.Process.Pid
-	ev := s.eventOf(pid)
-	st, err := procfs.ReadStat(pid)
-	require.NoError(t, err, "/proc/%d/stat of the unreaped child", pid)
-	same(t, fmt.Sprintf("state of process %d once its event was read, before wait4", pid), "Z", st.State,
-		"the event is the exit's, not the reap's: it is recorded in do_exit()")
+	ev := s.eventOf(pid) // before wait4: the exit's event, not the reap's
+	// The event is recorded in do_exit(), before the process has become a
+	// zombie: it is one a moment later, and stays one until the reap.
+	deadline := time.Now().Add(eventWait)
+	for {
+		st, err := procfs.ReadStat(pid)
+		require.NoError(t, err, "/proc/%d/stat of the unreaped child", pid)
+		if st.State == "Z" {
+			break
+		}
+		if time.Now().After(deadline) {
+			guesttest.FailNow(t, guestapi.Failure{Check: fmt.Sprintf("state of process %d after its event, before wait4", pid),
+				Expected: "Z", Got: st.State, Hint: "the event is the exit's: the process must still be there to reap"})
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	_, ws, _ := reaped(t, cmd)
 	same(t, "status: event vs wait4, reaped after the event", int(ws), ev.Status, hintStatus)
 }

@@ -117,8 +117,7 @@ func (s *stream) next(timeout time.Duration) (string, bool) {
 		if left <= 0 {
 			return "", false
 		}
-		fds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}}
-		if _, err := unix.Poll(fds, int(left.Milliseconds())+1); err != nil && !errors.Is(err, unix.EINTR) {
+		if _, _, err := pollIn(s.fd, left); err != nil && !errors.Is(err, unix.EINTR) {
 			require.NoError(s.t, err, "poll %s", eventsPath)
 		}
 	}
@@ -139,6 +138,25 @@ func (s *stream) fill() bool {
 	}
 	s.pending.Write(buf[:n])
 	return true
+}
+
+// pollIn polls fd for POLLIN for up to timeout (forever when negative),
+// again after a signal: the Go runtime's own signals interrupt poll(2),
+// which no SA_RESTART restarts. It returns poll's count and revents.
+func pollIn(fd int, timeout time.Duration) (int, int16, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		ms := -1
+		if timeout >= 0 {
+			ms = int(max(time.Until(deadline), 0).Milliseconds())
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, ms)
+		if errors.Is(err, unix.EINTR) && (timeout < 0 || time.Now().Before(deadline)) {
+			continue
+		}
+		return n, fds[0].Revents, err
+	}
 }
 
 // parse parses a line the module wrote, failing the test on a bad one.

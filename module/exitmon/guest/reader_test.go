@@ -111,16 +111,14 @@ func TestPollSaysReadable(t *testing.T) {
 	guesttest.Mark(t)
 	s := openStream(t)
 	s.drain()
-	fds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds, 100)
+	n, _, err := pollIn(s.fd, 100*time.Millisecond)
 	require.NoError(t, err)
 	same(t, "poll with no event waiting: ready descriptors", 0, n, "poll returns EPOLLIN only when an event (or part of a line) waits")
 	pid, _, _ := exited(t, child(t, "exit", "0"))
-	fds[0].Revents = 0
-	n, err = unix.Poll(fds, int(eventWait.Milliseconds()))
+	n, revents, err := pollIn(s.fd, eventWait)
 	require.NoError(t, err)
 	same(t, "poll after a process exited: ready descriptors", 1, n, "poll_wait() on the queue the probe wakes, then EPOLLIN when an event waits")
-	same(t, "poll after a process exited: revents&POLLIN", int16(unix.POLLIN), fds[0].Revents&unix.POLLIN, "return EPOLLIN | EPOLLRDNORM")
+	same(t, "poll after a process exited: revents&POLLIN", int16(unix.POLLIN), revents&unix.POLLIN, "return EPOLLIN | EPOLLRDNORM")
 	s.eventOf(pid)
 }
 
@@ -171,8 +169,7 @@ func TestBadBufferLosesNothing(t *testing.T) {
 	guesttest.Mark(t)
 	s := openStream(t)
 	pid, _, _ := exited(t, child(t, "exit", "6"))
-	fds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}}
-	_, err := unix.Poll(fds, int(eventWait.Milliseconds()))
+	_, _, err := pollIn(s.fd, eventWait)
 	require.NoError(t, err)
 	_, _, errno := unix.Syscall(unix.SYS_READ, uintptr(s.fd), 8, 4096) // an address nothing maps
 	if errno != unix.EFAULT {

@@ -119,9 +119,8 @@ func TestUnloadWakesBlockedReaders(t *testing.T) {
 	}()
 	go func() {
 		defer wg.Done()
-		fds := []unix.PollFd{{Fd: int32(pollFD), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, -1)
-		results <- fmt.Sprintf("poll: %d, revents %#x, %v", n, fds[0].Revents, err)
+		n, revents, err := pollIn(pollFD, -1)
+		results <- fmt.Sprintf("poll: %d, revents %#x, %v", n, revents, err)
 	}()
 	time.Sleep(300 * time.Millisecond) // both asleep in the module
 
