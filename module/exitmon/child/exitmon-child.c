@@ -12,9 +12,10 @@
  *   exitmon-child orphan N       fork; the parent exits(0) at once, printing the
  *                                child's PID; the child waits to be reparented,
  *                                prints "ppid <new parent>", exits(N)
- *   exitmon-child storm N        N children that _exit(0) at once, from two
- *                                workers at a time; print the PIDs of the
- *                                children and the workers, one a line
+ *   exitmon-child storm N        N children, from two workers at a time, each
+ *                                named s<its PID> and exiting with its PID's
+ *                                low byte; print the children's PIDs, one a
+ *                                line, then "worker <PID>" for each worker
  *   exitmon-child open PATH      open PATH for reading: exit 0, else print the errno
  */
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -91,6 +93,25 @@ static int orphan(int code)
 }
 
 /* Children that exit at once, n of them, each reaped and printed. */
+/*
+ * Names the calling process s<its PID>: a name of its own, so that a test
+ * can tell an event's fields are one process's. No printf (a vfork child).
+ */
+static void name_by_pid(void)
+{
+	char name[16] = "s", digits[12];
+	int pid = getpid(), n = 0, i = 1;
+
+	do {
+		digits[n++] = '0' + pid % 10;
+		pid /= 10;
+	} while (pid);
+	while (n)
+		name[i++] = digits[--n];
+	name[i] = '\0';
+	prctl(PR_SET_NAME, name);
+}
+
 static int burst(int n)
 {
 	volatile int i;	/* vfork: the child shares this stack frame */
@@ -103,8 +124,10 @@ static int burst(int n)
 			perror("vfork");
 			return 3;
 		}
-		if (child == 0)
-			_exit(0);
+		if (child == 0) {
+			name_by_pid();
+			_exit(getpid() & 0xff);
+		}
 		if (waitpid(child, NULL, 0) != child) {
 			perror("waitpid");
 			return 3;
@@ -141,7 +164,7 @@ static int storm(int n)
 	for (i = 0; i < STORM_WORKERS; i++) {
 		if (waitpid(workers[i], &status, 0) != workers[i] || !WIFEXITED(status) || WEXITSTATUS(status))
 			failed = 1;
-		printf("%d\n", workers[i]);
+		printf("worker %d\n", workers[i]);
 	}
 	return failed ? 3 : 0;
 }
