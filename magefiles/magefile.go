@@ -27,6 +27,9 @@ func options() targets.Options {
 // Test builds the /proc/pid module, boots it in QEMU and runs the profile checks and conformance tests in the guest.
 func Test(ctx context.Context) error { return targets.Test(ctx, options()) }
 
+// Bench runs the guest benchmarks of pidlab's modules (PIDLAB_BENCH picks) in one boot and prints what they measured.
+func Bench(ctx context.Context) error { return targets.Bench(ctx, options()) }
+
 // Validate builds the module in DIR (in a copy), boots it and prints a verdict table of the profile's checks (PIDLAB_PROFILE, default reference).
 func Validate(ctx context.Context, dir string) error { return targets.Validate(ctx, options(), dir) }
 

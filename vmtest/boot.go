@@ -34,7 +34,10 @@ type Result struct {
 	// NotReached names the module whose part of the boot ended the VM
 	// before this module's began (its verdict is this one's reason).
 	NotReached string
-	Err        *verdict.Error // nil when everything passed
+	// Figures are what the module's benchmarks measured, the last value
+	// of each.
+	Figures []guestapi.Figure
+	Err     *verdict.Error // nil when everything passed
 }
 
 // consoleTailLines is how much console a hang or crash report quotes.
@@ -198,6 +201,7 @@ func newFollower(c Config, k *kernel.Kernel, accel qemu.Accel, mods []*PreparedM
 	f := &follower{c: c, kernel: k, accel: accel, moduleLimit: moduleLimit(k, accel)}
 	for _, m := range mods {
 		res := &Result{Kernel: k, Module: m.Module, Planned: m.Planned, Accel: accel, ConsolePath: consolePath}
+		res.Observations.Benchmarks = c.Bench != ""
 		f.parts = append(f.parts, &modulePart{name: filepath.Base(m.Dir), res: res, hints: m.Manifest.ModuleHints()})
 	}
 	f.cur = f.parts[0]
@@ -510,6 +514,10 @@ func (f *follower) onEvent(line string) {
 		if ev.Failure != nil {
 			p.tests.AddFailure(*ev.Failure)
 		}
+	case guestapi.KindFigure:
+		if ev.Figure != nil {
+			p.res.Figures = addFigure(p.res.Figures, *ev.Figure)
+		}
 	case guestapi.KindTestExit:
 		if ev.Err != "" && p.tests.Count(verdict.Failed) == 0 {
 			o.BinaryErrs = append(o.BinaryErrs, fmt.Sprintf("test binary %s ended badly: %s", filepath.Base(ev.Binary), ev.Err))
@@ -539,6 +547,19 @@ func (f *follower) onEvent(line string) {
 	case guestapi.KindDone:
 		f.setPhase("powering off")
 	}
+}
+
+// addFigure adds f to figures, in place of an earlier value of the same
+// benchmark and name: a benchmark function runs again as b.N grows, and
+// its last run is its result.
+func addFigure(figures []guestapi.Figure, f guestapi.Figure) []guestapi.Figure {
+	for i, old := range figures {
+		if old.Test == f.Test && old.Name == f.Name {
+			figures[i] = f
+			return figures
+		}
+	}
+	return append(figures, f)
 }
 
 // switchTo makes the module the guest names in an event the one being
@@ -586,8 +607,8 @@ func (f *follower) onTestEvent(ev verdict.TestEvent) {
 	case "pass", "fail", "skip":
 		f.progress = time.Now()
 	}
-	if r := f.cur.tests.Add(ev); r != nil {
-		f.printResult(*r)
+	for _, r := range f.cur.tests.Add(ev) {
+		f.printResult(r)
 	}
 }
 

@@ -32,6 +32,7 @@ func RunReport(kernelName string, res *Result, err error) report.Run {
 	run.ConsoleLog = res.ConsolePath
 	run.BootSeconds = res.BootToFirstTest.Seconds()
 	run.VMSeconds = res.VMTime.Seconds()
+	run.Figures = figures(res)
 	o := res.Observations
 	if code == verdict.KernelTrouble || code == verdict.Timeout {
 		run.ConsoleExcerpt = consoleExcerpt(o)
@@ -239,4 +240,13 @@ var printkTime = regexp.MustCompile(`^\[\s*\d+\.\d+\]\s*`)
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
 	return line
+}
+
+// figures are what res's benchmarks measured, as the report holds them.
+func figures(res *Result) []report.Figure {
+	var figs []report.Figure
+	for _, f := range res.Figures {
+		figs = append(figs, report.Figure{Benchmark: f.Test, Name: f.Name, Value: f.Value, Unit: f.Unit, About: f.About})
+	}
+	return figs
 }

@@ -48,6 +48,7 @@ var settings = []setting{
 	{Name: EnvTimeout, Takes: "a duration > 0, like 15m or 900 (seconds)", Fix: EnvTimeout + "=15m", Check: checkDuration},
 	{Name: EnvTestTimeout, Takes: "a duration > 0, like 2m or 120 (seconds)", Fix: EnvTestTimeout + "=2m", Check: checkDuration},
 	{Name: EnvRun, Takes: "a -test.run pattern", Fix: EnvRun + "='TestRead/state'", Check: checkRunPattern},
+	{Name: EnvBench, Takes: "a -test.bench pattern (go tool mage bench)", Fix: EnvBench + "=ForkExitWait", Check: checkRunPattern},
 	{Name: EnvProfile, Takes: "reference, osc10e, or a profile file", Fix: EnvProfile + "=reference", CheckInRepo: func(v, repo string) error { _, err := profiles.Load(repo, v); return err }},
 	{Name: EnvModules, Takes: "module folder names, like procpid"},
 	{Name: EnvKernels, Takes: "kernel names, like cloud,generic,rt", Fix: EnvKernels + "=cloud,generic,rt", Check: func(v string) error { _, err := parseKernels(v); return err }},

@@ -117,6 +117,7 @@ func RunModule(ctx context.Context, c Config, kernels []string, table bool) (rep
 // printVerdict prints one module's verdict on its kernels: a table for a
 // validation (table) or a matrix, else the counts and what failed.
 func printVerdict(c Config, runs []KernelRun, table bool) {
+	printFigures(c, runs)
 	if table || len(runs) > 1 {
 		fmt.Fprintln(c.Log.W)
 		report.PrintTable(c.Log.W, Report(c, runs))
@@ -126,4 +127,20 @@ func printVerdict(c Config, runs []KernelRun, table bool) {
 		return
 	}
 	PrintSummary(c.Log, runs[0].Result, runs[0].Err)
+}
+
+// printFigures prints what the runs' benchmarks measured, a figure a line.
+func printFigures(c Config, runs []KernelRun) {
+	for _, r := range runs {
+		if r.Result == nil {
+			continue
+		}
+		log := c.Log
+		if len(runs) > 1 {
+			log = log.Named(r.Name)
+		}
+		for _, f := range figures(r.Result) {
+			log.Line("%s", f)
+		}
+	}
 }

@@ -35,6 +35,7 @@ const (
 	EnvTimeout     = "PIDLAB_TIMEOUT"      // whole VM run, a Go duration
 	EnvTestTimeout = "PIDLAB_TEST_TIMEOUT" // one guest test, a Go duration
 	EnvRun         = "PIDLAB_RUN"          // -test.run pattern for the guest tests
+	EnvBench       = "PIDLAB_BENCH"        // -test.bench pattern for go tool mage bench
 	EnvProfile     = "PIDLAB_PROFILE"      // a built-in profile's name or a profile file
 	EnvModules     = "PIDLAB_MODULES"      // the folders of module/ that go tool mage test runs
 )
@@ -57,9 +58,12 @@ type Config struct {
 	TestTimeout time.Duration
 	BootTimeout time.Duration // until the guest runner starts; one retry after a boot hang
 	TestRun     string        // -test.run pattern for the guest suites, empty for all
-	Profile     *profile.Profile
-	QuietTests  bool // print tests as they end only with Log.Verbose; a count every few seconds instead
-	Log         *progress.Log
+	// Bench, when set, is a -test.bench pattern: the run is of the
+	// guest benchmarks it matches, and of no test (go tool mage bench).
+	Bench      string
+	Profile    *profile.Profile
+	QuietTests bool // print tests as they end only with Log.Verbose; a count every few seconds instead
+	Log        *progress.Log
 }
 
 // ConfigFromEnv checks every PIDLAB_* variable (a bad value is a setup
@@ -347,7 +351,7 @@ func guestModule(ctx context.Context, c Config, m *PreparedModule, prof *profile
 		if err != nil {
 			return run, nil, err
 		}
-		names, err := guestbin.ListTests(ctx, bin, c.TestRun, c.Log)
+		names, err := c.planned(ctx, bin)
 		if err != nil {
 			return run, nil, err
 		}
@@ -357,6 +361,15 @@ func guestModule(ctx context.Context, c Config, m *PreparedModule, prof *profile
 		run.Tests = append(run.Tests, guestapi.TestBinary{Path: guestPath, Args: testArgs})
 	}
 	return run, files, nil
+}
+
+// planned names the top-level tests of a suite's binary this run runs, or
+// its benchmarks for a run of benchmarks.
+func (c Config) planned(ctx context.Context, bin string) ([]string, error) {
+	if c.Bench != "" {
+		return guestbin.ListTests(ctx, bin, c.Bench, guestbin.Benchmarks, c.Log)
+	}
+	return guestbin.ListTests(ctx, bin, c.TestRun, guestbin.Tests, c.Log)
 }
 
 // manifestFor is the pidlab.toml of the module in dir: the module folder's own, else,
@@ -403,6 +416,9 @@ var testArgs = []string{"-test.v=test2json", "-test.count=1"}
 // host's, so that a stuck test still prints its stack.
 func runArgs(c Config, timeout time.Duration) []string {
 	args := []string{"-test.timeout=" + timeout.String()}
+	if c.Bench != "" {
+		return append(args, "-test.run=^$", "-test.bench="+c.Bench)
+	}
 	if c.TestRun != "" {
 		args = append(args, "-test.run="+c.TestRun)
 	}

@@ -145,13 +145,14 @@ func (r *Runner) taint() uint64 {
 }
 
 // runTests runs one test binary, forwarding its combined output line by
-// line, and the failures it records (guesttest.Fail) on a file descriptor
-// of their own (guestapi.FailuresFD) as data. It runs in a process group
+// line, and the failures and figures it records (guesttest.Fail,
+// guesttest.Figure) on a file descriptor of their own (guestapi.RecordsFD)
+// as data. It runs in a process group
 // of its own, so that target processes a failed test left behind are
 // killed with it and cannot hold its output open.
 func (r *Runner) runTests(ctx context.Context, tb guestapi.TestBinary) {
 	defer r.Sys.Mark(guestapi.NoTest) // a crash after the binary is not its last test's
-	cmd, out, failures, err := r.startTests(ctx, tb)
+	cmd, out, records, err := r.startTests(ctx, tb)
 	if err != nil {
 		r.emit(guestapi.Event{Kind: guestapi.KindTestExit, Binary: tb.Path, Err: err.Error()})
 		return
@@ -160,13 +161,13 @@ func (r *Runner) runTests(ctx context.Context, tb guestapi.TestBinary) {
 		r.forward(out, func(line string) {
 			r.emit(guestapi.Event{Kind: guestapi.KindTestOutput, Binary: tb.Path, Line: line})
 		}),
-		r.forward(failures, func(line string) { r.emit(failureEvent(tb.Path, line)) }),
+		r.forward(records, func(line string) { r.emit(recordEvent(tb.Path, line)) }),
 	}
 	waitErr := cmd.Wait()
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	drain(forwarded, outputGrace, out, failures)
+	drain(forwarded, outputGrace, out, records)
 	out.Close()
-	failures.Close()
+	records.Close()
 	ev := guestapi.Event{Kind: guestapi.KindTestExit, Binary: tb.Path}
 	var exitErr *exec.ExitError
 	if errors.As(waitErr, &exitErr) {
@@ -179,14 +180,14 @@ func (r *Runner) runTests(ctx context.Context, tb guestapi.TestBinary) {
 }
 
 // startTests starts a test binary in a process group of its own, its
-// combined output on the pipe out, its recorded failures on the pipe
-// failures (its file descriptor guestapi.FailuresFD).
-func (r *Runner) startTests(ctx context.Context, tb guestapi.TestBinary) (cmd *exec.Cmd, out, failures *os.File, err error) {
+// combined output on the pipe out, its records on the pipe records (its
+// file descriptor guestapi.RecordsFD).
+func (r *Runner) startTests(ctx context.Context, tb guestapi.TestBinary) (cmd *exec.Cmd, out, records *os.File, err error) {
 	out, outW, err := os.Pipe()
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	failures, failuresW, err := os.Pipe()
+	records, recordsW, err := os.Pipe()
 	if err != nil {
 		out.Close()
 		outW.Close()
@@ -194,21 +195,21 @@ func (r *Runner) startTests(ctx context.Context, tb guestapi.TestBinary) (cmd *e
 	}
 	cmd = exec.CommandContext(ctx, tb.Path, tb.Args...)
 	cmd.Env = append(os.Environ(), r.mod.Env...)
-	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", guestapi.FailuresEnv, guestapi.FailuresFD),
+	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", guestapi.RecordsEnv, guestapi.RecordsFD),
 		guestapi.EnvProcCreated+"="+strings.Join(r.created, ","))
 	cmd.Dir = "/tmp"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout, cmd.Stderr = outW, outW
-	cmd.ExtraFiles = []*os.File{failuresW} // the first is fd 3: guestapi.FailuresFD
+	cmd.ExtraFiles = []*os.File{recordsW} // the first is fd 3: guestapi.RecordsFD
 	err = cmd.Start()
 	outW.Close()
-	failuresW.Close()
+	recordsW.Close()
 	if err != nil {
 		out.Close()
-		failures.Close()
+		records.Close()
 		return nil, nil, nil, err
 	}
-	return cmd, out, failures, nil
+	return cmd, out, records, nil
 }
 
 // drain waits for the forwarders to end; past grace it closes their
@@ -247,16 +248,20 @@ func (r *Runner) forward(rd io.Reader, each func(line string)) <-chan struct{} {
 	return done
 }
 
-// failureEvent is the event for one line a test binary wrote on
-// FailuresFD; a line that is no Failure is passed on as the binary's
+// recordEvent is the event for one line a test binary wrote on
+// RecordsFD; a line that is no Record is passed on as the binary's
 // output, so that it is seen.
-func failureEvent(binary, line string) guestapi.Event {
-	var f guestapi.Failure
-	if err := json.Unmarshal([]byte(line), &f); err != nil || f.Test == "" {
-		return guestapi.Event{Kind: guestapi.KindTestOutput, Binary: binary,
-			Line: fmt.Sprintf("pidlab: not a failure record on fd %d: %q", guestapi.FailuresFD, line)}
+func recordEvent(binary, line string) guestapi.Event {
+	var rec guestapi.Record
+	err := json.Unmarshal([]byte(line), &rec)
+	switch {
+	case err == nil && rec.Failure != nil && rec.Failure.Test != "":
+		return guestapi.Event{Kind: guestapi.KindFailure, Binary: binary, Failure: rec.Failure}
+	case err == nil && rec.Figure != nil && rec.Figure.Test != "":
+		return guestapi.Event{Kind: guestapi.KindFigure, Binary: binary, Figure: rec.Figure}
 	}
-	return guestapi.Event{Kind: guestapi.KindFailure, Binary: binary, Failure: &f}
+	return guestapi.Event{Kind: guestapi.KindTestOutput, Binary: binary,
+		Line: fmt.Sprintf("pidlab: not a failure or figure record on fd %d: %q", guestapi.RecordsFD, line)}
 }
 
 // createdEntries are the /proc entries of after that before did not have,

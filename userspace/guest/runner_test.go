@@ -119,15 +119,19 @@ func TestRunnerLoadsRunsUnloadsInOrder(t *testing.T) {
 	assert.Equal(t, []string{"x", "x", "x"}, sys.unloaded)
 }
 
-// A test binary's failures reach the host as data, not as text to parse.
-func TestRunnerSendsFailuresAsData(t *testing.T) {
-	bin := script(t, `echo "fd $PIDLAB_FAILURES_FD"
-echo '{"test":"TestRecordFields/init/ppid","check":"ppid: module vs /proc/1/stat field 4","expected":"0","got":"1","hint":"ppid is the TGID of the real parent"}' >&3
+// A test binary's failures and figures reach the host as data, not as
+// text to parse.
+func TestRunnerSendsFailuresAndFiguresAsData(t *testing.T) {
+	bin := script(t, `echo "fd $PIDLAB_RECORDS_FD"
+echo '{"failure":{"test":"TestRecordFields/init/ppid","check":"ppid: module vs /proc/1/stat field 4","expected":"0","got":"1","hint":"ppid is the TGID of the real parent"}}' >&3
+echo '{"figure":{"test":"BenchmarkForkExitWait","name":"loaded/unloaded","value":1.04,"unit":"×"}}' >&3
 echo 'not json' >&3
+echo '{"check":"a failure without its wrapper"}' >&3
 exit 1
 `)
 	evs := runEvents(t, &fakeSystem{}, guestapi.ModuleRun{ModuleName: "x", Tests: []guestapi.TestBinary{{Path: bin}}})
 	var failures []guestapi.Failure
+	var figures []guestapi.Figure
 	var output []string
 	for _, ev := range evs {
 		switch ev.Kind {
@@ -135,14 +139,19 @@ exit 1
 			require.NotNil(t, ev.Failure)
 			assert.Equal(t, bin, ev.Binary)
 			failures = append(failures, *ev.Failure)
+		case guestapi.KindFigure:
+			require.NotNil(t, ev.Figure)
+			figures = append(figures, *ev.Figure)
 		case guestapi.KindTestOutput:
 			output = append(output, ev.Line)
 		}
 	}
 	assert.Equal(t, []guestapi.Failure{{Test: "TestRecordFields/init/ppid", Check: "ppid: module vs /proc/1/stat field 4",
 		Expected: "0", Got: "1", Hint: "ppid is the TGID of the real parent"}}, failures)
-	assert.Contains(t, output, "fd 3", "the binary is told its failures' descriptor")
-	assert.Contains(t, output, `pidlab: not a failure record on fd 3: "not json"`, "a bad line is shown, not lost")
+	assert.Equal(t, []guestapi.Figure{{Test: "BenchmarkForkExitWait", Name: "loaded/unloaded", Value: 1.04, Unit: "×"}}, figures)
+	assert.Contains(t, output, "fd 3", "the binary is told its records' descriptor")
+	assert.Contains(t, output, `pidlab: not a failure or figure record on fd 3: "not json"`, "a bad line is shown, not lost")
+	assert.Contains(t, output, `pidlab: not a failure or figure record on fd 3: "{\"check\":\"a failure without its wrapper\"}"`)
 }
 
 func TestRunnerSkipsTestsWhenLoadFails(t *testing.T) {

@@ -16,7 +16,8 @@ const (
 	KindStart      Kind = "start"       // runner is up: Kernel, Taint
 	KindLoad       Kind = "load"        // module loaded, or Err
 	KindTestOutput Kind = "test-output" // one output line of a test binary (test2json framing)
-	KindFailure    Kind = "failure"     // a check of a test failed: Failure (sent on FailuresFD)
+	KindFailure    Kind = "failure"     // a check of a test failed: Failure (sent on RecordsFD)
+	KindFigure     Kind = "figure"      // a benchmark measured something: Figure (sent on RecordsFD)
 	KindTestExit   Kind = "test-exit"   // a test binary ended: ExitCode or Err
 	KindUnload     Kind = "unload"      // module unloaded, or Err
 	KindLeaks      Kind = "leaks"       // kmemleak's reports after the unload (Line; empty: none), or Err
@@ -35,6 +36,7 @@ type Event struct {
 	Kernel   string   `json:"kernel,omitempty"` // uname -r, for KindStart
 	Taint    uint64   `json:"taint,omitempty"`  // /proc/sys/kernel/tainted
 	Failure  *Failure `json:"failure,omitempty"`
+	Figure   *Figure  `json:"figure,omitempty"`
 	// Entries are, for KindLoad, the /proc entries loading the module
 	// created (/proc/pid), which the tests find in EnvProcCreated.
 	Entries []string `json:"entries,omitempty"`
@@ -67,12 +69,30 @@ func (f Failure) String() string {
 	return msg
 }
 
-// A test binary writes its Failures, one JSON object a line, to the file
-// descriptor FailuresFD, which the runner opens for it and names in the
-// environment variable FailuresEnv.
+// Figure is what a guest benchmark measured, as data, so that the host's
+// report and terminal show it without reading it back out of the
+// benchmark's text: "fork+exit+wait, loaded/unloaded" 1.04 "×".
+type Figure struct {
+	Test  string  `json:"test"` // the benchmark's full name
+	Name  string  `json:"name"` // what was measured
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit"`            // ns/op, ×, …
+	About string  `json:"about,omitempty"` // how: medians of how many rounds, of what
+}
+
+// Record is one line a test binary writes on RecordsFD: a Failure or a
+// Figure.
+type Record struct {
+	Failure *Failure `json:"failure,omitempty"`
+	Figure  *Figure  `json:"figure,omitempty"`
+}
+
+// A test binary writes its Records, one JSON object a line, to the file
+// descriptor RecordsFD, which the runner opens for it and names in the
+// environment variable RecordsEnv.
 const (
-	FailuresFD  = 3
-	FailuresEnv = "PIDLAB_FAILURES_FD"
+	RecordsFD  = 3
+	RecordsEnv = "PIDLAB_RECORDS_FD"
 )
 
 // Manifest tells the runner what to do; the host writes it into the

@@ -26,7 +26,7 @@ func Main(m *testing.M, suite, what string, setup func() error) {
 	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
 		os.Exit(m.Run())
 	}
-	failuresFile() // open it now, close-on-exec, before a test starts a process
+	recordsFile() // open it now, close-on-exec, before a test starts a process
 	if err := inGuest(what); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", suite, err)
 		os.Exit(1)

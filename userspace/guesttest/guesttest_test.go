@@ -54,26 +54,44 @@ func TestTargetPathIsChecked(t *testing.T) {
 // fakeT records what a test would print.
 type fakeT struct {
 	testing.TB
-	errors []string
+	errors, logs []string
 }
 
 func (f *fakeT) Helper()                   {}
 func (f *fakeT) Name() string              { return "TestRecordFields/init/ppid" }
 func (f *fakeT) Error(args ...any)         { f.errors = append(f.errors, fmt.Sprint(args...)) }
 func (f *fakeT) Errorf(s string, a ...any) { f.errors = append(f.errors, fmt.Sprintf(s, a...)) }
+func (f *fakeT) Logf(s string, a ...any)   { f.logs = append(f.logs, fmt.Sprintf(s, a...)) }
 
 func TestFailRecordsDataAndTellsThePerson(t *testing.T) {
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	defer r.Close()
-	failures.f = w // as failuresFile opens the runner's descriptor
-	defer func() { failures.f = nil }()
+	records.f = w // as recordsFile opens the runner's descriptor
+	defer func() { records.f = nil }()
 
 	ft := &fakeT{}
 	Fail(ft, guestapi.Failure{Check: "ppid: module vs /proc/1/stat field 4", Expected: "0", Got: "1", Hint: "ppid is the TGID of the real parent"})
 	w.Close()
 	line, err := io.ReadAll(r)
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"test":"TestRecordFields/init/ppid","check":"ppid: module vs /proc/1/stat field 4","expected":"0","got":"1","hint":"ppid is the TGID of the real parent"}`, string(line))
+	assert.JSONEq(t, `{"failure":{"test":"TestRecordFields/init/ppid","check":"ppid: module vs /proc/1/stat field 4","expected":"0","got":"1","hint":"ppid is the TGID of the real parent"}}`, string(line))
 	assert.Equal(t, []string{"ppid: module vs /proc/1/stat field 4\nexpected: 0\ngot: 1\nhint: ppid is the TGID of the real parent"}, ft.errors)
+}
+
+func TestFigureRecordsDataAndLogsIt(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	records.f = w
+	defer func() { records.f = nil }()
+
+	ft := &fakeT{}
+	Figure(ft, guestapi.Figure{Name: "loaded/unloaded", Value: 1.0412, Unit: "×", About: "medians of 9 rounds"})
+	w.Close()
+	line, err := io.ReadAll(r)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"figure":{"test":"TestRecordFields/init/ppid","name":"loaded/unloaded","value":1.0412,"unit":"×","about":"medians of 9 rounds"}}`, string(line))
+	assert.Equal(t, []string{"loaded/unloaded: 1.041 × (medians of 9 rounds)"}, ft.logs)
+	assert.Empty(t, ft.errors)
 }

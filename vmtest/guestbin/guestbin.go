@@ -62,20 +62,27 @@ func addByContent(tmp, stem, suffix string, log *progress.Log) (string, error) {
 	return out, cacheentry.Rename(tmp, out)
 }
 
-// ListTests names the top-level tests a test binary will run with
-// -test.run=run ("" for all), in order. Listing runs no test, so the guest
-// binary runs on the host for it.
-func ListTests(ctx context.Context, bin, run string, log *progress.Log) ([]string, error) {
-	if run == "" {
-		run = "."
+// What ListTests lists: the names of top-level tests or of benchmarks
+// begin with it.
+const (
+	Tests      = "Test"
+	Benchmarks = "Benchmark"
+)
+
+// ListTests names the top-level tests or benchmarks (kind) of a test
+// binary that match pattern ("" for all), in order. Listing runs no test,
+// so the guest binary runs on the host for it.
+func ListTests(ctx context.Context, bin, pattern, kind string, log *progress.Log) ([]string, error) {
+	if pattern == "" {
+		pattern = "."
 	}
-	out, err := log.Output(ctx, "", bin, "-test.list", run)
+	out, err := log.Output(ctx, "", bin, "-test.list", pattern)
 	if err != nil {
 		return nil, fmt.Errorf("listing the tests of %s: %v", bin, detail(err))
 	}
 	var names []string
 	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(l, "Test") {
+		if strings.HasPrefix(l, kind) {
 			names = append(names, l)
 		}
 	}

@@ -5,6 +5,7 @@ package report
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 )
@@ -47,6 +48,25 @@ type Run struct {
 	ConsoleLog     string   `json:"console_log,omitempty"`
 	BootSeconds    float64  `json:"boot_to_first_test_seconds,omitempty"`
 	VMSeconds      float64  `json:"vm_seconds,omitempty"`
+	Figures        []Figure `json:"figures,omitempty"` // what the guest benchmarks measured (go tool mage bench)
+}
+
+// Figure is one thing a guest benchmark measured.
+type Figure struct {
+	Benchmark string  `json:"benchmark"` // its full name: BenchmarkForkExitWait
+	Name      string  `json:"name"`      // what it measured
+	Value     float64 `json:"value"`
+	Unit      string  `json:"unit"`
+	About     string  `json:"about,omitempty"` // how: medians of how many rounds, of what
+}
+
+// String is the figure as the terminal shows it.
+func (f Figure) String() string {
+	s := fmt.Sprintf("%s: %s %.4g %s", f.Benchmark, f.Name, f.Value, f.Unit)
+	if f.About != "" {
+		s += " (" + f.About + ")"
+	}
+	return s
 }
 
 // Check is one check's outcome. Name is a guest test's name (subtests

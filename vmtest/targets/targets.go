@@ -5,6 +5,7 @@
 package targets
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -69,11 +70,24 @@ func exitWith(code verdict.Code) error {
 // or those PIDLAB_MODULES names), boots it and runs its suites, on
 // PIDLAB_KERNELS or PIDLAB_KERNEL: one report, its code the most severe
 // module's.
-func Test(ctx context.Context, o Options) error {
+func Test(ctx context.Context, o Options) error { return runModules(ctx, o, "") }
+
+// Bench runs the guest benchmarks (PIDLAB_BENCH, a -test.bench pattern,
+// default all) of pidlab's modules, as Test runs their tests, and prints
+// the figures they measured; the JSON report holds them too. A benchmark
+// fails only if it cannot measure: a slow machine is no failure.
+func Bench(ctx context.Context, o Options) error {
+	return runModules(ctx, o, cmp.Or(os.Getenv(vmtest.EnvBench), "."))
+}
+
+// runModules runs pidlab's modules' suites, or with bench (a -test.bench
+// pattern) their benchmarks.
+func runModules(ctx context.Context, o Options, bench string) error {
 	ctx, c, err := start(ctx, o)
 	if err != nil {
 		return fail(err)
 	}
+	c.Bench = bench
 	dirs, err := vmtest.Modules(c.RepoDir)
 	if err != nil {
 		return fail(err)

@@ -72,18 +72,28 @@ type runningTest struct {
 	output  strings.Builder
 }
 
-// Add takes one event and returns the result it completed, if any.
-func (ts *Tests) Add(ev TestEvent) *TestResult {
-	if ev.Test == "" {
-		return nil // package-level output and summary
+// Add takes one event and returns the results it completed. A benchmark
+// has no result event in test2json: it ends when the next top-level test
+// or benchmark starts, or when its binary passes.
+func (ts *Tests) Add(ev TestEvent) []TestResult {
+	if ev.Test == "" { // package-level output and summary
+		if ev.Action == "pass" {
+			return ts.endBenchmarks()
+		}
+		return nil
 	}
 	if ts.running == nil {
 		ts.running = map[string]*runningTest{}
 	}
 	switch ev.Action {
 	case "run":
+		var ended []TestResult
+		if !strings.Contains(ev.Test, "/") {
+			ended = ts.endBenchmarks()
+		}
 		ts.running[ev.Test] = &runningTest{started: time.Now()}
 		ts.order = append(ts.order, ev.Test)
+		return ended
 	case "output":
 		if rt := ts.running[ev.Test]; rt != nil && !isFraming(ev.Output) {
 			rt.output.WriteString(ev.Output)
@@ -97,9 +107,27 @@ func (ts *Tests) Add(ev TestEvent) *TestResult {
 		}
 		ts.finish(ev.Test)
 		ts.Results = append(ts.Results, res)
-		return &ts.Results[len(ts.Results)-1]
+		return []TestResult{res}
 	}
 	return nil
+}
+
+// endBenchmarks records the running benchmarks as passed (a failed one
+// has its fail event).
+func (ts *Tests) endBenchmarks() []TestResult {
+	var ended []TestResult
+	for _, name := range ts.Running() {
+		if !strings.HasPrefix(name, "Benchmark") {
+			continue
+		}
+		rt := ts.running[name]
+		res := TestResult{Name: name, Outcome: Passed, Elapsed: time.Since(rt.started), Output: rt.output.String(), Failures: ts.failures[name]}
+		delete(ts.failures, name)
+		ts.finish(name)
+		ts.Results = append(ts.Results, res)
+		ended = append(ended, res)
+	}
+	return ended
 }
 
 func (ts *Tests) finish(name string) {

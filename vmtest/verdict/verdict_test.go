@@ -101,6 +101,7 @@ func TestDecidePriorities(t *testing.T) {
 		"load failed":          {Observations{RunnerStarted: true, Done: true, LoadErr: "Unknown symbol"}, TestFailed, "did not load: Unknown symbol"},
 		"unload failed":        {Observations{RunnerStarted: true, Done: true, Tests: passed, UnloadErr: "EBUSY"}, TestFailed, "did not unload"},
 		"no tests":             {Observations{RunnerStarted: true, Done: true}, TestFailed, "no test ran"},
+		"no benchmarks":        {Observations{RunnerStarted: true, Done: true, Benchmarks: true}, Pass, ""},
 		"leak scan failed": {Observations{RunnerStarted: true, Done: true, Tests: passed, LeakScanErr: "kmemleak scan: operation not permitted"},
 			KernelTrouble, "kmemleak could not scan after the module was unloaded: kmemleak scan: operation not permitted"},
 		"subtest named": {Observations{RunnerStarted: true, Done: true, Tests: []TestResult{
@@ -227,4 +228,32 @@ func TestFailuresJoinTheirTest(t *testing.T) {
 	assert.Equal(t, []guestapi.Failure{ppid}, ts.Results[0].Failures)
 	assert.Equal(t, []guestapi.Failure{late}, ts.Results[1].Failures)
 	assert.Equal(t, []guestapi.Failure{second}, ts.Results[2].Failures)
+}
+
+// test2json gives a benchmark a run event and no result: it ends, passed,
+// when the next top-level test or benchmark runs or its binary passes; a
+// failed one has its fail event.
+func TestBenchmarksEndWithoutAResultEvent(t *testing.T) {
+	var ts Tests
+	assert.Empty(t, ts.Add(TestEvent{Action: "run", Test: "BenchmarkA"}))
+	assert.Empty(t, ts.Add(TestEvent{Action: "run", Test: "BenchmarkA/sub"}), "a sub-benchmark ends nothing")
+	ts.Add(TestEvent{Action: "output", Test: "BenchmarkA/sub", Output: "BenchmarkA/sub-2 \t 1\t 1200 ns/op\n"})
+	ended := ts.Add(TestEvent{Action: "run", Test: "BenchmarkB"})
+	require.Len(t, ended, 2)
+	assert.Equal(t, []string{"BenchmarkA", "BenchmarkA/sub"}, []string{ended[0].Name, ended[1].Name})
+	assert.Equal(t, Passed, ended[1].Outcome)
+	assert.Contains(t, ended[1].Output, "1200 ns/op")
+	assert.Empty(t, ts.Add(TestEvent{Action: "output", Output: "PASS\n"}))
+	ended = ts.Add(TestEvent{Action: "pass"})
+	require.Len(t, ended, 1)
+	assert.Equal(t, "BenchmarkB", ended[0].Name)
+	assert.Empty(t, ts.Running())
+
+	ts.Add(TestEvent{Action: "run", Test: "BenchmarkC"})
+	ended = ts.Add(TestEvent{Action: "fail", Test: "BenchmarkC"})
+	require.Len(t, ended, 1)
+	assert.Equal(t, Failed, ended[0].Outcome)
+	ts.Add(TestEvent{Action: "run", Test: "TestD"})
+	assert.Empty(t, ts.Add(TestEvent{Action: "pass"}), "a running test is no benchmark: it stays running")
+	assert.Equal(t, []string{"TestD"}, ts.Running())
 }

@@ -17,6 +17,8 @@
  *                                low byte; print the children's PIDs, one a
  *                                line, then "worker <PID>" for each worker
  *   exitmon-child open PATH      open PATH for reading: exit 0, else print the errno
+ *   exitmon-child forks N        N times fork, _exit(0) in the child, waitpid;
+ *                                print the ns the N took (CLOCK_MONOTONIC)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +35,7 @@
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: exitmon-child exit N | signal SIG | spin MS | threads M N | stdin N | orphan N | storm N | open PATH\n");
+	fprintf(stderr, "usage: exitmon-child exit N | signal SIG | spin MS | threads M N | stdin N | orphan N | storm N | open PATH | forks N\n");
 	exit(2);
 }
 
@@ -169,6 +171,32 @@ static int storm(int n)
 	return failed ? 3 : 0;
 }
 
+/* What a process's life costs, without exec: fork, exit, wait. */
+static int forks(int n)
+{
+	struct timespec start, end;
+	int i;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (i = 0; i < n; i++) {
+		pid_t child = fork();
+
+		if (child < 0) {
+			perror("fork");
+			return 3;
+		}
+		if (child == 0)
+			_exit(0);
+		if (waitpid(child, NULL, 0) != child) {
+			perror("waitpid");
+			return 3;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	printf("%lld\n", (end.tv_sec - start.tv_sec) * 1000000000LL + (end.tv_nsec - start.tv_nsec));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct rlimit nocore = { 0, 0 };
@@ -211,6 +239,8 @@ int main(int argc, char **argv)
 		return orphan(atoi(argv[2]));
 	if (!strcmp(argv[1], "storm"))
 		return storm(atoi(argv[2]));
+	if (!strcmp(argv[1], "forks"))
+		return forks(atoi(argv[2]));
 	if (!strcmp(argv[1], "open")) {
 		if (open(argv[2], O_RDONLY) < 0) {
 			printf("%d\n", errno);

@@ -55,7 +55,7 @@ func childPath() (string, error) {
 }
 
 // child is a command running exitmon-child with args.
-func child(t *testing.T, args ...string) *exec.Cmd {
+func child(t testing.TB, args ...string) *exec.Cmd {
 	t.Helper()
 	path, err := childPath()
 	require.NoError(t, err)

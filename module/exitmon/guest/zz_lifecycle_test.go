@@ -29,7 +29,7 @@ type kmod struct{ path, name string }
 
 // requireModule finds the module and makes sure it is loaded as the runner
 // loaded it when t ends.
-func requireModule(t *testing.T) kmod {
+func requireModule(t testing.TB) kmod {
 	t.Helper()
 	m := kmod{path: os.Getenv("PIDLAB_MODULE"), name: os.Getenv("PIDLAB_MODULE_NAME")}
 	require.NotEmpty(t, m.path, "PIDLAB_MODULE: the guest runner names the module's .ko in it")
@@ -61,7 +61,7 @@ func (m kmod) load(params string) error {
 	return unix.FinitModule(int(f.Fd()), params, 0)
 }
 
-func (m kmod) requireUnload(t *testing.T, when string) {
+func (m kmod) requireUnload(t testing.TB, when string) {
 	t.Helper()
 	require.NoError(t, guest.Unload(guest.LinuxSystem{}, m.name), "%s: delete_module(%s)", when, m.name)
 	_, err := os.Stat("/proc/exitmon")
