@@ -47,8 +47,6 @@
 #include <linux/capability.h>
 #include <linux/cred.h>
 #include <linux/delay.h>
-#include <linux/ftrace.h>
-#include <linux/hardirq.h>
 #include <linux/kernel.h>
 #include <linux/kprobes.h>
 #include <linux/log2.h>
@@ -184,49 +182,19 @@ static void exitmon_fill(struct exitmon_event *ev, struct task_struct *tsk)
 	ev->comm[sizeof(ev->comm) - 1] = '\0';
 }
 
-/*
- * Whether a probe was reached through an int3 that is not its own, which
- * it then steps over. Both probes sit on a function's ftrace call site
- * (CONFIG_KPROBES_ON_FTRACE): ftrace calls them, with no int3. But arming
- * and disarming them patches that call site with text_poke_bp(), which
- * puts an int3 there for a moment. Should a CPU reach that int3 when
- * poke_int3_handler() no longer claims it, kprobe_int3_handler() finds the
- * kprobe and single-steps an instruction copy that an ftrace-based kprobe
- * does not have (ainsn.insn is NULL): a jump to address 0 with interrupts
- * off, at the probed function's entry. That is how exits crashed in
- * pidlab's load/unload cycles under QEMU's TCG (3 runs in about 30),
- * though this guard was never seen to catch one. Such a hit resumes after
- * the call site, as the call or nop that the int3 stands for would have,
- * and records no event: the probe is being armed or disarmed, and an int3
- * handler runs as an NMI, where the ring's lock may not be taken.
- */
-static bool exitmon_stray_int3(struct kprobe *p, struct pt_regs *regs)
-{
-#ifdef CONFIG_KPROBES_ON_FTRACE
-	if (kprobe_ftrace(p) && in_nmi()) {
-		instruction_pointer_set(regs, (unsigned long)p->addr + MCOUNT_INSN_SIZE);
-		return true;
-	}
-#endif
-	return false;
-}
-
-/* Returns 1 when it moved regs->ip: the kprobe then steps nothing. */
 static int exitmon_thread_exit(struct kprobe *p, struct pt_regs *regs)
 {
 	atomic64_inc(&exitmon_thread_exits);
-	return exitmon_stray_int3(p, regs);
+	return 0;
 }
 
-/* taskstats_exit(struct task_struct *tsk, int group_dead); as above */
+/* taskstats_exit(struct task_struct *tsk, int group_dead) */
 static int exitmon_group_exit(struct kprobe *p, struct pt_regs *regs)
 {
 	struct task_struct *tsk = (struct task_struct *)regs_get_kernel_argument(regs, 0);
 	struct exitmon_event ev;
 	unsigned long flags;
 
-	if (exitmon_stray_int3(p, regs))
-		return 1;
 	if (!regs_get_kernel_argument(regs, 1))
 		return 0;
 	exitmon_fill(&ev, tsk);
