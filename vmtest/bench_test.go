@@ -12,7 +12,7 @@ import (
 // A run of benchmarks runs no test: -test.run matches nothing.
 func TestRunArgsOfABenchRun(t *testing.T) {
 	assert.Equal(t, []string{"-test.timeout=2m0s", "-test.run=TestRead"}, runArgs(Config{TestRun: "TestRead"}, 2*time.Minute))
-	assert.Equal(t, []string{"-test.timeout=2m0s", "-test.run=^$", "-test.bench=."}, runArgs(Config{TestRun: "TestRead", Bench: "."}, 2*time.Minute))
+	assert.Equal(t, []string{"-test.timeout=2m0s", "-test.run=^$", "-test.bench=.", "-test.benchtime=5s"}, runArgs(Config{TestRun: "TestRead", Bench: "."}, 2*time.Minute))
 }
 
 // A benchmark function runs again as b.N grows: its last figures stand.

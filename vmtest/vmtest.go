@@ -411,13 +411,17 @@ func (c Config) profileName() string {
 // run are runArgs: they are not packed into the initramfs.
 var testArgs = []string{"-test.v=test2json", "-test.count=1"}
 
+// benchTime is how long each guest benchmark measures: go test's default
+// second is a few hundred forks under TCG, too few for a steady median.
+const benchTime = "5s"
+
 // runArgs are the test flags of this run, which reach the guest on the
 // kernel command line. The guest's own timeout is a backstop behind the
 // host's, so that a stuck test still prints its stack.
 func runArgs(c Config, timeout time.Duration) []string {
 	args := []string{"-test.timeout=" + timeout.String()}
 	if c.Bench != "" {
-		return append(args, "-test.run=^$", "-test.bench="+c.Bench)
+		return append(args, "-test.run=^$", "-test.bench="+c.Bench, "-test.benchtime="+benchTime)
 	}
 	if c.TestRun != "" {
 		args = append(args, "-test.run="+c.TestRun)

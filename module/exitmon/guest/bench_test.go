@@ -46,8 +46,8 @@ func BenchmarkForkExitWait(b *testing.B) {
 	}
 	with, without := median(loaded), median(unloaded)
 	about := fmt.Sprintf("median of %d rounds of %d, loaded and unloaded in turn", benchRounds, perRound)
-	guesttest.Figure(b, guestapi.Figure{Name: "fork+exit+wait with exitmon loaded", Value: with, Unit: "ns", About: about})
-	guesttest.Figure(b, guestapi.Figure{Name: "fork+exit+wait without it", Value: without, Unit: "ns", About: about})
+	guesttest.Figure(b, guestapi.Figure{Name: "fork+exit+wait with exitmon loaded", Value: with / 1e3, Unit: "µs", About: about})
+	guesttest.Figure(b, guestapi.Figure{Name: "fork+exit+wait without it", Value: without / 1e3, Unit: "µs", About: about})
 	guesttest.Figure(b, guestapi.Figure{Name: "loaded/unloaded", Value: with / without, Unit: "×", About: "goal: at most 1.10"})
 	b.ReportMetric(with/without, "loaded/unloaded")
 }
