@@ -55,7 +55,7 @@ func TestStormEveryExitIsReadOrCounted(t *testing.T) {
 		readUntil(stop, slow.fd, &slowRead, 256, 10*time.Millisecond) // slow: it falls behind
 	}()
 
-	children, workers := storm(t)
+	children, workers := storm(t, stormExits)
 	close(stop)
 	wg.Wait()
 	fast.pending.Write(fastRead.Bytes())
@@ -115,11 +115,11 @@ func readUntil(stop <-chan struct{}, fd int, buf *bytes.Buffer, size int, pause 
 	}
 }
 
-// storm runs exitmon-child storm and reaps it: the PIDs of its children
+// storm runs exitmon-child storm n and reaps it: the PIDs of its children
 // and of its workers.
-func storm(t *testing.T) (children map[int]bool, workers []int) {
+func storm(t *testing.T, n int) (children map[int]bool, workers []int) {
 	t.Helper()
-	cmd := child(t, "storm", strconv.Itoa(stormExits))
+	cmd := child(t, "storm", strconv.Itoa(n))
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -136,7 +136,7 @@ func storm(t *testing.T) (children map[int]bool, workers []int) {
 		}
 	}
 	reaped(t, cmd)
-	require.Len(t, children, stormExits, "the storm's children")
+	require.Len(t, children, n, "the storm's children")
 	require.Len(t, workers, stormWorkers, "the storm's workers")
 	return children, workers
 }

@@ -7,10 +7,12 @@ package guest
 // it (no parameters) when it ends, for the runner's own unload.
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,6 +96,81 @@ func TestSmallRingCountsWhatItDrops(t *testing.T) {
 	if n < exits {
 		guesttest.Fail(t, guestapi.Failure{Check: "process_exits after 50 exits", Expected: "at least 50", Got: strconv.FormatUint(n, 10)})
 	}
+}
+
+// edgeExits is how many exits the ring's-edge test makes: its reader reads
+// after every 17th, behind a ring of 16 each time.
+const edgeExits = 12000
+
+// A reader that falls behind a ring of 16 again and again reads, after
+// each dropped= line, the oldest event kept: the slot the next exit
+// overwrites. Under the ring's lock it reads whole events; without it, one
+// process's numbers with the next one's name now and then (a torn event).
+func TestReaderAtTheRingsEdgeReadsWholeEvents(t *testing.T) {
+	guesttest.Mark(t)
+	m := requireModule(t)
+	m.requireUnload(t, "before loading with ring_size=16")
+	require.NoError(t, m.load("ring_size=16"), "finit_module(%s, \"ring_size=16\")", m.path)
+	start := boottime(t)
+	s := openStream(t)
+	var wg sync.WaitGroup
+	var read bytes.Buffer
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		readAtTheEdge(stop, s.fd, &read)
+	}()
+	children, _ := storm(t, edgeExits)
+	close(stop)
+	wg.Wait()
+	s.pending.Write(read.Bytes())
+	events, dropped := s.drain()
+	end := boottime(t)
+	torn := 0
+	for _, ev := range events {
+		if children[ev.TGID] && ev.Comm != fmt.Sprintf("s%d", ev.TGID) {
+			torn++
+		}
+	}
+	t.Logf("%d events read, %d dropped, %d torn", len(events), dropped, torn)
+	require.NotZero(t, dropped, "the reader must fall behind the ring of 16, or the test tests nothing")
+	checkStormEvents(t, "a reader at the ring's edge", events, children, start, end)
+}
+
+// readAtTheEdge reads a line or two from fd, into buf, each time 17 more
+// processes have exited (the ring holds 16), until stop is closed.
+func readAtTheEdge(stop <-chan struct{}, fd int, buf *bytes.Buffer) {
+	b := make([]byte, 256)
+	last := uint64(0)
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if n := processExits(); n >= last+17 {
+			last = n
+			if k, err := unix.Read(fd, b); err == nil {
+				buf.Write(b[:k])
+			}
+			continue
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// processExits is process_exits in /proc/exitmon/stats, 0 when unreadable
+// (the test's own stats reads say why).
+func processExits() uint64 {
+	b, _ := os.ReadFile(statsPath)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "process_exits "); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // rmmod while one reader is blocked in read() and another in poll():
