@@ -123,19 +123,7 @@ func TestZombieEventComesBeforeTheReap(t *testing.T) {
 	ev := s.eventOf(pid) // before wait4: the exit's event, not the reap's
 	// The event is recorded in do_exit(), before the process has become a
 	// zombie: it is one a moment later, and stays one until the reap.
-	deadline := time.Now().Add(eventWait)
-	for {
-		st, err := procfs.ReadStat(pid)
-		require.NoError(t, err, "/proc/%d/stat of the unreaped child", pid)
-		if st.State == "Z" {
-			break
-		}
-		if time.Now().After(deadline) {
-			guesttest.FailNow(t, guestapi.Failure{Check: fmt.Sprintf("state of process %d after its event, before wait4", pid),
-				Expected: "Z", Got: st.State, Hint: "the event is the exit's: the process must still be there to reap"})
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	guesttest.WaitState(t, pid, "Z")
 	_, ws, _ := reaped(t, cmd)
 	same(t, "status: event vs wait4, reaped after the event", int(ws), ev.Status, hintStatus)
 }

@@ -220,15 +220,9 @@ func stats(t *testing.T) map[string]uint64 {
 		guesttest.FailNow(t, guestapi.Failure{Check: "read " + statsPath, Expected: "the counters", Got: guesttest.ErrnoName(err),
 			Hint: "the module's init function creates /proc/exitmon/stats with proc_create_single()"})
 	}
-	m := map[string]uint64{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		key, v, ok := strings.Cut(sc.Text(), " ")
-		n, err := strconv.ParseUint(v, 10, 64)
-		if !ok || err != nil {
-			guesttest.FailNow(t, guestapi.Failure{Check: "a line of " + statsPath, Expected: "<name> <count>", Got: strconv.Quote(sc.Text())})
-		}
-		m[key] = n
+	m, bad := parseStats(b)
+	if bad != "" {
+		guesttest.FailNow(t, guestapi.Failure{Check: "a line of " + statsPath, Expected: "<name> <count>", Got: strconv.Quote(bad)})
 	}
 	for _, key := range []string{"thread_exits", "process_exits", "dropped", "readers", "ring_size"} {
 		if _, ok := m[key]; !ok {
@@ -236,6 +230,22 @@ func stats(t *testing.T) map[string]uint64 {
 		}
 	}
 	return m
+}
+
+// parseStats reads the lines "<name> <count>" of /proc/exitmon/stats; bad
+// is the first line that is not one.
+func parseStats(b []byte) (m map[string]uint64, bad string) {
+	m = map[string]uint64{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		key, v, ok := strings.Cut(sc.Text(), " ")
+		n, err := strconv.ParseUint(v, 10, 64)
+		if !ok || err != nil {
+			return m, sc.Text()
+		}
+		m[key] = n
+	}
+	return m, ""
 }
 
 // same records a failure of check when got is not want.

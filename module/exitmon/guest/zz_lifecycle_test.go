@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -164,13 +163,8 @@ func readAtTheEdge(stop <-chan struct{}, fd int, buf *bytes.Buffer) {
 // (the test's own stats reads say why).
 func processExits() uint64 {
 	b, _ := os.ReadFile(statsPath)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "process_exits "); ok {
-			n, _ := strconv.ParseUint(v, 10, 64)
-			return n
-		}
-	}
-	return 0
+	m, _ := parseStats(b)
+	return m["process_exits"]
 }
 
 // rmmod while one reader is blocked in read() and another in poll():
