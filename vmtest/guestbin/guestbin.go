@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/pidlab/pidlab/vmtest/internal/cacheentry"
@@ -100,12 +101,21 @@ func tempPath(path string) (string, error) {
 }
 
 // CProgram compiles a one-file C program statically, reusing an earlier
-// build of the same source with the same flags.
+// build of the same source, the same local headers and the same flags.
 func CProgram(ctx context.Context, src, outDir string, log *progress.Log) (string, error) {
 	k := contenthash.New()
 	k.Printf("gcc %q\n", cFlags)
 	if err := k.File(filepath.Base(src), src); err != nil {
 		return "", err
+	}
+	headers, err := localHeaders(src)
+	if err != nil {
+		return "", err
+	}
+	for _, h := range headers {
+		if err := k.File(h, filepath.Join(filepath.Dir(src), h)); err != nil {
+			return "", fmt.Errorf("%s includes %q: %w", src, h, err)
+		}
 	}
 	out := filepath.Join(outDir, strings.TrimSuffix(filepath.Base(src), ".c")+"-"+k.String())
 	if cacheentry.Reuse(out, "building it again", log.Info) {
@@ -126,6 +136,23 @@ func CProgram(ctx context.Context, src, outDir string, log *progress.Log) (strin
 		return "", err
 	}
 	return out, cacheentry.Rename(tmp, out)
+}
+
+// localInclude is a line #include "name": a header next to the source (a
+// module's uapi header), which the build key must cover too.
+var localInclude = regexp.MustCompile(`(?m)^[ \t]*#[ \t]*include[ \t]*"([^"]+)"`)
+
+// localHeaders lists the headers src includes with quotes, as written.
+func localHeaders(src string) ([]string, error) {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return nil, err
+	}
+	var headers []string
+	for _, m := range localInclude.FindAllSubmatch(b, -1) {
+		headers = append(headers, string(m[1]))
+	}
+	return headers, nil
 }
 
 // cFlags build the guest's C helpers: static, since the guest has no libc.

@@ -1,7 +1,9 @@
 package guestbin
 
 import (
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,4 +57,38 @@ func TestBinariesAreKeptByContent(t *testing.T) {
 	left, err := filepath.Glob(filepath.Join(dir, ".*tmp*"))
 	require.NoError(t, err)
 	assert.Empty(t, left, "no temporary files are left")
+}
+
+// A helper that includes its module's uapi header is built again when the
+// header changes, though its own source did not.
+func TestHelperIsRebuiltWhenItsHeaderChanges(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("no gcc")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "child", "helper.c")
+	require.NoError(t, os.MkdirAll(filepath.Dir(src), 0o755))
+	require.NoError(t, os.WriteFile(src, []byte("#include \"../uapi.h\"\nint main(void) { return VALUE; }\n"), 0o644))
+	header := filepath.Join(dir, "uapi.h")
+	require.NoError(t, os.WriteFile(header, []byte("#define VALUE 1\n"), 0o644))
+	log := &progress.Log{W: io.Discard}
+
+	first, err := CProgram(t.Context(), src, filepath.Join(dir, "out"), log)
+	require.NoError(t, err)
+	same, err := CProgram(t.Context(), src, filepath.Join(dir, "out"), log)
+	require.NoError(t, err)
+	assert.Equal(t, first, same, "nothing changed: the same build")
+
+	require.NoError(t, os.WriteFile(header, []byte("#define VALUE 2\n"), 0o644))
+	second, err := CProgram(t.Context(), src, filepath.Join(dir, "out"), log)
+	require.NoError(t, err)
+	assert.NotEqual(t, first, second, "the header changed: another build")
+	err = exec.Command(second).Run()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit)
+	assert.Equal(t, 2, exit.ExitCode(), "the new build has the header's new value")
+
+	require.NoError(t, os.Remove(header))
+	_, err = CProgram(t.Context(), src, filepath.Join(dir, "out"), log)
+	assert.ErrorContains(t, err, `includes "../uapi.h"`)
 }

@@ -1,0 +1,134 @@
+//go:build pidlab_guest
+
+package guest
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/pidlab/pidlab/userspace/guestapi"
+	"github.com/pidlab/pidlab/userspace/guesttest"
+)
+
+// siUser is si_code SI_USER: a signal sent by kill() from a process.
+const siUser = 0
+
+const exitSignalHint = "when the requesting process exits (taskstats_exit's group_dead, or the last thread's do_exit), " +
+	"send the signal with kill_pid(target, sig, 0) from the exiting task: si_pid is then its PID, si_code SI_USER"
+
+// received is a signal the control station reported.
+type received struct {
+	Signo, From, Code int
+}
+
+func (r received) String() string {
+	return fmt.Sprintf("signal %d from %d (si_code %d)", r.Signo, r.From, r.Code)
+}
+
+// parseReceived parses the station's "signal <signo> <pid> <code>" or
+// "none".
+func parseReceived(t *testing.T, words []string) (received, bool) {
+	t.Helper()
+	if len(words) == 1 && words[0] == "none" {
+		return received{}, false
+	}
+	require.Len(t, words, 4, "signal <signo> <pid> <code>: %q", words)
+	return received{atoi(t, words[1]), atoi(t, words[2]), atoi(t, words[3])}, true
+}
+
+// The soldiers and the control station: each soldier asks for SIGUSR1 to
+// its parent when it exits; they exit one by one, and the station gets
+// one signal per exit, each from the soldier that exited, and no more.
+func TestControlStationGetsOneSignalPerExit(t *testing.T) {
+	guesttest.Mark(t)
+	station := startDriven(t, nil, "station", "5", fmt.Sprint(int(unix.SIGUSR1)))
+	for _, word := range station.Info {
+		soldier := atoi(t, word)
+		got, ok := parseReceived(t, station.ask("release %d", soldier))
+		want := received{int(unix.SIGUSR1), soldier, siUser}
+		if !ok {
+			guesttest.FailNow(t, guestapi.Failure{Check: fmt.Sprintf("the control station after soldier %d exited", soldier),
+				Expected: want.String(), Got: "no signal within 20 s", Hint: exitSignalHint})
+		}
+		same(t, fmt.Sprintf("the signal for soldier %d's exit", soldier), want, got, exitSignalHint)
+	}
+	got, ok := parseReceived(t, station.ask("quiet 500"))
+	if ok {
+		guesttest.Fail(t, guestapi.Failure{Check: "the control station after every soldier's signal", Expected: "no more signals",
+			Got: got.String(), Hint: "one signal per process exit: a thread's exit is not the process's, and a request is used once"})
+	}
+}
+
+// Real-time signals queue, so soldiers that all exit at once are each
+// counted: exactly one signal from each.
+func TestControlStationCountsSoldiersExitingTogether(t *testing.T) {
+	guesttest.Mark(t)
+	const soldiers = 12
+	const sig = 40 // a real-time signal: glibc keeps 32 and 33, SIGRTMIN is 34
+	station := startDriven(t, nil, "station", fmt.Sprint(soldiers), fmt.Sprint(sig))
+	want := make([]int, 0, soldiers)
+	for _, word := range station.Info {
+		want = append(want, atoi(t, word))
+	}
+	station.send("release-all")
+	var from []int
+	for range soldiers {
+		got, ok := parseReceived(t, strings.Fields(station.reply("release-all")))
+		if !ok {
+			break
+		}
+		same(t, "the signal number and code", fmt.Sprint(sig, " ", siUser), fmt.Sprint(got.Signo, " ", got.Code), exitSignalHint)
+		from = append(from, got.From)
+	}
+	slices.Sort(from)
+	slices.Sort(want)
+	same(t, fmt.Sprintf("senders of the signals after %d soldiers exited together", soldiers), fmt.Sprint(want), fmt.Sprint(from), exitSignalHint)
+}
+
+// "Or a given PID": a process asks for a signal to a process other than
+// its parent.
+func TestExitSignalToAGivenProcess(t *testing.T) {
+	guesttest.Mark(t)
+	station := startDriven(t, nil, "station", "1", fmt.Sprint(int(unix.SIGUSR2)))
+	other := startDriven(t, nil, "mem")
+	errno := other.askErrno("exitsig %d %d", station.PID, int(unix.SIGUSR2))
+	require.Equal(t, errnoString(0), errnoString(errno), "TASKPEEK_EXIT_SIGNAL to the station")
+	other.close()
+	got, ok := parseReceived(t, station.ask("quiet 20000"))
+	want := received{int(unix.SIGUSR2), other.PID, siUser}
+	if !ok {
+		guesttest.FailNow(t, guestapi.Failure{Check: fmt.Sprintf("process %d after process %d, which asked to signal it, exited", station.PID, other.PID),
+			Expected: want.String(), Got: "no signal within 20 s", Hint: exitSignalHint})
+	}
+	same(t, "the signal of a process that is not the parent", want, got, exitSignalHint)
+}
+
+// A request to signal a process the caller may not signal is refused,
+// by kill(2)'s rules; a process of the same user may be signalled.
+func TestExitSignalFollowsKillsPermissions(t *testing.T) {
+	guesttest.Mark(t)
+	nobody := &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	asker := startDriven(t, nobody, "mem")
+	peer := startDriven(t, nobody, "mem")
+	hint := "check as kill(2) does: the caller's uid or euid is the target's uid or saved uid, or the caller has CAP_KILL in the target's user namespace"
+	for _, tc := range []struct {
+		what  string
+		pid   int
+		errno syscall.Errno
+	}{
+		{"init (root's)", 1, unix.EPERM},
+		{"its parent, this test (root's)", 0, unix.EPERM},
+		{fmt.Sprintf("process %d of the same user", peer.PID), peer.PID, 0},
+	} {
+		errno := asker.askErrno("exitsig %d %d", tc.pid, int(unix.SIGUSR1))
+		same(t, fmt.Sprintf("TASKPEEK_EXIT_SIGNAL by uid 65534 to %s", tc.what), errnoString(tc.errno), errnoString(errno), hint)
+	}
+	errno := asker.askErrno("exitsig 0 0")
+	same(t, "TASKPEEK_EXIT_SIGNAL with signal 0 (cancel)", errnoString(0), errnoString(errno), "signal 0 cancels the caller's request")
+}
