@@ -16,12 +16,14 @@
  *			  letter as in /proc/<pid>/stat
  * /proc/taskpeek/memory  write a process ID, read "vsize <bytes>" (the sum of
  *			  its VMAs, /proc/<pid>/status's VmSize) and
- *			  "resident <bytes>" (see below)
+ *			  "resident <bytes>" (see below); a reader who may not
+ *			  read the process's smaps reads -EACCES
  * /dev/taskpeek	  ioctls: virtual to physical, a byte written at a
  *			  physical address, a signal when the caller exits
  *			  (taskpeek.h documents them)
  *
  * A comm is the last field of its line, with \n and \\ escaped as \ooo.
+ * Tasks outside the reader's PID namespace are left out.
  * The PID written to children or memory is the file's, not the opener's:
  * the last one written is what every reader reads (-ENODATA before the
  * first), looked up again at each read (-ESRCH once it has gone).
@@ -50,6 +52,7 @@
 
 #include <linux/capability.h>
 #include <linux/cred.h>
+#include <linux/hashtable.h>
 #include <linux/highmem.h>
 #include <linux/hugetlb.h>
 #include <linux/kernel.h>
@@ -64,6 +67,7 @@
 #include <linux/ptrace.h>
 #include <linux/rcupdate.h>
 #include <linux/sched.h>
+#include <linux/sched/coredump.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/task.h>
@@ -117,7 +121,8 @@ static int runnable_show(struct seq_file *m, void *v)
 
 	rcu_read_lock();
 	for_each_process_thread(p, t) {
-		if (!task_is_running(t))
+		/* 0: outside the reader's PID namespace, not its business. */
+		if (!task_is_running(t) || !task_pid_vnr(t))
 			continue;
 		seq_printf(m, "%d %d ", task_pid_vnr(t), task_tgid_vnr(t));
 		taskpeek_put_comm(m, t);
@@ -221,7 +226,8 @@ static int children_show(struct seq_file *m, struct task_struct *parent)
 	 */
 	rcu_read_lock();
 	for_each_process(p) {
-		if (task_tgid(rcu_dereference(p->real_parent)) != tgid)
+		if (task_tgid(rcu_dereference(p->real_parent)) != tgid ||
+		    !task_tgid_vnr(p))
 			continue;
 		seq_printf(m, "%d %c ", task_tgid_vnr(p), task_state_to_char(p));
 		taskpeek_put_comm(m, p);
@@ -240,6 +246,7 @@ struct taskpeek_leaf {
 	unsigned long page_size;
 	bool writable;
 	bool normal;	/* a page of its own: not a zero page, PFN or I/O map */
+	bool zero;	/* the shared zero page, or the huge one */
 	struct page *page;	/* the page at start when normal */
 };
 
@@ -275,8 +282,9 @@ static int walk_ptes(struct taskpeek_walk *w, pmd_t *pmd, unsigned long addr,
 		leaf.pfn = pte_pfn(entry);
 		leaf.writable = pte_write(entry);
 		/* What vm_normal_page() (not exported) decides on x86. */
+		leaf.zero = is_zero_pfn(leaf.pfn);
 		leaf.normal = !special && !pte_special(entry) &&
-			      pfn_valid(leaf.pfn) && !is_zero_pfn(leaf.pfn);
+			      pfn_valid(leaf.pfn) && !leaf.zero;
 		leaf.page = leaf.normal ? pfn_to_page(leaf.pfn) : NULL;
 		ret = w->fn(&leaf, w->arg);
 		if (ret)
@@ -311,8 +319,10 @@ static int walk_huge_pmd(struct taskpeek_walk *w, pmd_t *pmd,
 	 * no file and no anon_vma; a transparent huge page to one of them.
 	 */
 	head = pfn_valid(pmd_pfn(entry)) ? pmd_page(entry) : NULL;
-	leaf.normal = !(w->vma->vm_flags & (VM_PFNMAP | VM_IO)) && head &&
-		      (PageAnon(head) || head->mapping);
+	if (head && !(w->vma->vm_flags & (VM_PFNMAP | VM_IO))) {
+		leaf.normal = PageAnon(head) || head->mapping;
+		leaf.zero = !leaf.normal;
+	}
 	leaf.page = leaf.normal ? pfn_to_page(leaf.pfn) : NULL;
 	*ret = w->fn(&leaf, w->arg);
 	spin_unlock(ptl);
@@ -422,6 +432,34 @@ static int count_resident(struct taskpeek_leaf *leaf, void *arg)
 	return 0;
 }
 
+/*
+ * What /proc/<pid>/smaps asks of its reader (ptrace_may_access() with
+ * PTRACE_MODE_READ_FSCREDS, not exported): a reader whose fsuid and fsgid
+ * are all the process's ids, and a process that may dump core, or
+ * CAP_SYS_PTRACE. A walk holds the process's mmap lock, which nobody else
+ * should hold at will.
+ */
+static bool may_read_mm(struct task_struct *task, struct mm_struct *mm)
+{
+	const struct cred *cred = current_cred(), *tcred;
+	bool same;
+
+	if (same_thread_group(task, current))
+		return true;
+	rcu_read_lock();
+	tcred = __task_cred(task);
+	same = uid_eq(cred->fsuid, tcred->euid) &&
+	       uid_eq(cred->fsuid, tcred->suid) &&
+	       uid_eq(cred->fsuid, tcred->uid) &&
+	       gid_eq(cred->fsgid, tcred->egid) &&
+	       gid_eq(cred->fsgid, tcred->sgid) &&
+	       gid_eq(cred->fsgid, tcred->gid);
+	rcu_read_unlock();
+	if (same && get_dumpable(mm) == SUID_DUMP_USER)
+		return true;
+	return capable(CAP_SYS_PTRACE);
+}
+
 static int memory_show(struct seq_file *m, struct task_struct *task)
 {
 	unsigned long vsize = 0, resident = 0;
@@ -434,6 +472,10 @@ static int memory_show(struct seq_file *m, struct task_struct *task)
 	if (mm) {
 		VMA_ITERATOR(vmi, mm, 0);
 
+		if (!may_read_mm(task, mm)) {
+			mmput(mm);
+			return -EACCES;
+		}
 		ret = mmap_read_lock_killable(mm);
 		if (ret) {
 			mmput(mm);
@@ -462,7 +504,7 @@ static int find_v2p(struct taskpeek_leaf *leaf, void *arg)
 		req->flags |= TASKPEEK_V2P_WRITABLE;
 	if (leaf->page_size > PAGE_SIZE)
 		req->flags |= TASKPEEK_V2P_HUGE;
-	if (is_zero_pfn(leaf->pfn))
+	if (leaf->zero)
 		req->flags |= TASKPEEK_V2P_ZERO_PAGE;
 	req->paddr = PFN_PHYS(leaf->pfn) + offset_in_page(req->vaddr);
 	req->page_size = leaf->page_size;
@@ -557,6 +599,12 @@ static int poke_own_page(struct taskpeek_leaf *leaf, void *arg)
 	kaddr = kmap_local_page(page);
 	WRITE_ONCE(kaddr[offset_in_page(req->paddr)], req->value);
 	kunmap_local(kaddr);
+	/*
+	 * The write went through the kernel's mapping, so the PTE's dirty bit
+	 * knows nothing of it: after MADV_FREE a writable PTE can be clean,
+	 * and reclaim would drop the page and the byte with it.
+	 */
+	set_page_dirty(page);
 	return 1;
 }
 
@@ -597,29 +645,37 @@ static long taskpeek_poke(struct taskpeek_poke __user *ureq)
 
 /* ---- /dev/taskpeek: TASKPEEK_EXIT_SIGNAL ---- */
 
-/* A process's request: when process exits, signal target. */
+/*
+ * A process's request: when process exits, signal target. A request does
+ * not outlive an exec (exec_id): the new program did not make it, and a
+ * set-user-ID one would send it with powers the asker never had.
+ */
 struct taskpeek_exit_request {
-	struct list_head node;
+	struct hlist_node node;
 	struct pid *process;
 	struct pid *target;
 	int signal;
+	u64 exec_id;
 };
 
 /*
- * Taken in the exit probe too, which may run in an int3 exception: every
- * user disables interrupts.
+ * At most one request per process, hashed by its struct pid: every exit
+ * on the system looks its own up. The lock is taken in the exit probe too,
+ * which may run in an int3 exception: every user disables interrupts.
  */
+static DEFINE_HASHTABLE(exit_requests, 8);
 static DEFINE_SPINLOCK(exit_requests_lock);
-static LIST_HEAD(exit_requests);
+static unsigned int nr_exit_requests;	/* written under the lock */
 
 /* The request of process, unlinked; NULL when it has none. */
 static struct taskpeek_exit_request *take_exit_request(struct pid *process)
 {
 	struct taskpeek_exit_request *req;
 
-	list_for_each_entry(req, &exit_requests, node) {
+	hash_for_each_possible(exit_requests, req, node, (unsigned long)process) {
 		if (req->process == process) {
-			list_del(&req->node);
+			hash_del(&req->node);
+			WRITE_ONCE(nr_exit_requests, nr_exit_requests - 1);
 			return req;
 		}
 	}
@@ -636,20 +692,30 @@ static void free_exit_request(struct taskpeek_exit_request *req)
 }
 
 /*
- * kill(2)'s rule (kill_ok_by_cred(), not exported): the sender's real or
- * effective uid is the target's real or saved uid, or the sender has
- * CAP_KILL in the target's user namespace.
+ * kill(2)'s rules (check_kill_permission(), not exported), but for the
+ * LSM's say, which the kernel asks when the signal is sent: a process may
+ * signal itself; the sender's real or effective uid is the target's real
+ * or saved uid; it has CAP_KILL in the target's user namespace; SIGCONT
+ * goes anywhere in the sender's session.
  */
-static bool may_signal(struct task_struct *target)
+static bool may_signal(struct task_struct *target, int sig)
 {
 	const struct cred *cred = current_cred();
-	const struct cred *tcred = get_task_cred(target);
+	const struct cred *tcred;
 	bool ok;
 
+	if (same_thread_group(current, target))
+		return true;
+	tcred = get_task_cred(target);
 	ok = uid_eq(cred->euid, tcred->suid) || uid_eq(cred->euid, tcred->uid) ||
 	     uid_eq(cred->uid, tcred->suid) || uid_eq(cred->uid, tcred->uid) ||
 	     ns_capable(tcred->user_ns, CAP_KILL);
 	put_cred(tcred);
+	if (!ok && sig == SIGCONT) {
+		rcu_read_lock();
+		ok = task_session(current) == task_session(target);
+		rcu_read_unlock();
+	}
 	return ok;
 }
 
@@ -669,41 +735,64 @@ static struct task_struct *exit_signal_target(pid_t nr)
 	return task;
 }
 
+/* A new request for sig to process nr; an ERR_PTR when refused. */
+static struct taskpeek_exit_request *new_exit_request(pid_t nr, int sig)
+{
+	struct taskpeek_exit_request *req;
+	struct task_struct *target;
+	int err = -ESRCH;
+
+	target = exit_signal_target(nr);
+	if (!target)
+		return ERR_PTR(-ESRCH);
+	if (!may_signal(target, sig)) {
+		err = -EPERM;
+		goto out_put_target;
+	}
+	req = kzalloc(sizeof(*req), GFP_KERNEL);
+	if (!req) {
+		err = -ENOMEM;
+		goto out_put_target;
+	}
+	/* NULL once the target has been reaped meanwhile. */
+	req->target = get_task_pid(target, PIDTYPE_TGID);
+	put_task_struct(target);
+	if (!req->target) {
+		kfree(req);
+		return ERR_PTR(-ESRCH);
+	}
+	req->process = get_task_pid(current, PIDTYPE_TGID);
+	req->signal = sig;
+	req->exec_id = current->self_exec_id;
+	return req;
+
+out_put_target:
+	put_task_struct(target);
+	return ERR_PTR(err);
+}
+
 static long taskpeek_exit_signal(struct taskpeek_exit_signal __user *ureq)
 {
 	struct taskpeek_exit_request *new = NULL, *old;
 	struct taskpeek_exit_signal req;
-	struct task_struct *target;
 	unsigned long flags;
 
 	if (copy_from_user(&req, ureq, sizeof(req)))
 		return -EFAULT;
 	if (req.pid < 0 || req.signal < 0 || !valid_signal(req.signal))
 		return -EINVAL;
-
 	if (req.signal) {
-		target = exit_signal_target(req.pid);
-		if (!target)
-			return -ESRCH;
-		if (!may_signal(target)) {
-			put_task_struct(target);
-			return -EPERM;
-		}
-		new = kzalloc(sizeof(*new), GFP_KERNEL);
-		if (!new) {
-			put_task_struct(target);
-			return -ENOMEM;
-		}
-		new->process = get_pid(task_tgid(current));
-		new->target = get_pid(task_tgid(target));
-		new->signal = req.signal;
-		put_task_struct(target);
+		new = new_exit_request(req.pid, req.signal);
+		if (IS_ERR(new))
+			return PTR_ERR(new);
 	}
 
 	spin_lock_irqsave(&exit_requests_lock, flags);
 	old = take_exit_request(task_tgid(current));
-	if (new)
-		list_add_tail(&new->node, &exit_requests);
+	if (new) {
+		hash_add(exit_requests, &new->node, (unsigned long)new->process);
+		WRITE_ONCE(nr_exit_requests, nr_exit_requests + 1);
+	}
 	spin_unlock_irqrestore(&exit_requests_lock, flags);
 	free_exit_request(old);
 	return 0;
@@ -714,24 +803,24 @@ static long taskpeek_exit_signal(struct taskpeek_exit_signal __user *ureq)
  * last thread of the process is exiting (a probe on do_exit() itself
  * cannot tell: it decrements signal->live without a lock). It runs in the
  * exiting thread, before the parent is told, so the signal's sender is the
- * exiting process and kill(2)'s checks are made with its credentials.
+ * exiting process, and the kernel checks kill(2)'s rules (the LSM's too)
+ * with its credentials as it sends.
  */
 static int taskpeek_group_exit(struct kprobe *p, struct pt_regs *regs)
 {
 	struct taskpeek_exit_request *req;
 	unsigned long flags;
 
-	if (!regs_get_kernel_argument(regs, 1) || list_empty(&exit_requests))
+	if (!regs_get_kernel_argument(regs, 1) || !READ_ONCE(nr_exit_requests))
 		return 0;
 
 	spin_lock_irqsave(&exit_requests_lock, flags);
 	req = take_exit_request(task_tgid(current));
 	spin_unlock_irqrestore(&exit_requests_lock, flags);
-	if (req) {
+	if (req && req->exec_id == current->self_exec_id)
 		/* 0: as a user's kill(), from current, checked. */
 		kill_pid(req->target, req->signal, 0);
-		free_exit_request(req);
-	}
+	free_exit_request(req);
 	return 0;
 }
 
@@ -783,31 +872,41 @@ static struct taskpeek_selection memory_sel = {
 	.show = memory_show,
 };
 
-static struct proc_dir_entry *taskpeek_dir;
+static struct proc_dir_entry *hello_entry, *pgfaults_entry, *taskpeek_dir;
 
+/* proc_remove() takes NULL: only what was made is removed. */
 static void taskpeek_remove_proc(void)
 {
-	remove_proc_entry("hello_procfs", NULL);
-	remove_proc_entry("get_pgfaults", NULL);
 	proc_remove(taskpeek_dir);
+	proc_remove(pgfaults_entry);
+	proc_remove(hello_entry);
+}
+
+static int __init taskpeek_create_proc(void)
+{
+	hello_entry = proc_create_single("hello_procfs", 0444, NULL, hello_show);
+	pgfaults_entry = proc_create_single("get_pgfaults", 0444, NULL,
+					    pgfaults_show);
+	taskpeek_dir = proc_mkdir("taskpeek", NULL);
+	if (!hello_entry || !pgfaults_entry || !taskpeek_dir ||
+	    !proc_create_single("runnable", 0444, taskpeek_dir, runnable_show) ||
+	    !proc_create_data("children", 0666, taskpeek_dir, &selection_ops,
+			      &children_sel) ||
+	    !proc_create_data("memory", 0666, taskpeek_dir, &selection_ops,
+			      &memory_sel)) {
+		taskpeek_remove_proc();
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 static int __init taskpeek_init(void)
 {
 	int ret;
 
-	if (!proc_create_single("hello_procfs", 0444, NULL, hello_show) ||
-	    !proc_create_single("get_pgfaults", 0444, NULL, pgfaults_show))
-		goto no_proc;
-	taskpeek_dir = proc_mkdir("taskpeek", NULL);
-	if (!taskpeek_dir ||
-	    !proc_create_single("runnable", 0444, taskpeek_dir, runnable_show) ||
-	    !proc_create_data("children", 0666, taskpeek_dir, &selection_ops,
-			      &children_sel) ||
-	    !proc_create_data("memory", 0666, taskpeek_dir, &selection_ops,
-			      &memory_sel))
-		goto no_proc;
-
+	ret = taskpeek_create_proc();
+	if (ret)
+		return ret;
 	ret = register_kprobe(&taskpeek_exit_probe);
 	if (ret) {
 		pr_err("register_kprobe(taskstats_exit): %d (needs CONFIG_KPROBES and CONFIG_TASKSTATS)\n",
@@ -821,9 +920,6 @@ static int __init taskpeek_init(void)
 	}
 	return 0;
 
-no_proc:
-	ret = -ENOMEM;
-	goto out_proc;
 out_kprobe:
 	unregister_kprobe(&taskpeek_exit_probe);
 out_proc:
@@ -833,13 +929,17 @@ out_proc:
 
 static void __exit taskpeek_exit(void)
 {
-	struct taskpeek_exit_request *req, *next;
+	struct taskpeek_exit_request *req;
+	struct hlist_node *next;
+	int bkt;
 
 	misc_deregister(&taskpeek_dev);
-	/* Waits for running handlers: nothing uses the list after this. */
+	/* Waits for running handlers: nothing uses the table after this. */
 	unregister_kprobe(&taskpeek_exit_probe);
-	list_for_each_entry_safe(req, next, &exit_requests, node)
+	hash_for_each_safe(exit_requests, bkt, next, req, node) {
+		hash_del(&req->node);
 		free_exit_request(req);
+	}
 	taskpeek_remove_proc();
 	put_pid(children_sel.pid);
 	put_pid(memory_sel.pid);

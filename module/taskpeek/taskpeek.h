@@ -22,13 +22,15 @@
  * The page tables are read, never changed: a page the process has not
  * touched stays untouched, and its answer is flags == 0.
  *
- * In:  pid, vaddr.
- * Out: flags (TASKPEEK_V2P_*), paddr (0 unless present), page_size (the
- *      size of the mapping's leaf: 4096, 2 MiB for a huge page; 0 when no
- *      page table reaches vaddr).
+ * In:  pid, vaddr; flags 0.
+ * Out: flags (TASKPEEK_V2P_*), and for a present page paddr and page_size
+ *      (the size of the mapping's leaf: 4096, or 2 MiB for a huge page);
+ *      both 0 when no page is present there (untouched, or swapped out).
  * Errors: EPERM (no CAP_SYS_ADMIN), ESRCH (no such process, or one with no
  *      address space: a kernel thread or a zombie), ENXIO (no mapping at
- *      vaddr), EINVAL (pid < 0, or the padding is not zero), EFAULT.
+ *      vaddr), EOPNOTSUPP (a hugetlbfs mapping), EINVAL (pid < 0, or flags
+ *      set on input), EINTR (a fatal signal while waiting for the process's
+ *      mmap lock), EFAULT.
  */
 struct taskpeek_v2p {
 	__s32 pid;
@@ -47,15 +49,17 @@ struct taskpeek_v2p {
  * TASKPEEK_POKE: write value at physical address paddr.
  *
  * Writing physical memory can change anything, so it is confined to what
- * the caller could write anyway: paddr must lie in a page the caller's own
- * address space maps writable, present, and not as a PFN or I/O mapping.
- * The shared zero page, a file's page cache mapped read-only or private
- * (copy-on-write not yet broken), another process's page, a kernel page, a
- * page table and an address beyond RAM are all refused.
+ * the caller could write anyway: paddr must lie in an anonymous page (its
+ * heap, stack, MAP_PRIVATE|MAP_ANONYMOUS memory, or a private page whose
+ * copy-on-write is done) that the caller's own page tables map present and
+ * writable. Everything else is refused: a file's page cache (shared with
+ * every other user of the file, however it is mapped), shared memory, the
+ * shared zero page, another process's page, a kernel page, a page table
+ * and an address beyond RAM.
  *
  * Errors: EPERM (no CAP_SYS_RAWIO, the capability /dev/mem asks for),
- *      EACCES (paddr is not in a page the caller maps writable), EINVAL
- *      (the padding is not zero), EFAULT.
+ *      EACCES (paddr is not in such a page), EINVAL (the padding is not
+ *      zero), EINTR, EFAULT.
  */
 struct taskpeek_poke {
 	__u64 paddr;
@@ -70,8 +74,10 @@ struct taskpeek_poke {
  * si_code SI_USER. A process has at most one such request: a new one
  * replaces it, and signal 0 cancels it.
  *
- * Whether the caller may signal pid is checked as kill(2) does, when the
- * request is made and again when the signal is sent.
+ * Whether the caller may signal pid is checked as kill(2) does when the
+ * request is made (but for the LSM's say), and again, fully, by the kernel
+ * when the signal is sent: one it refuses then is not sent. An exec
+ * cancels the request: the new program did not make it.
  *
  * Errors: EPERM (the caller may not signal pid), ESRCH (no such process),
  *      EINVAL (pid < 0, or signal not in 0..SIGRTMAX), EFAULT.

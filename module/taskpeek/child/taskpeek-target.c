@@ -20,9 +20,13 @@
  *     v2p P A		  TASKPEEK_V2P: "<errno> <flags> <paddr> <page size>"
  *     poke PA B	  TASKPEEK_POKE: "<errno>"
  *     exitsig P S	  TASKPEEK_EXIT_SIGNAL: "<errno>"
+ *     memory P		  write P to /proc/taskpeek/memory and read it: "<errno>"
+ *     exec		  exec this program's exit mode (no answer)
  *   station N S	the control station: block signal S, fork N soldiers that
  *			each ask /dev/taskpeek for S to their parent when they
- *			exit, print "ready <soldier PIDs>", then answer:
+ *			exit, then start two threads and wait for them to exit
+ *			(a thread's exit is not the process's), print "ready
+ *			<soldier PIDs>", then answer:
  *     release P	  let soldier P exit, then wait for a signal: "signal
  *			  <signo> <si_pid> <si_code>" or "none" after 20 s
  *     release-all	  let every soldier exit, then the same for N signals
@@ -150,6 +154,26 @@ static int tree(int k, int g, int threads)
 	return 0;
 }
 
+/* Writes pid to /proc/taskpeek/memory and reads it: 0 or the errno. */
+static int read_memory(const char *pid)
+{
+	char buf[256];
+	int fd = open("/proc/taskpeek/memory", O_RDWR | O_CLOEXEC);
+	int err = 0;
+
+	if (fd < 0)
+		return errno;
+	if (write(fd, pid, strlen(pid)) < 0 || read(fd, buf, sizeof(buf)) < 0)
+		err = errno;
+	close(fd);
+	return err;
+}
+
+static void *exit_at_once(void *arg)
+{
+	return arg;
+}
+
 static void mem_command(char *line)
 {
 	char *word = strtok(line, " \n");
@@ -224,6 +248,11 @@ static void mem_command(char *line)
 		};
 
 		printf("%d\n", request(TASKPEEK_EXIT_SIGNAL, &req));
+	} else if (!strcmp(word, "memory") && a1) {
+		printf("%d\n", read_memory(a1));
+	} else if (!strcmp(word, "exec")) {
+		execl("/proc/self/exe", "taskpeek-target", "exit", (char *)NULL);
+		die("exec");
 	} else {
 		printf("error unknown command %s\n", word);
 	}
@@ -245,8 +274,15 @@ static void soldier(int sig, int fd, int report)
 {
 	struct taskpeek_exit_signal req = { .pid = 0, .signal = sig };
 	int err = request(TASKPEEK_EXIT_SIGNAL, &req);
+	pthread_t threads[2];
 	char c;
 
+	for (int i = 0; i < 2; i++) {
+		if (pthread_create(&threads[i], NULL, exit_at_once, NULL))
+			die("pthread_create");
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(threads[i], NULL);
 	if (write(report, &err, sizeof(err)) != sizeof(err))
 		die("write");
 	while (read(fd, &c, 1) > 0)

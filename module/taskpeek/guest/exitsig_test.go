@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -31,6 +32,14 @@ func (r received) String() string {
 	return fmt.Sprintf("signal %d from %d (si_code %d)", r.Signo, r.From, r.Code)
 }
 
+// orNone says what came: the signal, or none.
+func (r received) orNone(ok bool) string {
+	if !ok {
+		return "no signal"
+	}
+	return r.String()
+}
+
 // parseReceived parses the station's "signal <signo> <pid> <code>" or
 // "none".
 func parseReceived(t *testing.T, words []string) (received, bool) {
@@ -43,11 +52,17 @@ func parseReceived(t *testing.T, words []string) (received, bool) {
 }
 
 // The soldiers and the control station: each soldier asks for SIGUSR1 to
-// its parent when it exits; they exit one by one, and the station gets
-// one signal per exit, each from the soldier that exited, and no more.
+// its parent when it exits; two threads of each exit first, which is not
+// the soldier's exit; then the soldiers exit one by one, and the station
+// gets one signal per exit, each from the soldier that exited, and no
+// more.
 func TestControlStationGetsOneSignalPerExit(t *testing.T) {
 	guesttest.Mark(t)
 	station := startDriven(t, nil, "station", "5", fmt.Sprint(int(unix.SIGUSR1)))
+	if got, ok := parseReceived(t, station.ask("quiet 300")); ok {
+		guesttest.FailNow(t, guestapi.Failure{Check: "the control station after each soldier's threads exited, before any soldier did",
+			Expected: "no signal", Got: got.String(), Hint: "a thread's exit is not its process's: signal when group_dead (the last thread) exits"})
+	}
 	for _, word := range station.Info {
 		soldier := atoi(t, word)
 		got, ok := parseReceived(t, station.ask("release %d", soldier))
@@ -61,7 +76,7 @@ func TestControlStationGetsOneSignalPerExit(t *testing.T) {
 	got, ok := parseReceived(t, station.ask("quiet 500"))
 	if ok {
 		guesttest.Fail(t, guestapi.Failure{Check: "the control station after every soldier's signal", Expected: "no more signals",
-			Got: got.String(), Hint: "one signal per process exit: a thread's exit is not the process's, and a request is used once"})
+			Got: got.String(), Hint: "one signal per process exit: a request is used once"})
 	}
 }
 
@@ -129,6 +144,58 @@ func TestExitSignalFollowsKillsPermissions(t *testing.T) {
 		errno := asker.askErrno("exitsig %d %d", tc.pid, int(unix.SIGUSR1))
 		same(t, fmt.Sprintf("TASKPEEK_EXIT_SIGNAL by uid 65534 to %s", tc.what), errnoString(tc.errno), errnoString(errno), hint)
 	}
-	errno := asker.askErrno("exitsig 0 0")
-	same(t, "TASKPEEK_EXIT_SIGNAL with signal 0 (cancel)", errnoString(0), errnoString(errno), "signal 0 cancels the caller's request")
+}
+
+// alive checks that a mem helper still answers: SIGUSR1 would have
+// ended it (its default action).
+func alive(t *testing.T, d *driven, check, hint string) {
+	t.Helper()
+	require.NoError(t, unix.Kill(d.PID, 0), "process %d", d.PID)
+	if _, err := fmt.Fprintln(d.in, "read 0x0 0"); err == nil {
+		select {
+		case line, ok := <-d.lines:
+			if ok && line == "ok 0" {
+				return
+			}
+		case <-time.After(replyTimeout):
+		}
+	}
+	var ws syscall.WaitStatus
+	if err := d.cmd.Wait(); err != nil {
+		ws = d.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	}
+	guesttest.FailNow(t, guestapi.Failure{Check: check, Expected: fmt.Sprintf("process %d alive", d.PID),
+		Got: fmt.Sprintf("it ended: %v", ws), Hint: hint})
+}
+
+// A request is the process's one: a new one replaces it, signal 0 cancels
+// it, and an exec drops it. Each would otherwise SIGUSR1 the peer, ending
+// it.
+func TestExitSignalIsReplacedCancelledAndDroppedAtExec(t *testing.T) {
+	guesttest.Mark(t)
+	station := startDriven(t, nil, "station", "1", fmt.Sprint(int(unix.SIGUSR2)))
+	peer := startDriven(t, nil, "mem")
+	usr1 := int(unix.SIGUSR1)
+
+	replaced := startDriven(t, nil, "mem")
+	require.Zero(t, replaced.askErrno("exitsig %d %d", peer.PID, usr1))
+	require.Zero(t, replaced.askErrno("exitsig %d %d", station.PID, int(unix.SIGUSR2)))
+	replaced.close()
+	got, ok := parseReceived(t, station.ask("quiet 20000"))
+	same(t, "the station's signal after a request was replaced by one for it", received{int(unix.SIGUSR2), replaced.PID, siUser}.String(), got.orNone(ok),
+		"a new request replaces the process's old one")
+	alive(t, peer, "the peer after the request to signal it was replaced", "a process has one request: the new one replaces the old")
+
+	cancelled := startDriven(t, nil, "mem")
+	require.Zero(t, cancelled.askErrno("exitsig %d %d", peer.PID, usr1))
+	same(t, "TASKPEEK_EXIT_SIGNAL with signal 0 (cancel)", errnoString(0), errnoString(cancelled.askErrno("exitsig 0 0")), "signal 0 cancels")
+	cancelled.close()
+	alive(t, peer, "the peer after the request to signal it was cancelled", "signal 0 cancels the caller's request")
+
+	execed := startDriven(t, nil, "mem")
+	require.Zero(t, execed.askErrno("exitsig %d %d", peer.PID, usr1))
+	execed.send("exec")
+	require.NoError(t, execed.cmd.Wait(), "the helper after exec exits")
+	alive(t, peer, "the peer after a process that asked to signal it exec'd and exited",
+		"an exec drops the request (compare current->self_exec_id): a set-user-ID program would send it with powers the asker never had")
 }

@@ -4,8 +4,10 @@ package guest
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -103,5 +105,26 @@ func TestMemoryOfProcessesWithoutAnAddressSpace(t *testing.T) {
 		m := readMemory(t, tc.pid)
 		same(t, fmt.Sprintf("memory of %s, pid %d", tc.what, tc.pid), memory{}, m,
 			"get_task_mm() is NULL without an address space: report 0 for both")
+	}
+}
+
+// A process's memory is read by those who may read its smaps: its own
+// user's processes, and root.
+func TestMemoryOfOthersIsForThoseWhoMayTraceThem(t *testing.T) {
+	guesttest.Mark(t)
+	nobody := startDriven(t, &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}, "mem")
+	hint := "reading the memory walks the process's page tables under its mmap lock: allow it as smaps does " +
+		"(the reader's fsuid/fsgid are all the process's ids and it is dumpable, or CAP_SYS_PTRACE), else -EACCES"
+	for _, tc := range []struct {
+		what  string
+		pid   int
+		errno syscall.Errno
+	}{
+		{"its own process", nobody.PID, 0},
+		{"init (root's)", 1, unix.EACCES},
+		{"this test (root's)", os.Getpid(), unix.EACCES},
+	} {
+		errno := nobody.askErrno("memory %d", tc.pid)
+		same(t, fmt.Sprintf("read %s of %s as uid 65534", memoryPath, tc.what), errnoString(tc.errno), errnoString(errno), hint)
 	}
 }

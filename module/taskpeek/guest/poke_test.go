@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -24,12 +25,17 @@ import (
 const ownPageHint = "write only where the caller's own page tables map a normal, anonymous page writable (pte_write): " +
 	"walk the caller's VMAs for a PTE with that pfn, and write under its PTE lock"
 
-// mmapAnon maps n anonymous pages into this test; unmapped when t ends.
+// mmapAnon maps n anonymous pages into this test, 4 KiB ones even if
+// the mapping merges into a larger one (EINVAL: a kernel without THP);
+// unmapped when t ends.
 func mmapAnon(t *testing.T, n int) []byte {
 	t.Helper()
 	b, err := unix.Mmap(-1, 0, n*pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	require.NoError(t, err)
 	t.Cleanup(func() { unix.Munmap(b) })
+	if err := unix.Madvise(b, unix.MADV_NOHUGEPAGE); err != nil && !errors.Is(err, unix.EINVAL) {
+		require.NoError(t, err)
+	}
 	return b
 }
 

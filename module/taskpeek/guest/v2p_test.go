@@ -126,9 +126,7 @@ func TestV2PDoesNotFaultPagesIn(t *testing.T) {
 func TestV2POfTheCaller(t *testing.T) {
 	guesttest.Mark(t)
 	fd := device(t)
-	b, err := unix.Mmap(-1, 0, 2*pageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	require.NoError(t, err)
-	t.Cleanup(func() { unix.Munmap(b) })
+	b := mmapAnon(t, 2)
 	b[pageSize] = 1
 	addr := sliceAddr(b)
 	checkV2P(t, fd, 0, addr+pageSize+17, "a touched page of this test (pid 0)")
