@@ -79,3 +79,17 @@ func ErrnoName(err error) string {
 	}
 	return err.Error()
 }
+
+// HelperPath is the path of a module's C helper, which the host names in
+// the environment variable env (its manifest's [[helper]]), checked to be
+// there; source says where it comes from, for the error.
+func HelperPath(env, source string) (string, error) {
+	path := os.Getenv(env)
+	if path == "" {
+		return "", fmt.Errorf("%s is not set: it names the helper built from %s", env, source)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("%s: %w", env, err)
+	}
+	return path, nil
+}

@@ -2,6 +2,7 @@ package guesttest
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"strconv"
 	"sync"
@@ -79,4 +80,15 @@ func record(t testing.TB, rec guestapi.Record) {
 	if _, err := file.Write(append(line, '\n')); err != nil {
 		t.Errorf("pidlab: recording a result: %v", err)
 	}
+}
+
+// Same records a failure of check when got is not want, and says whether
+// they were the same.
+func Same[T comparable](t testing.TB, check string, want, got T, hint string) bool {
+	t.Helper()
+	if want != got {
+		Fail(t, guestapi.Failure{Check: check, Expected: fmt.Sprint(want), Got: fmt.Sprint(got), Hint: hint})
+		return false
+	}
+	return true
 }

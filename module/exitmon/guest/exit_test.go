@@ -41,11 +41,11 @@ func TestEventStatusIsWaits(t *testing.T) {
 			s := openStream(t)
 			pid, ws, _ := exited(t, child(t, tc.args...))
 			ev := s.eventOf(pid)
-			same(t, "status: event vs wait4", int(ws), ev.Status, hintStatus)
-			same(t, "pid: event vs the child's (one thread: the last is the leader)", pid, ev.PID, "pid is task_pid_nr() of the exiting thread")
-			same(t, "ppid: event vs this test's PID (the child's parent)", os.Getpid(), ev.PPID, "ppid is task_tgid_nr() of tsk->real_parent, read under rcu_read_lock()")
-			same(t, "uid: event vs the child's", uint32(0), ev.UID, "uid is the real uid of the task's credentials, __task_cred(tsk)->uid")
-			same(t, "comm: event vs the child's", childComm, ev.Comm, "comm is the group leader's comm")
+			guesttest.Same(t, "status: event vs wait4", int(ws), ev.Status, hintStatus)
+			guesttest.Same(t, "pid: event vs the child's (one thread: the last is the leader)", pid, ev.PID, "pid is task_pid_nr() of the exiting thread")
+			guesttest.Same(t, "ppid: event vs this test's PID (the child's parent)", os.Getpid(), ev.PPID, "ppid is task_tgid_nr() of tsk->real_parent, read under rcu_read_lock()")
+			guesttest.Same(t, "uid: event vs the child's", uint32(0), ev.UID, "uid is the real uid of the task's credentials, __task_cred(tsk)->uid")
+			guesttest.Same(t, "comm: event vs the child's", childComm, ev.Comm, "comm is the group leader's comm")
 		})
 	}
 }
@@ -65,12 +65,12 @@ func TestEventMatchesStatBeforeExit(t *testing.T) {
 	require.NoError(t, in.Close())
 	_, ws, _ := reaped(t, cmd)
 	ev := s.eventOf(pid)
-	same(t, "status: event vs wait4 (exit(7))", int(ws), ev.Status, hintStatus)
-	same(t, fmt.Sprintf("comm: event vs /proc/%d/stat field 2", pid), st.Comm, ev.Comm, "comm is the group leader's comm")
-	same(t, fmt.Sprintf("ppid: event vs /proc/%d/stat field 4", pid), st.PPID, ev.PPID, "ppid is task_tgid_nr() of tsk->real_parent")
-	same(t, fmt.Sprintf("start_time: event vs /proc/%d/stat field 22", pid), st.StartTime, ev.StartTime,
+	guesttest.Same(t, "status: event vs wait4 (exit(7))", int(ws), ev.Status, hintStatus)
+	guesttest.Same(t, fmt.Sprintf("comm: event vs /proc/%d/stat field 2", pid), st.Comm, ev.Comm, "comm is the group leader's comm")
+	guesttest.Same(t, fmt.Sprintf("ppid: event vs /proc/%d/stat field 4", pid), st.PPID, ev.PPID, "ppid is task_tgid_nr() of tsk->real_parent")
+	guesttest.Same(t, fmt.Sprintf("start_time: event vs /proc/%d/stat field 22", pid), st.StartTime, ev.StartTime,
 		"start_time is the leader's start_boottime in USER_HZ ticks (nsec_to_clock_t)")
-	same(t, "uid: event vs the uid the child ran as", uint32(1000), ev.UID, "uid is __task_cred(tsk)->uid, in the reader's user namespace (from_kuid_munged)")
+	guesttest.Same(t, "uid: event vs the uid the child ran as", uint32(1000), ev.UID, "uid is __task_cred(tsk)->uid, in the reader's user namespace (from_kuid_munged)")
 }
 
 // statOf reads /proc/<pid>/stat once the child has exec'd (its comm is
@@ -125,7 +125,7 @@ func TestZombieEventComesBeforeTheReap(t *testing.T) {
 	// zombie: it is one a moment later, and stays one until the reap.
 	guesttest.WaitState(t, pid, "Z")
 	_, ws, _ := reaped(t, cmd)
-	same(t, "status: event vs wait4, reaped after the event", int(ws), ev.Status, hintStatus)
+	guesttest.Same(t, "status: event vs wait4, reaped after the event", int(ws), ev.Status, hintStatus)
 }
 
 // An orphan's event names its parent at exit: the one it was reparented
@@ -146,9 +146,9 @@ func TestOrphanEventNamesItsNewParent(t *testing.T) {
 	require.NoError(t, err, "the orphan's new parent: %q", lines.Text())
 	_, _, _ = reaped(t, cmd)
 	ev := s.eventOf(orphan)
-	same(t, "ppid: an orphan's event vs the parent getppid() gave it after reparenting", newParent, ev.PPID,
+	guesttest.Same(t, "ppid: an orphan's event vs the parent getppid() gave it after reparenting", newParent, ev.PPID,
 		"ppid is read at exit from tsk->real_parent, which reparenting changed")
-	same(t, "status: an orphan's event (exit(5))", 5<<8, ev.Status, hintStatus)
+	guesttest.Same(t, "status: an orphan's event (exit(5))", 5<<8, ev.Status, hintStatus)
 }
 
 // A process of M threads is one process exit and M thread exits.
@@ -174,10 +174,10 @@ func TestThreadsCountOnceAsAProcess(t *testing.T) {
 			others++ // a kernel worker or another process that exited meanwhile
 		}
 	}
-	same(t, fmt.Sprintf("events of %d processes of %d threads each", processes, threads), processes, mine,
+	guesttest.Same(t, fmt.Sprintf("events of %d processes of %d threads each", processes, threads), processes, mine,
 		"a process exits once, when its last thread does: record the event only when taskstats_exit()'s group_dead is true")
-	same(t, "process_exits: stats delta vs events read meanwhile", uint64(len(events)), after["process_exits"]-before["process_exits"],
+	guesttest.Same(t, "process_exits: stats delta vs events read meanwhile", uint64(len(events)), after["process_exits"]-before["process_exits"],
 		"process_exits counts the events recorded")
-	same(t, "thread_exits: stats delta", uint64(processes*threads+others), after["thread_exits"]-before["thread_exits"],
+	guesttest.Same(t, "thread_exits: stats delta", uint64(processes*threads+others), after["thread_exits"]-before["thread_exits"],
 		"the do_exit() probe runs once per thread: count with an atomic64_t, a plain ++ loses counts on 2 CPUs")
 }

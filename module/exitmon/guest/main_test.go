@@ -42,16 +42,9 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// childPath is the exitmon-child helper (EXITMON_CHILD).
+// childPath is the path of the helper (EXITMON_CHILD).
 func childPath() (string, error) {
-	path := os.Getenv("EXITMON_CHILD")
-	if path == "" {
-		return "", errors.New("EXITMON_CHILD is not set: it names the exitmon-child helper (module/exitmon/child)")
-	}
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("EXITMON_CHILD: %w", err)
-	}
-	return path, nil
+	return guesttest.HelperPath("EXITMON_CHILD", "module/exitmon/child")
 }
 
 // child is a command running exitmon-child with args.
@@ -246,14 +239,6 @@ func parseStats(b []byte) (m map[string]uint64, bad string) {
 		m[key] = n
 	}
 	return m, ""
-}
-
-// same records a failure of check when got is not want.
-func same[T comparable](t *testing.T, check string, want, got T, hint string) {
-	t.Helper()
-	if want != got {
-		guesttest.Fail(t, guestapi.Failure{Check: check, Expected: fmt.Sprint(want), Got: fmt.Sprint(got), Hint: hint})
-	}
 }
 
 // ticks is a rusage time in USER_HZ ticks.

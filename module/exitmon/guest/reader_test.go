@@ -25,7 +25,7 @@ func TestOnlyRootReadsEvents(t *testing.T) {
 	guesttest.Mark(t)
 	var st unix.Stat_t
 	require.NoError(t, unix.Stat(eventsPath, &st))
-	same(t, eventsPath+"'s mode", fmt.Sprintf("%o", 0o400), fmt.Sprintf("%o", st.Mode&0o777),
+	guesttest.Same(t, eventsPath+"'s mode", fmt.Sprintf("%o", 0o400), fmt.Sprintf("%o", st.Mode&0o777),
 		"proc_create(\"events\", 0400, …): exit events leak other users' activity")
 	for _, tc := range []struct {
 		path  string
@@ -48,7 +48,7 @@ func TestOnlyRootReadsEvents(t *testing.T) {
 		if tc.errno != 0 {
 			want = guesttest.ErrnoName(tc.errno)
 		}
-		same(t, "open "+tc.path+" as uid 65534", want, got, tc.hint)
+		guesttest.Same(t, "open "+tc.path+" as uid 65534", want, got, tc.hint)
 	}
 }
 
@@ -113,12 +113,12 @@ func TestPollSaysReadable(t *testing.T) {
 	s.drain()
 	n, _, err := pollIn(s.fd, 100*time.Millisecond)
 	require.NoError(t, err)
-	same(t, "poll with no event waiting: ready descriptors", 0, n, "poll returns EPOLLIN only when an event (or part of a line) waits")
+	guesttest.Same(t, "poll with no event waiting: ready descriptors", 0, n, "poll returns EPOLLIN only when an event (or part of a line) waits")
 	pid, _, _ := exited(t, child(t, "exit", "0"))
 	n, revents, err := pollIn(s.fd, eventWait)
 	require.NoError(t, err)
-	same(t, "poll after a process exited: ready descriptors", 1, n, "poll_wait() on the queue the probe wakes, then EPOLLIN when an event waits")
-	same(t, "poll after a process exited: revents&POLLIN", int16(unix.POLLIN), revents&unix.POLLIN, "return EPOLLIN | EPOLLRDNORM")
+	guesttest.Same(t, "poll after a process exited: ready descriptors", 1, n, "poll_wait() on the queue the probe wakes, then EPOLLIN when an event waits")
+	guesttest.Same(t, "poll after a process exited: revents&POLLIN", int16(unix.POLLIN), revents&unix.POLLIN, "return EPOLLIN | EPOLLRDNORM")
 	s.eventOf(pid)
 }
 
@@ -131,7 +131,7 @@ func TestEveryReaderGetsEveryEvent(t *testing.T) {
 	}
 	pid, _, _ := exited(t, child(t, "exit", "3"))
 	a, b := first.eventOf(pid), second.eventOf(pid)
-	same(t, "the same exit read by two readers", a, b, "each open file has its own place in the ring")
+	guesttest.Same(t, "the same exit read by two readers", a, b, "each open file has its own place in the ring")
 }
 
 // A line read a few bytes at a time is the line read at once.
@@ -155,7 +155,7 @@ func TestSmallReadsLoseNothing(t *testing.T) {
 		if line, ok := strings.CutSuffix(got.String(), "\n"); ok {
 			l := small.parse(line)
 			if l.Event != nil && l.Event.TGID == pid {
-				same(t, "an event read 7 bytes at a time", want, *l.Event, "keep the rest of a line that did not fit for the next read")
+				guesttest.Same(t, "an event read 7 bytes at a time", want, *l.Event, "keep the rest of a line that did not fit for the next read")
 				return
 			}
 			got.Reset()
@@ -177,7 +177,7 @@ func TestBadBufferLosesNothing(t *testing.T) {
 			Hint: "copy_to_user() returns the bytes it could not copy: return -EFAULT when none was"})
 	}
 	ev := s.eventOf(pid)
-	same(t, "the event after a failed read: status", 6<<8, ev.Status, "a failed copy_to_user() must leave the line for the next read")
+	guesttest.Same(t, "the event after a failed read: status", 6<<8, ev.Status, "a failed copy_to_user() must leave the line for the next read")
 }
 
 func errnoErr(e unix.Errno) error {

@@ -73,7 +73,7 @@ func TestStormEveryExitIsReadOrCounted(t *testing.T) {
 		s    *stream
 	}{{"fast reader", fast}, {"slow reader", slow}, {"idle reader", idle}} {
 		events, dropped := r.s.drain()
-		same(t, r.name+": events read + dropped vs process_exits during the storm", exits, uint64(len(events))+dropped,
+		guesttest.Same(t, r.name+": events read + dropped vs process_exits during the storm", exits, uint64(len(events))+dropped,
 			"a reader more than ring_size behind skips to the oldest event kept and says dropped=<the events it skipped>")
 		checkStormEvents(t, r.name, events, children, start, end)
 		if r.s == fast {

@@ -79,7 +79,7 @@ func TestSmallRingCountsWhatItDrops(t *testing.T) {
 	m := requireModule(t)
 	m.requireUnload(t, "before loading with ring_size=20")
 	require.NoError(t, m.load("ring_size=20"), "finit_module(%s, \"ring_size=20\")", m.path)
-	same(t, "ring_size in "+statsPath+" after loading with ring_size=20", uint64(32), stats(t)["ring_size"],
+	guesttest.Same(t, "ring_size in "+statsPath+" after loading with ring_size=20", uint64(32), stats(t)["ring_size"],
 		"round ring_size up to a power of two (roundup_pow_of_two) within its bounds")
 	s := openStream(t)
 	before := stats(t)["process_exits"]
@@ -89,9 +89,9 @@ func TestSmallRingCountsWhatItDrops(t *testing.T) {
 	}
 	events, dropped := s.drain()
 	n := stats(t)["process_exits"] - before
-	same(t, "events kept for a reader that read nothing, ring_size 32", 32, len(events),
+	guesttest.Same(t, "events kept for a reader that read nothing, ring_size 32", 32, len(events),
 		"a reader behind by more than the ring reads its last ring_size events")
-	same(t, "dropped= counts of that reader", n-32, dropped, "dropped is the events it skipped: head - ring_size - its place")
+	guesttest.Same(t, "dropped= counts of that reader", n-32, dropped, "dropped is the events it skipped: head - ring_size - its place")
 	if n < exits {
 		guesttest.Fail(t, guestapi.Failure{Check: "process_exits after 50 exits", Expected: "at least 50", Got: strconv.FormatUint(n, 10)})
 	}

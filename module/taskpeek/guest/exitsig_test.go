@@ -71,7 +71,7 @@ func TestControlStationGetsOneSignalPerExit(t *testing.T) {
 			guesttest.FailNow(t, guestapi.Failure{Check: fmt.Sprintf("the control station after soldier %d exited", soldier),
 				Expected: want.String(), Got: "no signal within 20 s", Hint: exitSignalHint})
 		}
-		same(t, fmt.Sprintf("the signal for soldier %d's exit", soldier), want, got, exitSignalHint)
+		guesttest.Same(t, fmt.Sprintf("the signal for soldier %d's exit", soldier), want, got, exitSignalHint)
 	}
 	got, ok := parseReceived(t, station.ask("quiet 500"))
 	if ok {
@@ -98,12 +98,12 @@ func TestControlStationCountsSoldiersExitingTogether(t *testing.T) {
 		if !ok {
 			break
 		}
-		same(t, "the signal number and code", fmt.Sprint(sig, " ", siUser), fmt.Sprint(got.Signo, " ", got.Code), exitSignalHint)
+		guesttest.Same(t, "the signal number and code", fmt.Sprint(sig, " ", siUser), fmt.Sprint(got.Signo, " ", got.Code), exitSignalHint)
 		from = append(from, got.From)
 	}
 	slices.Sort(from)
 	slices.Sort(want)
-	same(t, fmt.Sprintf("senders of the signals after %d soldiers exited together", soldiers), fmt.Sprint(want), fmt.Sprint(from), exitSignalHint)
+	guesttest.Same(t, fmt.Sprintf("senders of the signals after %d soldiers exited together", soldiers), fmt.Sprint(want), fmt.Sprint(from), exitSignalHint)
 }
 
 // "Or a given PID": a process asks for a signal to a process other than
@@ -121,7 +121,7 @@ func TestExitSignalToAGivenProcess(t *testing.T) {
 		guesttest.FailNow(t, guestapi.Failure{Check: fmt.Sprintf("process %d after process %d, which asked to signal it, exited", station.PID, other.PID),
 			Expected: want.String(), Got: "no signal within 20 s", Hint: exitSignalHint})
 	}
-	same(t, "the signal of a process that is not the parent", want, got, exitSignalHint)
+	guesttest.Same(t, "the signal of a process that is not the parent", want, got, exitSignalHint)
 }
 
 // A request to signal a process the caller may not signal is refused,
@@ -142,7 +142,7 @@ func TestExitSignalFollowsKillsPermissions(t *testing.T) {
 		{fmt.Sprintf("process %d of the same user", peer.PID), peer.PID, 0},
 	} {
 		errno := asker.askErrno("exitsig %d %d", tc.pid, int(unix.SIGUSR1))
-		same(t, fmt.Sprintf("TASKPEEK_EXIT_SIGNAL by uid 65534 to %s", tc.what), errnoString(tc.errno), errnoString(errno), hint)
+		guesttest.Same(t, fmt.Sprintf("TASKPEEK_EXIT_SIGNAL by uid 65534 to %s", tc.what), errnoString(tc.errno), errnoString(errno), hint)
 	}
 }
 
@@ -182,13 +182,13 @@ func TestExitSignalIsReplacedCancelledAndDroppedAtExec(t *testing.T) {
 	require.Zero(t, replaced.askErrno("exitsig %d %d", station.PID, int(unix.SIGUSR2)))
 	replaced.close()
 	got, ok := parseReceived(t, station.ask("quiet 20000"))
-	same(t, "the station's signal after a request was replaced by one for it", received{int(unix.SIGUSR2), replaced.PID, siUser}.String(), got.orNone(ok),
+	guesttest.Same(t, "the station's signal after a request was replaced by one for it", received{int(unix.SIGUSR2), replaced.PID, siUser}.String(), got.orNone(ok),
 		"a new request replaces the process's old one")
 	alive(t, peer, "the peer after the request to signal it was replaced", "a process has one request: the new one replaces the old")
 
 	cancelled := startDriven(t, nil, "mem")
 	require.Zero(t, cancelled.askErrno("exitsig %d %d", peer.PID, usr1))
-	same(t, "TASKPEEK_EXIT_SIGNAL with signal 0 (cancel)", errnoString(0), errnoString(cancelled.askErrno("exitsig 0 0")), "signal 0 cancels")
+	guesttest.Same(t, "TASKPEEK_EXIT_SIGNAL with signal 0 (cancel)", errnoString(0), errnoString(cancelled.askErrno("exitsig 0 0")), "signal 0 cancels")
 	cancelled.close()
 	alive(t, peer, "the peer after the request to signal it was cancelled", "signal 0 cancels the caller's request")
 

@@ -43,16 +43,9 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// targetPath is the taskpeek-target helper (TASKPEEK_TARGET).
+// targetPath is the path of the helper (TASKPEEK_TARGET).
 func targetPath() (string, error) {
-	path := os.Getenv("TASKPEEK_TARGET")
-	if path == "" {
-		return "", errors.New("TASKPEEK_TARGET is not set: it names the taskpeek-target helper (module/taskpeek/child)")
-	}
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("TASKPEEK_TARGET: %w", err)
-	}
-	return path, nil
+	return guesttest.HelperPath("TASKPEEK_TARGET", "module/taskpeek/child")
 }
 
 // start runs taskpeek-target with args until its ready line; it is
@@ -326,16 +319,6 @@ func readMem(t *testing.T, pid int, vaddr uint64, n int) []byte {
 	_, err = f.ReadAt(b, int64(vaddr))
 	require.NoError(t, err, "/proc/%d/mem at %#x", pid, vaddr)
 	return b
-}
-
-// same records a failure of check when got is not want.
-func same[T comparable](t *testing.T, check string, want, got T, hint string) bool {
-	t.Helper()
-	if want != got {
-		guesttest.Fail(t, guestapi.Failure{Check: check, Expected: fmt.Sprint(want), Got: fmt.Sprint(got), Hint: hint})
-		return false
-	}
-	return true
 }
 
 // ---- the module's /proc files ----

@@ -58,9 +58,9 @@ func compareMemory(t *testing.T, pid int, when string) memory {
 	t.Helper()
 	m := readMemory(t, pid)
 	k := readKernelMemory(t, pid)
-	same(t, fmt.Sprintf("vsize %s: module vs /proc/%d/status VmSize", when, pid), k.VmSize, m.VSize,
+	guesttest.Same(t, fmt.Sprintf("vsize %s: module vs /proc/%d/status VmSize", when, pid), k.VmSize, m.VSize,
 		"vsize is the sum of vm_end - vm_start over every VMA (for_each_vma under mmap_read_lock)")
-	same(t, fmt.Sprintf("resident %s: module vs /proc/%d/smaps_rollup Rss", when, pid), k.Rss, m.Resident,
+	guesttest.Same(t, fmt.Sprintf("resident %s: module vs /proc/%d/smaps_rollup Rss", when, pid), k.Rss, m.Resident,
 		"resident counts present PTEs of normal pages: not the zero page (pte_special / is_zero_pfn) nor PFN maps; a huge PMD counts its pages")
 	return m
 }
@@ -77,17 +77,17 @@ func TestMemoryMatchesTheKernel(t *testing.T) {
 
 	addr := target.mapPages(mapped)
 	m := compareMemory(t, target.PID, fmt.Sprintf("after mapping %d pages", mapped))
-	same(t, fmt.Sprintf("the rise of vsize after mapping %d pages", mapped), uint64(mapped*pageSize), m.VSize-start.VSize, "")
-	same(t, fmt.Sprintf("the rise of resident after mapping %d pages", mapped), uint64(0), m.Resident-start.Resident,
+	guesttest.Same(t, fmt.Sprintf("the rise of vsize after mapping %d pages", mapped), uint64(mapped*pageSize), m.VSize-start.VSize, "")
+	guesttest.Same(t, fmt.Sprintf("the rise of resident after mapping %d pages", mapped), uint64(0), m.Resident-start.Resident,
 		"a mapping's pages are not resident until touched")
 
 	target.ask("touch %#x %d 7", addr, touched)
 	m = compareMemory(t, target.PID, fmt.Sprintf("after touching %d of them", touched))
-	same(t, fmt.Sprintf("the rise of resident after touching %d pages", touched), uint64(touched*pageSize), m.Resident-start.Resident, "")
+	guesttest.Same(t, fmt.Sprintf("the rise of resident after touching %d pages", touched), uint64(touched*pageSize), m.Resident-start.Resident, "")
 
 	target.ask("read %#x %d", addr+touched*pageSize, read)
 	m = compareMemory(t, target.PID, fmt.Sprintf("after reading %d untouched pages", read))
-	same(t, fmt.Sprintf("the rise of resident after reading %d untouched pages as well", read), uint64(touched*pageSize), m.Resident-start.Resident,
+	guesttest.Same(t, fmt.Sprintf("the rise of resident after reading %d untouched pages as well", read), uint64(touched*pageSize), m.Resident-start.Resident,
 		"a read of an untouched anonymous page maps the shared zero page, which is not the process's: skip is_zero_pfn() / pte_special()")
 }
 
@@ -103,7 +103,7 @@ func TestMemoryOfProcessesWithoutAnAddressSpace(t *testing.T) {
 		pid  int
 	}{{"kthreadd (a kernel thread)", 2}, {"a zombie", zombie.PID}} {
 		m := readMemory(t, tc.pid)
-		same(t, fmt.Sprintf("memory of %s, pid %d", tc.what, tc.pid), memory{}, m,
+		guesttest.Same(t, fmt.Sprintf("memory of %s, pid %d", tc.what, tc.pid), memory{}, m,
 			"get_task_mm() is NULL without an address space: report 0 for both")
 	}
 }
@@ -125,6 +125,6 @@ func TestMemoryOfOthersIsForThoseWhoMayTraceThem(t *testing.T) {
 		{"this test (root's)", os.Getpid(), unix.EACCES},
 	} {
 		errno := nobody.askErrno("memory %d", tc.pid)
-		same(t, fmt.Sprintf("read %s of %s as uid 65534", memoryPath, tc.what), errnoString(tc.errno), errnoString(errno), hint)
+		guesttest.Same(t, fmt.Sprintf("read %s of %s as uid 65534", memoryPath, tc.what), errnoString(tc.errno), errnoString(errno), hint)
 	}
 }

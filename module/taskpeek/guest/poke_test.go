@@ -226,7 +226,7 @@ func TestPokeIsRootOnly(t *testing.T) {
 	addr := nobody.mapTouched(1, 0x5a)
 	before := readMem(t, nobody.PID, addr, pageSize)
 	errno := nobody.askErrno("poke %#x 0xa5", physOf(t, nobody.PID, addr))
-	same(t, "TASKPEEK_POKE of its own page by uid 65534", errnoString(unix.EPERM), errnoString(errno),
+	guesttest.Same(t, "TASKPEEK_POKE of its own page by uid 65534", errnoString(unix.EPERM), errnoString(errno),
 		"check capable(CAP_SYS_RAWIO) (what /dev/mem asks for) before anything else")
 	unchanged(t, fmt.Sprintf("the page of uid 65534's process %d", nobody.PID), before, readMem(t, nobody.PID, addr, pageSize))
 }

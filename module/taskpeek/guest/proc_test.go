@@ -25,7 +25,7 @@ func TestHelloProcfs(t *testing.T) {
 	guesttest.Mark(t)
 	b, err := os.ReadFile("/proc/hello_procfs")
 	require.NoError(t, err)
-	same(t, "/proc/hello_procfs", "Hello World!\n", string(b), "seq_puts(m, \"Hello World!\\n\") in the show function")
+	guesttest.Same(t, "/proc/hello_procfs", "Hello World!\n", string(b), "seq_puts(m, \"Hello World!\\n\") in the show function")
 }
 
 // vmstatPgfault is /proc/vmstat's pgfault.
@@ -132,21 +132,21 @@ func TestRunnableListsOnlyRunningTasks(t *testing.T) {
 	hint := "list a task when task_is_running(t) (__state == TASK_RUNNING), walking every thread: for_each_process_thread() under rcu_read_lock()"
 	for _, s := range spinners {
 		e, ok := listed[s.PID]
-		if same(t, fmt.Sprintf("spinning process %d (state R) in %s", s.PID, runnablePath), true, ok, hint) {
-			same(t, fmt.Sprintf("comm of spinning process %d", s.PID), "taskpeek-target", e.Comm, "the comm is the task's, from get_task_comm()")
-			same(t, fmt.Sprintf("tgid of spinning process %d", s.PID), s.PID, e.TGID, "the tgid is task_tgid_vnr()")
+		if guesttest.Same(t, fmt.Sprintf("spinning process %d (state R) in %s", s.PID, runnablePath), true, ok, hint) {
+			guesttest.Same(t, fmt.Sprintf("comm of spinning process %d", s.PID), "taskpeek-target", e.Comm, "the comm is the task's, from get_task_comm()")
+			guesttest.Same(t, fmt.Sprintf("tgid of spinning process %d", s.PID), s.PID, e.TGID, "the tgid is task_tgid_vnr()")
 		}
 	}
 	e, ok := listed[reader]
-	if same(t, fmt.Sprintf("the reading thread %d in %s", reader, runnablePath), true, ok, hint) {
-		same(t, fmt.Sprintf("tgid of the reading thread %d", reader), os.Getpid(), e.TGID, "the tgid is task_tgid_vnr(), the thread's process")
+	if guesttest.Same(t, fmt.Sprintf("the reading thread %d in %s", reader, runnablePath), true, ok, hint) {
+		guesttest.Same(t, fmt.Sprintf("tgid of the reading thread %d", reader), os.Getpid(), e.TGID, "the tgid is task_tgid_vnr(), the thread's process")
 	}
 	for _, tc := range []struct {
 		what string
 		pid  int
 	}{{"sleeping (S)", sleeper.PID}, {"stopped (T)", stopped.PID}} {
 		_, ok := listed[tc.pid]
-		same(t, fmt.Sprintf("%s process %d in %s", tc.what, tc.pid, runnablePath), false, ok,
+		guesttest.Same(t, fmt.Sprintf("%s process %d in %s", tc.what, tc.pid, runnablePath), false, ok,
 			"only TASK_RUNNING tasks are runnable: a stopped task's __state is TASK_STOPPED, a sleeping one's TASK_INTERRUPTIBLE")
 	}
 }
@@ -232,7 +232,7 @@ func TestChildrenMatchProc(t *testing.T) {
 		gotPIDs = append(gotPIDs, c.PID)
 	}
 	slices.Sort(gotPIDs)
-	same(t, fmt.Sprintf("the children of %d: module vs /proc/%d/task/*/children", tree.PID, tree.PID), fmt.Sprint(procChildren(t, tree.PID)), fmt.Sprint(gotPIDs),
+	guesttest.Same(t, fmt.Sprintf("the children of %d: module vs /proc/%d/task/*/children", tree.PID, tree.PID), fmt.Sprint(procChildren(t, tree.PID)), fmt.Sprint(gotPIDs),
 		"a child is a process whose real_parent is a thread of the group; walk the task list under rcu_read_lock() (->children is tasklist_lock's)")
 	for _, c := range got {
 		if slices.Contains(grandchildren, c.PID) {
@@ -244,16 +244,16 @@ func TestChildrenMatchProc(t *testing.T) {
 		}
 		st, err := procfs.ReadStat(c.PID)
 		require.NoError(t, err)
-		same(t, fmt.Sprintf("state of child %d: module vs /proc/%d/stat", c.PID, c.PID), st.State, c.State,
+		guesttest.Same(t, fmt.Sprintf("state of child %d: module vs /proc/%d/stat", c.PID, c.PID), st.State, c.State,
 			"task_state_to_char() gives the letter /proc uses (S, T, Z …)")
 		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", c.PID))
 		require.NoError(t, err)
-		same(t, fmt.Sprintf("comm of child %d: module vs /proc/%d/comm", c.PID, c.PID), strings.TrimSuffix(string(comm), "\n"), c.Comm,
+		guesttest.Same(t, fmt.Sprintf("comm of child %d: module vs /proc/%d/comm", c.PID, c.PID), strings.TrimSuffix(string(comm), "\n"), c.Comm,
 			"the comm from get_task_comm(), a newline and a backslash escaped as \\ooo (seq_escape)")
 	}
 	threads, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", tree.PID))
 	require.NoError(t, err)
-	same(t, fmt.Sprintf("threads of %d", tree.PID), 4, len(threads), "the helper starts 3 threads besides its main one")
+	guesttest.Same(t, fmt.Sprintf("threads of %d", tree.PID), 4, len(threads), "the helper starts 3 threads besides its main one")
 	for _, th := range threads {
 		tid := atoi(t, th.Name())
 		if tid != tree.PID && slices.Contains(gotPIDs, tid) {
@@ -278,9 +278,9 @@ func TestChildrenOfEveryThread(t *testing.T) {
 	}
 	slices.Sort(gotPIDs)
 	procPIDs := procChildren(t, os.Getpid())
-	same(t, "the children of this test: module vs /proc/self/task/*/children", fmt.Sprint(procPIDs), fmt.Sprint(gotPIDs),
+	guesttest.Same(t, "the children of this test: module vs /proc/self/task/*/children", fmt.Sprint(procPIDs), fmt.Sprint(gotPIDs),
 		"a child's parent is the thread that forked it: compare the parent's thread group (task_tgid()), not the task")
 	for _, pid := range want {
-		same(t, fmt.Sprintf("child %d listed", pid), true, slices.Contains(gotPIDs, pid), "every thread's children count")
+		guesttest.Same(t, fmt.Sprintf("child %d listed", pid), true, slices.Contains(gotPIDs, pid), "every thread's children count")
 	}
 }

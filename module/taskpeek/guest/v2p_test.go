@@ -30,12 +30,12 @@ func checkV2P(t *testing.T, fd, pid int, vaddr uint64, what string) v2pRequest {
 	}
 	pm := pagemap(t, pid, vaddr)
 	check := fmt.Sprintf("%s (%#x) in process %d: module vs /proc/%d/pagemap", what, vaddr, pid, pid)
-	same(t, "present: "+check, pm.Present, got.Flags&v2pPresent != 0, walkHint)
+	guesttest.Same(t, "present: "+check, pm.Present, got.Flags&v2pPresent != 0, walkHint)
 	want := uint64(0)
 	if pm.Present {
 		want = pm.PFN*pageSize + vaddr%pageSize
 	}
-	same(t, "physical address: "+check, fmt.Sprintf("%#x", want), fmt.Sprintf("%#x", got.PAddr), walkHint)
+	guesttest.Same(t, "physical address: "+check, fmt.Sprintf("%#x", want), fmt.Sprintf("%#x", got.PAddr), walkHint)
 	return got
 }
 
@@ -56,13 +56,13 @@ func TestV2PMatchesPagemap(t *testing.T) {
 		got := checkV2P(t, fd, target.PID, addr+p*pageSize+0x123, what)
 		switch p {
 		case 0, 2, 4:
-			same(t, "writable: "+what, true, got.Flags&v2pWritable != 0, "a written anonymous page is mapped writable: pte_write()")
-			same(t, "page size: "+what, uint64(pageSize), got.PageSize, "")
+			guesttest.Same(t, "writable: "+what, true, got.Flags&v2pWritable != 0, "a written anonymous page is mapped writable: pte_write()")
+			guesttest.Same(t, "page size: "+what, uint64(pageSize), got.PageSize, "")
 		case 6:
-			same(t, "the zero page flag: "+what, true, got.Flags&v2pZeroPage != 0, "a read of an untouched page maps the zero page: is_zero_pfn(pte_pfn())")
-			same(t, "writable: "+what, false, got.Flags&v2pWritable != 0, "the zero page is mapped read-only")
+			guesttest.Same(t, "the zero page flag: "+what, true, got.Flags&v2pZeroPage != 0, "a read of an untouched page maps the zero page: is_zero_pfn(pte_pfn())")
+			guesttest.Same(t, "writable: "+what, false, got.Flags&v2pWritable != 0, "the zero page is mapped read-only")
 		default:
-			same(t, "flags: "+what, uint32(0), got.Flags, "an untouched page has no PTE: no flags, paddr 0")
+			guesttest.Same(t, "flags: "+what, uint32(0), got.Flags, "an untouched page has no PTE: no flags, paddr 0")
 		}
 	}
 	for _, m := range []struct{ name, perms string }{{"/taskpeek-target", "r-xp"}, {"[stack]", "rw-p"}, {"[vdso]", "r-xp"}} {
@@ -118,7 +118,7 @@ func TestV2PDoesNotFaultPagesIn(t *testing.T) {
 				Expected: "not present", Got: "present", Hint: "the query faulted the page in: get_user_pages_remote() does; walk the page tables instead"})
 		}
 	}
-	same(t, fmt.Sprintf("Rss of process %d after %d queries of untouched pages", target.PID, 2*pages), rss, readKernelMemory(t, target.PID).Rss,
+	guesttest.Same(t, fmt.Sprintf("Rss of process %d after %d queries of untouched pages", target.PID, 2*pages), rss, readKernelMemory(t, target.PID).Rss,
 		"a query must not change the process")
 }
 
@@ -131,7 +131,7 @@ func TestV2POfTheCaller(t *testing.T) {
 	addr := sliceAddr(b)
 	checkV2P(t, fd, 0, addr+pageSize+17, "a touched page of this test (pid 0)")
 	got := checkV2P(t, fd, 0, addr+5, "an untouched page of this test (pid 0)")
-	same(t, "flags of an untouched page", uint32(0), got.Flags, "")
+	guesttest.Same(t, "flags of an untouched page", uint32(0), got.Flags, "")
 }
 
 // A huge page is one PMD: its 4 KiB pages are at consecutive physical
@@ -152,9 +152,9 @@ func TestV2PHugePage(t *testing.T) {
 	}
 	for _, off := range []uint64{0, 5*pageSize + 0x77, 511*pageSize + 0xfff} {
 		got := checkV2P(t, fd, target.PID, addr+off, fmt.Sprintf("offset %#x of a huge page", off))
-		same(t, fmt.Sprintf("flags at offset %#x of a huge page", off), uint32(v2pPresent|v2pWritable|v2pHuge), got.Flags,
+		guesttest.Same(t, fmt.Sprintf("flags at offset %#x of a huge page", off), uint32(v2pPresent|v2pWritable|v2pHuge), got.Flags,
 			"a huge page is a leaf PMD (pmd_leaf): its pfn is pmd_pfn + the 4 KiB page's index in it")
-		same(t, fmt.Sprintf("page size at offset %#x of a huge page", off), uint64(2<<20), got.PageSize, "PMD_SIZE")
+		guesttest.Same(t, fmt.Sprintf("page size at offset %#x of a huge page", off), uint64(2<<20), got.PageSize, "PMD_SIZE")
 	}
 }
 
@@ -165,7 +165,7 @@ func TestV2PUnmappedAddress(t *testing.T) {
 	target := startDriven(t, nil, "mem")
 	for _, addr := range []uint64{0, 0x10, 0xffffffff81000000, 1 << 63} {
 		_, err := v2p(t, fd, target.PID, addr)
-		same(t, fmt.Sprintf("TASKPEEK_V2P of unmapped %#x", addr), errnoString(unix.ENXIO), errnoString(errnoOf(err)),
+		guesttest.Same(t, fmt.Sprintf("TASKPEEK_V2P of unmapped %#x", addr), errnoString(unix.ENXIO), errnoString(errnoOf(err)),
 			"no VMA at the address (vma_lookup() is NULL): -ENXIO")
 	}
 }
@@ -177,7 +177,7 @@ func TestV2PIsRootOnly(t *testing.T) {
 	addr := nobody.mapTouched(1, 3)
 	words := nobody.ask("v2p 0 %#x", addr)
 	require.Len(t, words, 4)
-	same(t, "TASKPEEK_V2P of its own page by uid 65534", errnoString(unix.EPERM), errnoString(syscall.Errno(atoi(t, words[0]))),
+	guesttest.Same(t, "TASKPEEK_V2P of its own page by uid 65534", errnoString(unix.EPERM), errnoString(syscall.Errno(atoi(t, words[0]))),
 		"physical addresses help attacks (rowhammer): check capable(CAP_SYS_ADMIN), as pagemap does")
-	same(t, "the physical address uid 65534 got", "0", words[2], "a refused request writes nothing back")
+	guesttest.Same(t, "the physical address uid 65534 got", "0", words[2], "a refused request writes nothing back")
 }
