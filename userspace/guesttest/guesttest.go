@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -92,4 +93,20 @@ func HelperPath(env, source string) (string, error) {
 		return "", fmt.Errorf("%s: %w", env, err)
 	}
 	return path, nil
+}
+
+// debugRelease ends the release of pidlab's debug kernel: its config
+// fragment's CONFIG_LOCALVERSION (vmtest/kernel/kernels/debug.config).
+const debugRelease = "-pidlab-debug"
+
+// DebugKernel reports whether the guest runs pidlab's debug kernel, which
+// is several times slower (KASAN, lockdep, kmemleak): a test that repeats
+// an action thousands of times for a race to show on a stock kernel can
+// repeat it less there, where it is run for what the debugging sees.
+func DebugKernel() bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	return strings.HasSuffix(unix.ByteSliceToString(u.Release[:]), debugRelease)
 }

@@ -98,8 +98,17 @@ func TestSmallRingCountsWhatItDrops(t *testing.T) {
 }
 
 // edgeExits is how many exits the ring's-edge test makes: its reader reads
-// after every 17th, behind a ring of 16 each time.
-const edgeExits = 12000
+// after every 17th, behind a ring of 16 each time. A torn event shows now
+// and then (5 to 8 in 12,000 on cloud: the fixture events-read-unlocked);
+// on the debug kernel, five times slower, the test is there for lockdep
+// and KASAN, which see the ring's lock taken as well in a quarter of the
+// exits.
+func edgeExits() int {
+	if guesttest.DebugKernel() {
+		return 3000
+	}
+	return 12000
+}
 
 // A reader that falls behind a ring of 16 again and again reads, after
 // each dropped= line, the oldest event kept: the slot the next exit
@@ -120,7 +129,7 @@ func TestReaderAtTheRingsEdgeReadsWholeEvents(t *testing.T) {
 		defer wg.Done()
 		readAtTheEdge(stop, s.fd, &read)
 	}()
-	children, _ := storm(t, edgeExits)
+	children, _ := storm(t, edgeExits())
 	close(stop)
 	wg.Wait()
 	s.pending.Write(read.Bytes())
