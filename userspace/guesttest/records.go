@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -91,4 +92,14 @@ func Same[T comparable](t testing.TB, check string, want, got T, hint string) bo
 		return false
 	}
 	return true
+}
+
+// Median is the median of xs, which it leaves as they are.
+func Median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -4,7 +4,6 @@ package guest
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,7 +43,7 @@ func BenchmarkForkExitWait(b *testing.B) {
 			}
 		}
 	}
-	with, without := median(loaded), median(unloaded)
+	with, without := guesttest.Median(loaded), guesttest.Median(unloaded)
 	about := fmt.Sprintf("median of %d rounds of %d, loaded and unloaded in turn", benchRounds, perRound)
 	guesttest.Figure(b, guestapi.Figure{Name: "fork+exit+wait with exitmon loaded", Value: with / 1e3, Unit: "µs", About: about})
 	guesttest.Figure(b, guestapi.Figure{Name: "fork+exit+wait without it", Value: without / 1e3, Unit: "µs", About: about})
@@ -73,13 +72,4 @@ func forks(b *testing.B, n int) float64 {
 	ns, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
 	require.NoError(b, err, "exitmon-child forks prints the ns it took: %q", out)
 	return ns / float64(n)
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

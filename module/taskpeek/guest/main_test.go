@@ -218,7 +218,7 @@ var (
 )
 
 // device opens /dev/taskpeek; it is closed when t ends.
-func device(t *testing.T) int {
+func device(t testing.TB) int {
 	t.Helper()
 	fd, err := unix.Open(devPath, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
