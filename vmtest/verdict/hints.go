@@ -15,6 +15,11 @@ import (
 const hintNull = "the module followed a NULL pointer: check each pointer that can be NULL — a lookup's result, " +
 	"an optional field, a reference already dropped — before using it, and return an error (-ESRCH, -EINVAL) instead"
 
+// hintUserPointer is for the kernel touching a user-space address itself.
+const hintUserPointer = "the module used a user-space address as if it were the kernel's: a __user pointer " +
+	"(the buffer read() or write() was given) may only be passed to copy_from_user()/copy_to_user(), never " +
+	"dereferenced, printed with %s or parsed with sscanf()/kstrtol(); copy it into a kernel buffer first"
+
 // ModuleHint is a module's own likely cause of a kernel report, from its
 // manifest: it is tried before pidlab's general rules, in order, and the
 // first that matches wins.
@@ -83,6 +88,11 @@ var troubleRules = []struct {
 	// x86's page fault report, and KASAN's, which sees a NULL pointer as
 	// a general protection fault.
 	{regexp.MustCompile(`NULL pointer dereference|KASAN: null-ptr-deref`), always(hintNull)},
+	// A fault at a user-space address (below 0x0000800000000000; the page
+	// below 4096 is the NULL report above) in kernel mode: with SMAP (on
+	// in QEMU's max CPU, as on most real ones) the kernel may not read
+	// user memory but through the uaccess functions.
+	{regexp.MustCompile(`unable to handle page fault for address: 0000[0-7][0-9a-f]{11}\b`), always(hintUserPointer)},
 	{regexp.MustCompile(`sleeping function called from invalid context|scheduling while atomic|BUG: Invalid wait context`),
 		always("a function that may sleep (copy_from_user/copy_to_user, kmalloc(GFP_KERNEL), mutex_lock) was called " +
 			"under a spinlock or inside rcu_read_lock(): copy first, and hold the lock only around the shared variable")},

@@ -107,7 +107,8 @@ func TestOverflowHintFollowsTheModuleFunction(t *testing.T) {
 // them, with words of the hint each must get. Together they reach every
 // rule of troubleRules (TestEveryTroubleRuleIsReached).
 var reportHints = map[string]string{
-	"BUG: kernel NULL pointer dereference, address: 0000000000000cb0": "NULL",
+	"BUG: kernel NULL pointer dereference, address: 0000000000000cb0":                                                                                                                      "NULL",
+	"BUG: unable to handle page fault for address: 00007ffc8b1e2c40\n#PF: supervisor read access in kernel mode\n#PF: error_code(0x0001) - permissions violation":                          "copy_from_user()",
 	"general protection fault, probably for non-canonical address 0xdffffc0000000001: 0000 [#1] PREEMPT SMP KASAN\nKASAN: null-ptr-deref in range [0x0000000000000008-0x000000000000000f]": "NULL",
 	"BUG: sleeping function called from invalid context at lib/usercopy.c:14":                                                                                                              "may sleep",
 	"BUG: scheduling while atomic: cat/77/0x00000002":                                                                                                                                      "may sleep",
@@ -268,4 +269,20 @@ func TestHangHintFollowsThePhase(t *testing.T) {
 	require.NotNil(t, err)
 	assert.Equal(t, Timeout, err.Code, "a flood is stopped like a hang")
 	assert.Equal(t, hintFlood, hintOf(t, err))
+}
+
+// Only a user-space address gets the __user pointer hint: a fault at a
+// kernel address (a freed vmalloc area, here) is another bug.
+func TestUserPointerHintIsForUserAddresses(t *testing.T) {
+	for addr, user := range map[string]bool{
+		"00007ffc8b1e2c40": true,
+		"0000000000601000": true,
+		"00007fffffffe000": true,
+		"ffffc90000abc000": false,
+		"ffff888003a1b500": false,
+	} {
+		report := "BUG: unable to handle page fault for address: " + addr + "\n#PF: supervisor read access in kernel mode"
+		hint := troubleHint(Trouble{Kind: "BUG", Report: report}, nil, nil)
+		assert.Equal(t, user, hint == hintUserPointer, "%s: %q", addr, hint)
+	}
 }
