@@ -183,6 +183,9 @@ func TestValidateOSC10e(t *testing.T) {
 		// An empty write oopses on kmalloc(0)'s ZERO_SIZE_PTR: the crash is
 		// the empty write's, named with its cause, not a NULL task's.
 		{"empty-write", verdict.KernelTrouble, "TestBadInputIsHarmless/empty", "ZERO_SIZE_PTR"},
+		// The user's buffer printed with %s: with SMAP, a page fault at a
+		// user address in the first write, named as a __user pointer.
+		{"user-pointer-printed", verdict.KernelTrouble, "TestRecordFields/init", "copy_from_user()"},
 	}
 	for _, tc := range cases {
 		name := tc.variant

@@ -51,6 +51,9 @@ func TestHintsForRealKernelReports(t *testing.T) {
 			"a function that may sleep (copy_from_user/copy_to_user, kmalloc(GFP_KERNEL), mutex_lock) was called under a spinlock"},
 		"WARN already registered on reload": {crashed(t, "proc-entry-not-removed.log"),
 			"the exit function must remove it (remove_proc_entry(name, NULL) or proc_remove(entry))"},
+		// module/testdata/osc10e-buggy/user-pointer-printed: SMAP stops
+		// printk's %s at the user's buffer.
+		"page fault at a user address in printk from the write": {crashed(t, "user-pointer-printed.log"), hintUserPointer},
 	} {
 		t.Run(name, func(t *testing.T) {
 			require.NotEmpty(t, tc.o.Troubles, "the log holds a kernel report")
