@@ -53,9 +53,12 @@ func readKernelMemory(t *testing.T, pid int) kernelMemory {
 }
 
 // compareMemory checks the module against the kernel for a process that
-// sleeps, so that nothing changes between the reads.
+// sleeps, so that nothing changes between the reads: it waits until the
+// process is asleep in its read of the next command (after its "ready",
+// the helper's first read still allocates stdin's buffer, a page fault).
 func compareMemory(t *testing.T, pid int, when string) memory {
 	t.Helper()
+	guesttest.WaitState(t, pid, "S")
 	m := readMemory(t, pid)
 	k := readKernelMemory(t, pid)
 	guesttest.Same(t, fmt.Sprintf("vsize %s: module vs /proc/%d/status VmSize", when, pid), k.VmSize, m.VSize,

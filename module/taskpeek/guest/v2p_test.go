@@ -50,6 +50,7 @@ func TestV2PMatchesPagemap(t *testing.T) {
 		target.ask("touch %#x 1 9", addr+p*pageSize)
 	}
 	target.ask("read %#x 1", addr+6*pageSize)
+	guesttest.WaitState(t, target.PID, "S") // asleep: its pages stay as they are
 
 	for p := uint64(0); p < 8; p++ {
 		what := fmt.Sprintf("page %d of 8 (touched: 0, 2, 4; read: 6)", p)
@@ -99,6 +100,7 @@ func TestV2PDoesNotFaultPagesIn(t *testing.T) {
 	fd := device(t)
 	target := startDriven(t, nil, "mem")
 	addr := target.mapPages(pages)
+	guesttest.WaitState(t, target.PID, "S") // asleep in its read of the next command
 	rss := readKernelMemory(t, target.PID).Rss
 
 	for round := 0; round < 2; round++ {
