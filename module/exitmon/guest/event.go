@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/pidlab/pidlab/userspace/procfs"
 )
 
 // Event is one line of /proc/exitmon/events: a process exit.
@@ -71,7 +73,7 @@ func ParseLine(s string) (Line, error) {
 	if !ok {
 		return Line{}, fmt.Errorf("line %q: wants comm=<name> last", s)
 	}
-	comm, err := unescape(comm)
+	comm, err := procfs.UnescapeOctal(comm)
 	if err != nil {
 		return Line{}, fmt.Errorf("line %q: comm: %v", s, err)
 	}
@@ -79,25 +81,4 @@ func ParseLine(s string) (Line, error) {
 		PID: int(nums[0]), TGID: int(nums[1]), PPID: int(nums[2]), UID: uint32(nums[3]), Status: int(int32(nums[4])),
 		UTime: nums[5], STime: nums[6], StartTime: nums[7], ExitNS: nums[8], Comm: comm,
 	}}, nil
-}
-
-// unescape undoes %pE: a non-printable byte is \ooo.
-func unescape(s string) (string, error) {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '\\' {
-			b.WriteByte(s[i])
-			continue
-		}
-		if i+4 > len(s) {
-			return "", fmt.Errorf("%q: a backslash without three octal digits", s)
-		}
-		n, err := strconv.ParseUint(s[i+1:i+4], 8, 8)
-		if err != nil {
-			return "", fmt.Errorf("%q: \\%s is not an octal escape", s, s[i+1:i+4])
-		}
-		b.WriteByte(byte(n))
-		i += 3
-	}
-	return b.String(), nil
 }

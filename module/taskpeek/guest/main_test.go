@@ -22,6 +22,7 @@ import (
 
 	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/userspace/guesttest"
+	"github.com/pidlab/pidlab/userspace/procfs"
 )
 
 const (
@@ -347,16 +348,7 @@ func readSelected(t *testing.T, path string, pid int) string {
 // unescape undoes the module's \ooo escapes of a comm.
 func unescape(t *testing.T, s string) string {
 	t.Helper()
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			n, err := strconv.ParseUint(s[i+1:i+4], 8, 8)
-			require.NoError(t, err, "an escape in %q", s)
-			b.WriteByte(byte(n))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	u, err := procfs.UnescapeOctal(s)
+	require.NoError(t, err)
+	return u
 }
