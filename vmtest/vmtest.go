@@ -304,17 +304,24 @@ func buildInitramfs(ctx context.Context, c Config, mods []*PreparedModule) (stri
 	if err != nil {
 		return "", err
 	}
-	spec := initramfs.Spec{RepoDir: c.RepoDir}
+	var files []initramfs.File
+	var manifest guestapi.Manifest
 	for _, m := range mods {
-		run, files, err := guestModule(ctx, c, m, prof, string(profJSON))
+		run, modFiles, err := guestModule(ctx, c, m, prof, string(profJSON))
 		if err != nil {
 			return "", err
 		}
-		spec.Files = append(spec.Files, files...)
-		spec.Manifest.Modules = append(spec.Manifest.Modules, run)
+		files = append(files, modFiles...)
+		manifest.Modules = append(manifest.Modules, run)
 	}
-	path, _, err := initramfs.Build(ctx, spec, c.CacheDir, c.Log)
-	return path, err
+	// The Go commands (u-root's init, the runner) are built once into a
+	// base archive; the run's files go in a second archive appended to a
+	// copy of it, so a changed module or test costs a copy, not a rebuild.
+	base, _, err := initramfs.Build(ctx, initramfs.Spec{RepoDir: c.RepoDir}, c.CacheDir, c.Log)
+	if err != nil {
+		return "", err
+	}
+	return initramfs.Overlay(base, files, manifest, c.CacheDir, c.Log.Info)
 }
 
 // guestModule is one module's part of the guest's manifest and the files

@@ -62,7 +62,11 @@ func Build(ctx context.Context, spec Spec, cacheDir string, log *progress.Log) (
 		log.Debug("initramfs: reusing %s", path)
 		return path, true, nil
 	}
-	log.Step("building initramfs (u-root init, guest runner, %d files)", len(spec.Files))
+	if len(spec.Files) == 0 {
+		log.Step("building the guest's base initramfs (u-root init and the guest runner; once for this runner and Go toolchain)")
+	} else {
+		log.Step("building initramfs (u-root init, guest runner, %d files)", len(spec.Files))
+	}
 	if len(spec.Commands) > 0 {
 		log.Info("and a busybox of %d u-root commands: a minute or two, once", len(spec.Commands))
 	}

@@ -69,27 +69,32 @@ func Overlay(base string, files []File, m guestapi.Manifest, cacheDir string, sa
 // above it, in the order the kernel must create them.
 func records(files []File, manifest []byte) ([]cpio.Record, error) {
 	made := map[string]bool{".": true}
-	recs := file(guestapi.ManifestPath, manifest, made)
+	recs := file(guestapi.ManifestPath, manifest, 0o644, made)
 	for _, f := range files {
 		b, err := os.ReadFile(f.Host)
 		if err != nil {
 			return nil, err
 		}
-		recs = append(recs, file(f.Guest, b, made)...)
+		fi, err := os.Stat(f.Host)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, file(f.Guest, b, uint64(fi.Mode().Perm()), made)...)
 	}
 	return recs, nil
 }
 
-// file is a regular file's record, after those of the directories above it
-// that are not yet made.
-func file(name string, content []byte, made map[string]bool) []cpio.Record {
+// file is a regular file's record, with the permission bits perm (a test
+// binary or a helper is executable), after those of the directories above
+// it that are not yet made.
+func file(name string, content []byte, perm uint64, made map[string]bool) []cpio.Record {
 	name = trimSlash(name)
 	var recs []cpio.Record
 	for d := path.Dir(name); !made[d]; d = path.Dir(d) {
 		made[d] = true
 		recs = append([]cpio.Record{cpio.Directory(d, 0o755)}, recs...)
 	}
-	return append(recs, cpio.StaticRecord(content, cpio.Info{Name: name, Mode: cpio.S_IFREG | 0o644}))
+	return append(recs, cpio.StaticRecord(content, cpio.Info{Name: name, Mode: cpio.S_IFREG | perm}))
 }
 
 // appendArchive copies base to w and appends recs as a second archive,

@@ -20,8 +20,10 @@ func TestOverlayAppendsFilesAndManifestAsASecondArchive(t *testing.T) {
 	writeArchive(t, base, cpio.StaticFile("init", "odd length", 0o755), cpio.StaticFile("pidlab/manifest.json", "{}", 0o644))
 	ko := filepath.Join(dir, "x.ko")
 	require.NoError(t, os.WriteFile(ko, []byte("module"), 0o644))
+	suite := filepath.Join(dir, "x.test")
+	require.NoError(t, os.WriteFile(suite, []byte("ELF"), 0o755))
 	m := guestapi.Manifest{Modules: []guestapi.ModuleRun{{Name: "x", Module: "/pidlab/module/x.ko", ModuleName: "x"}}, Shell: true}
-	files := []File{{Host: ko, Guest: m.Modules[0].Module}}
+	files := []File{{Host: ko, Guest: m.Modules[0].Module}, {Host: suite, Guest: "/pidlab/x.test"}}
 	cache := t.TempDir()
 
 	out, err := Overlay(base, files, m, cache, t.Logf)
@@ -37,6 +39,9 @@ func TestOverlayAppendsFilesAndManifestAsASecondArchive(t *testing.T) {
 	records := readArchive(t, writeTemp(t, second))
 	assert.Equal(t, "module", records["pidlab/module/x.ko"])
 	assert.Contains(t, records, "pidlab/module", "the .ko's directory comes before it")
+	modes := archiveModes(t, writeTemp(t, second))
+	assert.Equal(t, uint64(cpio.S_IFREG|0o644), modes["pidlab/module/x.ko"])
+	assert.Equal(t, uint64(cpio.S_IFREG|0o755), modes["pidlab/x.test"], "a test binary stays executable")
 	var gotM guestapi.Manifest
 	require.NoError(t, json.Unmarshal([]byte(records["pidlab/manifest.json"]), &gotM))
 	assert.Equal(t, m, gotM, "the manifest replaces base's")
@@ -65,4 +70,19 @@ func writeTemp(t *testing.T, b []byte) string {
 	p := filepath.Join(t.TempDir(), "archive.cpio")
 	require.NoError(t, os.WriteFile(p, b, 0o644))
 	return p
+}
+
+// archiveModes maps each record's name to its mode.
+func archiveModes(t *testing.T, path string) map[string]uint64 {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(f))
+	require.NoError(t, err)
+	modes := map[string]uint64{}
+	for _, r := range recs {
+		modes[r.Name] = r.Mode
+	}
+	return modes
 }
