@@ -104,7 +104,7 @@ func tempPath(path string) (string, error) {
 // build of the same source, the same local headers and the same flags.
 func CProgram(ctx context.Context, src, outDir string, log *progress.Log) (string, error) {
 	k := contenthash.New()
-	k.Printf("gcc %q\n", cFlags)
+	k.Printf("gcc %q\nmode 0755\n", cFlags)
 	if err := k.File(filepath.Base(src), src); err != nil {
 		return "", err
 	}
@@ -131,6 +131,12 @@ func CProgram(ctx context.Context, src, outDir string, log *progress.Log) (strin
 	defer os.Remove(tmp)
 	if _, err := log.CombinedOutput(ctx, "", nil, "gcc", append(append([]string(nil), cFlags...), "-o", tmp, src)...); err != nil {
 		return "", verdict.Errorf(verdict.BuildFailed, "the guest helper %s did not build: %v", src, detail(err))
+	}
+	// The linker keeps the temporary file's 0600 and adds x: 0711. A
+	// program others cannot read runs undumpable (exec's would_dump()),
+	// so a process of theirs could not read its own /proc entries.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
 	}
 	if err := cacheentry.SealFile(tmp); err != nil {
 		return "", err

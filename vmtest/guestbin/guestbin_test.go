@@ -78,6 +78,9 @@ func TestHelperIsRebuiltWhenItsHeaderChanges(t *testing.T) {
 	same, err := CProgram(t.Context(), src, filepath.Join(dir, "out"), log)
 	require.NoError(t, err)
 	assert.Equal(t, first, same, "nothing changed: the same build")
+	fi, err := os.Stat(first)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o755), fi.Mode().Perm(), "readable by all: a program others cannot read runs undumpable")
 
 	require.NoError(t, os.WriteFile(header, []byte("#define VALUE 2\n"), 0o644))
 	second, err := CProgram(t.Context(), src, filepath.Join(dir, "out"), log)
