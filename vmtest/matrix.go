@@ -77,6 +77,7 @@ func RunKernels(ctx context.Context, c Config, dirs, names []string) []KernelRun
 		configs[i] = c
 		if name != kernelName(c.Kernel) { // c.Kernel may be a custom image with its KDIR
 			configs[i].Kernel, _ = kernel.ParseSelection(name, "")
+			configs[i].Kernel.Patches = c.Kernel.Patches // CheckEnv let them through: every kernel is built
 		}
 		if len(names) > 1 {
 			configs[i].Log = c.Log.Named(name)
