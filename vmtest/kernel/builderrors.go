@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/pidlab/pidlab/vmtest/verdict"
@@ -25,11 +26,13 @@ var (
 	// fileMention is a file named at the start of a line of gcc's:
 	// an error, a note, an "included from".
 	fileMention = regexp.MustCompile(`^(?:In file included from |\s+from )?([^ :]+):\d+(?::\d+)?[:,]`)
+	// noteLine is gcc's note on an error: include/linux/x.h:12:6: note: …
+	noteLine = regexp.MustCompile(`^[^ ]+:\d+:\d+: note:`)
 )
 
 // errorContext is how many lines after an error line belong to it: gcc's
-// quote of the source line, the caret, a note.
-const errorContext = 4
+// quote of the source line and the caret, a note with its own quote.
+const errorContext = 6
 
 // maxErrorLines caps the compiler's errors quoted in a message; the full
 // log has the rest.
@@ -47,7 +50,7 @@ type buildDiagnostic struct {
 func (d buildDiagnostic) files() []string {
 	files := []string{d.File}
 	for _, l := range d.Lines {
-		if m := fileMention.FindStringSubmatch(l); m != nil {
+		if m := fileMention.FindStringSubmatch(l); m != nil && !slices.Contains(files, sourcePath(m[1])) {
 			files = append(files, sourcePath(m[1]))
 		}
 	}
@@ -74,13 +77,37 @@ func buildErrors(log string) (diags []buildDiagnostic, makeErrors []string) {
 		for start > 0 && errorPreamble.MatchString(lines[start-1]) {
 			start--
 		}
-		end := i + 1
-		for end < len(lines) && end <= i+errorContext && belongsToError(lines[end]) {
-			end++
-		}
+		end := errorEnd(lines, i)
 		diags = append(diags, buildDiagnostic{File: sourcePath(m[1]), Lines: lines[start:end]})
 	}
 	return diags, makeErrors
+}
+
+// errorEnd is the end of what gcc says about the error on line i: up to
+// errorContext lines more, up to another error or another job's output.
+// An include chain belongs to the error when a note of it follows ("In
+// file included from kernel/exit.c:70:", "include/linux/x.h:12:6: note:
+// declared here"): it names the header where the trouble began.
+func errorEnd(lines []string, i int) int {
+	end := i + 1
+	for end < len(lines) && end <= i+errorContext {
+		if errorPreamble.MatchString(lines[end]) {
+			j := end
+			for j < len(lines) && errorPreamble.MatchString(lines[j]) {
+				j++
+			}
+			if j == len(lines) || !noteLine.MatchString(lines[j]) {
+				break
+			}
+			end = j + 1
+			continue
+		}
+		if !belongsToError(lines[end]) {
+			break
+		}
+		end++
+	}
+	return end
 }
 
 // belongsToError reports whether a line after an error line is more of

@@ -219,13 +219,13 @@ const maxRejectLines = 40
 // file, and the rejected hunks.
 func patchFailed(p patch, before []patch, source, out, rejects string, cause error) *verdict.Error {
 	problems := patchProblems(out)
+	var prior []string
+	for _, b := range before {
+		prior = append(prior, b.shown())
+	}
 	after := ""
-	if len(before) > 0 {
-		var names []string
-		for _, b := range before {
-			names = append(names, b.shown())
-		}
-		after = " after " + strings.Join(names, ", ")
+	if len(prior) > 0 {
+		after = " after " + strings.Join(prior, ", ")
 	}
 	if len(problems) > 0 && allApplied(problems) {
 		return &verdict.Error{
@@ -247,7 +247,7 @@ func patchFailed(p patch, before []patch, source, out, rejects string, cause err
 	if rejects = strings.TrimRight(rejects, "\n"); rejects != "" {
 		fmt.Fprintf(&b, "\nthe rejected hunks:\n%s", indent(capLines(rejects, maxRejectLines)))
 	}
-	return &verdict.Error{Code: verdict.BuildFailed, Reason: b.String(), Fix: doesNotApplyFix(p, source, after)}
+	return &verdict.Error{Code: verdict.BuildFailed, Reason: b.String(), Fix: doesNotApplyFix(p, source, prior)}
 }
 
 func allApplied(problems []patchProblem) bool {
@@ -279,9 +279,15 @@ func alreadyAppliedFix(p patch, source string) string {
 	return fmt.Sprintf("drop %s from the patches of %s/kernels.toml: %s has that change already", p.Name, DescriptionsDir, source)
 }
 
-func doesNotApplyFix(p patch, source, after string) string {
+// doesNotApplyFix says what to make the patch against: the source with
+// the patches before it (prior) applied.
+func doesNotApplyFix(p patch, source string, prior []string) string {
 	if p.Path != "" {
-		return fmt.Sprintf("make %s against %s%s (the source is /usr/src/%s.tar.xz of that package)", p.Path, source, after, strings.Fields(source)[0])
+		with := ""
+		if len(prior) > 0 {
+			with = " with " + strings.Join(prior, ", ") + " applied"
+		}
+		return fmt.Sprintf("make %s against %s%s (its source: /usr/src/%s.tar.xz of that package)", p.Path, source, with, strings.Fields(source)[0])
 	}
 	return fmt.Sprintf("update %s for %s, or drop it from the patches of %s/kernels.toml", p.shown(), source, DescriptionsDir)
 }
