@@ -147,12 +147,12 @@ func patchedFile(diags []buildDiagnostic, touched map[string][]patch) (string, [
 	return "", nil
 }
 
-// compileFailed is the verdict on a kernel build whose make failed
-// (cause), from its log (kept at logPath). An error in a file a patch
+// compileFailed is the verdict on the build of the kernel name whose make
+// failed (cause), from its log (kept at logPath). An error in a file a patch
 // touches is the patch's: a build failure (2), the compiler's errors
 // quoted. Any other is a setup problem (5): the source builds as Debian
 // ships it, so a broken toolchain or a missing package is likelier.
-func compileFailed(kernel string, cause error, log, logPath string, patches []patch) *verdict.Error {
+func compileFailed(name string, cause error, log, logPath string, patches []patch) *verdict.Error {
 	diags, makeErrors := buildErrors(log)
 	excerpt := errorExcerpt(diags, makeErrors)
 	if file, by := patchedFile(diags, touchedFiles(patches)); file != "" {
@@ -162,12 +162,12 @@ func compileFailed(kernel string, cause error, log, logPath string, patches []pa
 		}
 		return &verdict.Error{
 			Code:   verdict.BuildFailed,
-			Reason: fmt.Sprintf("building the %s kernel with %s failed in %s:\n%s\nfull log: %s", kernel, strings.Join(names, " and "), file, excerpt, logPath),
+			Reason: fmt.Sprintf("building the %s kernel with %s failed in %s:\n%s\nfull log: %s", name, strings.Join(names, " and "), file, excerpt, logPath),
 			Fix:    fmt.Sprintf("fix %s in %s: the compiler's errors are above", file, strings.Join(names, " or ")),
 			Build:  &verdict.BuildFailure{Output: excerpt, FirstError: firstErrorLine(diags)},
 		}
 	}
-	e := verdict.Errorf(verdict.Setup, "building the %s kernel failed: %v\n%s\nfull log: %s", kernel, cause, excerptOrTail(diags, excerpt, log), logPath)
+	e := verdict.Errorf(verdict.Setup, "building the %s kernel failed: %v\n%s\nfull log: %s", name, cause, excerptOrTail(diags, excerpt, log), logPath)
 	if len(diags) > 0 && len(patches) > 0 {
 		e.WithHints("the errors are in files no patch touches (" + diagnosticFiles(diags) + "): a compiler or a host package is likelier at fault, but a patch that changes a header can break a file it does not touch")
 	}

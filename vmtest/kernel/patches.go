@@ -152,20 +152,26 @@ type patchProblem struct {
 	Applied bool // the change is there already
 }
 
+// What GNU patch says, in the C locale.
 var (
-	patchingFile  = regexp.MustCompile(`^patching file (.+)$`)
-	hunkFailed    = regexp.MustCompile(`^Hunk #\d+ FAILED at \d+.*$`)
+	patchingFile = regexp.MustCompile(`^patching file (.+)$`)
+	hunkFailed   = regexp.MustCompile(`^Hunk #\d+ FAILED at \d+.*$`)
+	// patchHeader quotes the header of a file patch cannot find:
+	// "|+++ b/kernel/x.c".
+	patchHeader  = regexp.MustCompile(`^\|(?:\+\+\+|---) (\S+)`)
+	patchCreates = regexp.MustCompile(`^The next patch would create the file (.+),$`)
+)
+
+const (
 	patchReversed = "Reversed (or previously applied) patch detected!"
 	patchNoFile   = "No file to patch."
-	patchContext  = regexp.MustCompile(`^\|(?:\+\+\+|---) (\S+)`)
-	patchCreates  = regexp.MustCompile(`^The next patch would create the file (.+),$`)
 )
 
 // patchProblems reads GNU patch's output (in the C locale): per file, the
 // hunks that failed, a change already there, a file missing.
 func patchProblems(out string) []patchProblem {
 	var problems []patchProblem
-	file, context := "", ""
+	file, missing := "", "" // the file being patched; the one patch cannot find
 	for _, line := range strings.Split(out, "\n") {
 		switch {
 		case patchingFile.MatchString(line):
@@ -174,13 +180,12 @@ func patchProblems(out string) []patchProblem {
 			problems = append(problems, patchProblem{File: file, What: strings.TrimSuffix(line, ".")})
 		case strings.HasPrefix(line, patchReversed):
 			problems = append(problems, patchProblem{File: file, What: `already applied ("` + patchReversed + `")`, Applied: true})
-		case patchContext.MatchString(line):
-			// The header of a file patch cannot find: "|+++ b/kernel/x.c".
-			if name := stripComponent(patchContext.FindStringSubmatch(line)[1]); name != "/dev/null" {
-				context = name
+		case patchHeader.MatchString(line):
+			if name := stripComponent(patchHeader.FindStringSubmatch(line)[1]); name != "/dev/null" {
+				missing = name
 			}
 		case strings.HasPrefix(line, patchNoFile):
-			problems = append(problems, patchProblem{File: context, What: "not in the source tree"})
+			problems = append(problems, patchProblem{File: missing, What: "not in the source tree"})
 		case patchCreates.MatchString(line):
 			name := unquote(patchCreates.FindStringSubmatch(line)[1])
 			problems = append(problems, patchProblem{File: name, What: "the patch creates it, but it is there already", Applied: true})
