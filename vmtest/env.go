@@ -44,6 +44,7 @@ type setting struct {
 var settings = []setting{
 	{Name: kernel.EnvKernel, Takes: kernel.Names() + ", or a bzImage path", Fix: kernel.EnvKernel + "=cloud"}, // with PIDLAB_KDIR: kernel.SelectionFromEnv
 	{Name: kernel.EnvKDIR, Takes: "the build tree of PIDLAB_KERNEL's bzImage"},
+	{Name: kernel.EnvPatches, Takes: "patch files separated by ':', for a kernel built from source"}, // kernel.SelectionFromEnv, then checkPatchedKernels
 	{Name: qemu.EnvAccel, Takes: "kvm or tcg", Fix: qemu.EnvAccel + "=tcg   (or unset: KVM is used when it works)", Check: checkAccel},
 	{Name: EnvTimeout, Takes: "a duration > 0, like 15m or 900 (seconds)", Fix: EnvTimeout + "=15m", Check: checkDuration},
 	{Name: EnvTestTimeout, Takes: "a duration > 0, like 2m or 120 (seconds)", Fix: EnvTestTimeout + "=2m", Check: checkDuration},
@@ -114,7 +115,33 @@ func CheckEnv(repo string) (warnings []string, err error) {
 			return warnings, settingError(s, v, err)
 		}
 	}
-	return warnings, nil
+	return warnings, checkPatchedKernels(env)
+}
+
+// checkPatchedKernels refuses PIDLAB_KERNEL_PATCHES unless every kernel of
+// the run (PIDLAB_KERNELS's, else PIDLAB_KERNEL's) is built from source: a
+// kernel left unpatched in a run that asks for patches would give a
+// verdict that looks like the patches'. env's values are checked already.
+func checkPatchedKernels(env map[string]string) error {
+	if env[kernel.EnvPatches] == "" {
+		return nil
+	}
+	setting, names := kernel.EnvKernel, []string{env[kernel.EnvKernel]}
+	if env[EnvKernels] != "" {
+		setting = EnvKernels
+		names, _ = parseKernels(env[EnvKernels])
+	}
+	var unbuilt []string
+	for _, n := range names {
+		sel, _ := kernel.ParseSelection(n, env[kernel.EnvKDIR])
+		if !sel.IsBuilt() {
+			unbuilt = append(unbuilt, kernelName(sel))
+		}
+	}
+	if len(unbuilt) > 0 {
+		return kernel.NotPatchable(setting, unbuilt)
+	}
+	return nil
 }
 
 // hostSettings names the variables a person sets on the host.

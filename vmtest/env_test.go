@@ -59,6 +59,55 @@ func TestCheckEnvRefusesBadValuesBeforeAnyWork(t *testing.T) {
 	}
 }
 
+// PIDLAB_KERNEL_PATCHES names files that must be there, for kernels that
+// are built from source: every kernel of the run.
+func TestCheckEnvChecksKernelPatches(t *testing.T) {
+	mine := filepath.Join(t.TempDir(), "my.patch")
+	require.NoError(t, os.WriteFile(mine, []byte("--- a/kernel/pid.c\n+++ b/kernel/pid.c\n"), 0o644))
+	missing := filepath.Join(t.TempDir(), "missing.patch")
+	for _, tc := range []struct {
+		env  map[string]string
+		says string // "" for good values
+	}{
+		{map[string]string{"PIDLAB_KERNEL": "debug"}, ""},
+		{map[string]string{EnvKernels: "debug"}, ""}, // PIDLAB_KERNEL is cloud, but the run is on debug only
+		{map[string]string{"PIDLAB_KERNEL": "debug", "PIDLAB_KERNEL_PATCHES": mine + ":" + missing}, "PIDLAB_KERNEL_PATCHES: open " + missing + ": no such file or directory"},
+		{map[string]string{}, "PIDLAB_KERNEL_PATCHES patches the source of a kernel pidlab builds (debug), but cloud (PIDLAB_KERNEL) is not built from source"},
+		{map[string]string{"PIDLAB_KERNEL": "rt"}, "but rt (PIDLAB_KERNEL) is not built from source"},
+		{map[string]string{"PIDLAB_KERNEL": "debug", EnvKernels: "debug,cloud,generic"}, "but cloud, generic (PIDLAB_KERNELS) are not built from source"},
+	} {
+		clearEnv(t)
+		t.Setenv("PIDLAB_KERNEL_PATCHES", mine)
+		for k, v := range tc.env {
+			t.Setenv(k, v)
+		}
+		_, err := CheckEnv("..")
+		if tc.says == "" {
+			assert.NoError(t, err, "%v", tc.env)
+			continue
+		}
+		if assert.Error(t, err, "%v", tc.env) {
+			assert.Equal(t, verdict.Setup, verdict.CodeOf(err), "%v", tc.env)
+			assert.ErrorContains(t, err, tc.says, "%v", tc.env)
+			assert.ErrorContains(t, err, "fix: PIDLAB_KERNEL", "%v", tc.env)
+		}
+	}
+
+	// A bzImage of the user's own has no source to patch either.
+	clearEnv(t)
+	kdir := t.TempDir()
+	image := filepath.Join(kdir, "bzImage")
+	for name, text := range map[string]string{"bzImage": "MZ", "Makefile": "all:\n", "include/config/kernel.release": "6.1.0-mine\n"} {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(kdir, name)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(kdir, name), []byte(text), 0o644))
+	}
+	t.Setenv("PIDLAB_KERNEL", image)
+	t.Setenv("PIDLAB_KDIR", kdir)
+	t.Setenv("PIDLAB_KERNEL_PATCHES", mine)
+	_, err := CheckEnv("..")
+	assert.ErrorContains(t, err, "but "+image+" (PIDLAB_KERNEL) is not built from source")
+}
+
 func TestCheckEnvAcceptsGoodValues(t *testing.T) {
 	clearEnv(t)
 	for name, value := range map[string]string{
@@ -94,7 +143,7 @@ func TestCheckEnvWarnsOfUnknownAndGuestVariables(t *testing.T) {
 	require.Len(t, warnings, 2)
 	assert.Contains(t, warnings[0], "PIDLAB_GUEST is set by pidlab inside the guest")
 	assert.Contains(t, warnings[1], "PIDLAB_KERNAL: not a pidlab setting (a typo?)")
-	assert.Contains(t, warnings[1], "PIDLAB_KERNEL, PIDLAB_KDIR, PIDLAB_ACCEL", "the known ones are listed")
+	assert.Contains(t, warnings[1], "PIDLAB_KERNEL, PIDLAB_KDIR, PIDLAB_KERNEL_PATCHES, PIDLAB_ACCEL", "the known ones are listed")
 	assert.NotContains(t, warnings[1], "PIDLAB_PROFILE_JSON", "guest-side ones are not offered to a host user")
 }
 

@@ -75,9 +75,7 @@ func RunKernels(ctx context.Context, c Config, dirs, names []string) []KernelRun
 	configs := make([]Config, len(names))
 	for i, name := range names {
 		configs[i] = c
-		if name != kernelName(c.Kernel) { // c.Kernel may be a custom image with its KDIR
-			configs[i].Kernel, _ = kernel.ParseSelection(name, "")
-		}
+		configs[i].Kernel = kernelSelection(c.Kernel, name)
 		if len(names) > 1 {
 			configs[i].Log = c.Log.Named(name)
 		}
@@ -122,6 +120,20 @@ func RunKernels(ctx context.Context, c Config, dirs, names []string) []KernelRun
 		}
 	}
 	return all
+}
+
+// kernelSelection is the selection of the matrix's kernel name, given
+// the run's own (sel, from PIDLAB_KERNEL): sel itself when it is that
+// kernel (it may be a custom image with its KDIR), else that kernel with
+// sel's patches (CheckEnv lets patches through only when every kernel of
+// the run is built from source).
+func kernelSelection(sel kernel.Selection, name string) kernel.Selection {
+	if name == kernelName(sel) {
+		return sel
+	}
+	other, _ := kernel.ParseSelection(name, "")
+	other.Patches = sel.Patches
+	return other
 }
 
 // bootKernel boots a prepared kernel and sets the runs of its modules

@@ -117,6 +117,17 @@ func TestKernelsFromEnv(t *testing.T) {
 	}
 }
 
+// Each kernel of a matrix gets the run's patches (PIDLAB_KERNEL_PATCHES);
+// the run's own kernel stays as selected, a custom image with its KDIR.
+func TestKernelSelectionKeepsThePatches(t *testing.T) {
+	patches := []string{"my.patch"}
+	sel := kernel.Selection{Flavour: "cloud", Patches: patches}
+	assert.Equal(t, kernel.Selection{Flavour: "debug", Patches: patches}, kernelSelection(sel, "debug"))
+	custom := kernel.Selection{Image: "/src/linux/arch/x86/boot/bzImage", KDIR: "/src/linux"}
+	assert.Equal(t, custom, kernelSelection(custom, "/src/linux/arch/x86/boot/bzImage"))
+	assert.Equal(t, kernel.Selection{Flavour: "rt"}, kernelSelection(custom, "rt"))
+}
+
 func TestWriteReports(t *testing.T) {
 	r := report.Report{Schema: report.Schema, Profile: "osc10e", ExitCode: 1,
 		Runs: []report.Run{{Module: "m", ModuleDir: "/m", Kernel: "cloud", ExitCode: 1, Outcome: "test failed",

@@ -56,6 +56,9 @@ type SourceBuild struct {
 	Jobs     int                // make -j; 0 for the number of CPUs
 	Fragment string             // the config fragment; empty for the description's
 	Lists    *hostdeps.AptLists // refreshes stale package lists as root; nil for hostdeps.Lists
+	// ExtraPatches are a user's own patch files (PIDLAB_KERNEL_PATCHES),
+	// paths as given, applied after the description's patches, in order.
+	ExtraPatches []string
 }
 
 // sourcePackage is one version of the source package, as apt offers it.
@@ -64,9 +67,6 @@ type sourcePackage struct {
 	File    string // the .deb's name
 	Size    int64
 }
-
-// patch is one of a build's patches: its file name and its text.
-type patch struct{ Name, Text string }
 
 // Provision returns the kernel, building it when the cache has none for
 // this source version, fragment, patches, recipe and compiler. Without apt
@@ -149,7 +149,8 @@ func (d SourceBuild) configure() [][]string {
 	}
 }
 
-// patches reads the description's patches.
+// patches reads the description's patches, then the user's own: the
+// order they are applied in.
 func (d SourceBuild) patches() ([]patch, error) {
 	var ps []patch
 	for _, name := range d.Desc.Patches {
@@ -157,14 +158,20 @@ func (d SourceBuild) patches() ([]patch, error) {
 		if err != nil {
 			return nil, err
 		}
-		ps = append(ps, patch{name, text})
+		ps = append(ps, patch{Name: name, Text: text})
 	}
-	return ps, nil
+	user, err := d.userPatches()
+	if err != nil {
+		return nil, err
+	}
+	return append(ps, user...), nil
 }
 
 // key hashes what the build depends on into a short cache key. A build
 // without patches hashes no word of them, so that the debug kernel's key
-// stayed what it was before kernels had patches.
+// stayed what it was before kernels had patches. A user's patch is hashed
+// by its base name and its text: the key does not depend on where the
+// file lies, and two patches of one base name differ by their text.
 func (d SourceBuild) key(version string, patches []patch, compiler string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s %s\nrecipe %s\n", d.Desc.Source, version, recipeVersion)
@@ -325,7 +332,7 @@ func (d SourceBuild) build(ctx context.Context, src sourcePackage, frag []Option
 	if err != nil {
 		return err
 	}
-	if err := d.applyPatches(ctx, tree, staging, patches); err != nil {
+	if err := d.applyPatches(ctx, tree, staging, src.Version, patches); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(staging, d.fragmentFile()), []byte(d.Fragment), 0o644); err != nil {
@@ -352,7 +359,8 @@ func (d SourceBuild) build(ctx context.Context, src sourcePackage, frag []Option
 	if err := d.compile(ctx, tree, args, jobs, logPath); err != nil {
 		failed := filepath.Join(d.CacheDir, d.dirPrefix()+key+".failed.log")
 		os.Rename(logPath, failed)
-		return verdict.Errorf(verdict.Setup, "building the %s kernel failed: %v\n%s\nfull log: %s", d.Desc.Name, err, tailFile(failed, 30), failed)
+		log, _ := os.ReadFile(failed)
+		return compileFailed(d.Desc.Name, err, string(log), failed, patches)
 	}
 	release, err := os.ReadFile(filepath.Join(tree, "include", "config", "kernel.release"))
 	if err != nil {
@@ -502,33 +510,6 @@ func (p *buildProgress) Line(line string) string {
 		return fmt.Sprintf("compiling the %s kernel (CC %d, about done; now: %s)", p.Kernel, p.cc, p.last)
 	}
 	return fmt.Sprintf("compiling the %s kernel (CC %d/~%d, %d%%; now: %s)", p.Kernel, p.cc, p.Expected, pct, p.last)
-}
-
-// applyPatches applies the build's patches to the source tree, in order.
-func (d SourceBuild) applyPatches(ctx context.Context, tree, staging string, patches []patch) error {
-	for _, p := range patches {
-		file := filepath.Join(staging, filepath.Base(p.Name))
-		if err := os.WriteFile(file, []byte(p.Text), 0o644); err != nil {
-			return err
-		}
-		d.Log.Info("patching the source: %s/%s", DescriptionsDir, p.Name)
-		if _, err := d.Log.CombinedOutput(ctx, tree, nil, "patch", "-p1", "--batch", "--forward", "-i", file); err != nil {
-			return verdict.Errorf(verdict.Setup, "%s/%s does not apply to %s: %s", DescriptionsDir, p.Name, d.Desc.Source, commandDetail(err))
-		}
-	}
-	return nil
-}
-
-func tailFile(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // Option is one line of a config fragment: CONFIG_NAME=value, or

@@ -112,6 +112,18 @@ func Describe(name string) (Description, bool) {
 	return Description{}, false
 }
 
+// BuiltNames lists the names of the kernels built from source, the ones
+// that take patches, for messages: "debug".
+func BuiltNames() string {
+	var names []string
+	for _, d := range Descriptions() {
+		if d.Built() {
+			names = append(names, d.Name)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
 // Names lists the kernels' names, for messages: "cloud, generic, rt, debug".
 func Names() string {
 	var names []string

@@ -30,6 +30,9 @@ type Kernel struct {
 const (
 	EnvKernel = "PIDLAB_KERNEL" // a flavour name, or the path of a bzImage
 	EnvKDIR   = "PIDLAB_KDIR"   // with a bzImage path: its module build tree
+	// EnvPatches lists a user's own patches (paths separated by ':'), for
+	// the source of a kernel pidlab builds, after the description's own.
+	EnvPatches = "PIDLAB_KERNEL_PATCHES"
 )
 
 // DefaultFlavour is the kernel used when nothing is asked for.
@@ -40,13 +43,22 @@ type Selection struct {
 	Flavour string // a kernel's name (kernels/kernels.toml), when Image is empty
 	Image   string // a user's bzImage
 	KDIR    string // its build tree
+	// Patches are the user's own patches for a kernel built from source,
+	// paths as given (PIDLAB_KERNEL_PATCHES), applied in order after the
+	// description's.
+	Patches []string
 }
 
-// SelectionFromEnv reads PIDLAB_KERNEL and PIDLAB_KDIR; a bzImage and its
-// tree must be there (and prepared) before anything is built for them.
+// SelectionFromEnv reads PIDLAB_KERNEL, PIDLAB_KDIR and
+// PIDLAB_KERNEL_PATCHES; a bzImage and its tree, and every patch, must be
+// there before anything is built for them. Which kernels may take the
+// patches is for the caller, who knows the run's kernels (PIDLAB_KERNELS).
 func SelectionFromEnv() (Selection, error) {
 	sel, err := ParseSelection(os.Getenv(EnvKernel), os.Getenv(EnvKDIR))
 	if err != nil {
+		return Selection{}, err
+	}
+	if sel.Patches, err = ParsePatches(os.Getenv(EnvPatches)); err != nil {
 		return Selection{}, err
 	}
 	if sel.Image != "" {
@@ -103,6 +115,9 @@ func Custom(image, kdir string) (*Kernel, error) {
 // Provision returns the selected kernel, fetching Debian's packages into
 // cacheDir when they are not there yet, or building the debug kernel.
 func Provision(ctx context.Context, sel Selection, cacheDir string, log *progress.Log) (*Kernel, error) {
+	if len(sel.Patches) > 0 && !sel.IsBuilt() {
+		return nil, notPatchable(sel)
+	}
 	if sel.Image != "" {
 		return Custom(sel.Image, sel.KDIR)
 	}
@@ -111,7 +126,7 @@ func Provision(ctx context.Context, sel Selection, cacheDir string, log *progres
 		return nil, verdict.Errorf(verdict.Setup, "unknown kernel %q (have %s)", sel.Flavour, Names())
 	}
 	if desc.Built() {
-		return SourceBuild{Desc: desc, CacheDir: filepath.Join(cacheDir, "kernels"), Log: log}.Provision(ctx)
+		return SourceBuild{Desc: desc, CacheDir: filepath.Join(cacheDir, "kernels"), Log: log, ExtraPatches: sel.Patches}.Provision(ctx)
 	}
 	d := Debian{Flavour: sel.Flavour, CacheDir: filepath.Join(cacheDir, "kernels"), Log: log}
 	return d.Provision(ctx)

@@ -211,7 +211,7 @@ func TestBadDescriptionsAreNamed(t *testing.T) {
 }
 
 // A kernel's patches are applied to the source in order; one that does
-// not apply stops the build with its name.
+// not apply stops the build with its name, a build failure (exit 2).
 func TestPatchesApplyInOrder(t *testing.T) {
 	if _, err := exec.LookPath("patch"); err != nil {
 		t.Fatalf("patch is not installed (apt-get install patch): %v", err)
@@ -219,16 +219,17 @@ func TestPatchesApplyInOrder(t *testing.T) {
 	tree, staging := t.TempDir(), t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(tree, "pid.c"), []byte("int a;\nint b;\n"), 0o644))
 	d := SourceBuild{Desc: Description{Name: "syscalls", Source: "linux-source-6.1"}, Log: &progress.Log{W: io.Discard}}
-	first := patch{"one.patch", "--- a/pid.c\n+++ b/pid.c\n@@ -1,2 +1,2 @@\n-int a;\n+int one;\n int b;\n"}
-	second := patch{"two.patch", "--- a/pid.c\n+++ b/pid.c\n@@ -1,2 +1,2 @@\n int one;\n-int b;\n+int two;\n"}
-	require.NoError(t, d.applyPatches(t.Context(), tree, staging, []patch{first, second}))
+	first := patch{Name: "one.patch", Text: "--- a/pid.c\n+++ b/pid.c\n@@ -1,2 +1,2 @@\n-int a;\n+int one;\n int b;\n"}
+	second := patch{Name: "two.patch", Text: "--- a/pid.c\n+++ b/pid.c\n@@ -1,2 +1,2 @@\n int one;\n-int b;\n+int two;\n"}
+	require.NoError(t, d.applyPatches(t.Context(), tree, staging, "6.1.192-2", []patch{first, second}))
 	b, err := os.ReadFile(filepath.Join(tree, "pid.c"))
 	require.NoError(t, err)
 	assert.Equal(t, "int one;\nint two;\n", string(b))
 
-	err = d.applyPatches(t.Context(), tree, staging, []patch{first})
-	assert.Equal(t, verdict.Setup, verdict.CodeOf(err))
-	assert.ErrorContains(t, err, "vmtest/kernel/kernels/one.patch does not apply to linux-source-6.1")
+	// one.patch is in the tree already (two.patch changed its context).
+	err = d.applyPatches(t.Context(), tree, staging, "6.1.192-2", []patch{first})
+	assert.Equal(t, verdict.BuildFailed, verdict.CodeOf(err))
+	assert.ErrorContains(t, err, "vmtest/kernel/kernels/one.patch is already applied to linux-source-6.1 6.1.192-2")
 }
 
 // A patch changes the key; a kernel without patches keeps the key it had
@@ -236,7 +237,7 @@ func TestPatchesApplyInOrder(t *testing.T) {
 func TestPatchesAreInTheKey(t *testing.T) {
 	d := SourceBuild{Desc: Description{Name: "syscalls", Source: "linux-source-6.1", Base: "tinyconfig", Fragment: "x.config"}, Fragment: "CONFIG_KASAN=y\n"}
 	plain := d.key("6.1.192-2", nil, "gcc 12")
-	one := d.key("6.1.192-2", []patch{{"a.patch", "text"}}, "gcc 12")
+	one := d.key("6.1.192-2", []patch{{Name: "a.patch", Text: "text"}}, "gcc 12")
 	assert.NotEqual(t, plain, one)
-	assert.NotEqual(t, one, d.key("6.1.192-2", []patch{{"a.patch", "other text"}}, "gcc 12"), "the patch's text, not only its name")
+	assert.NotEqual(t, one, d.key("6.1.192-2", []patch{{Name: "a.patch", Text: "other text"}}, "gcc 12"), "the patch's text, not only its name")
 }

@@ -155,8 +155,8 @@ func FetchKernel(ctx context.Context, o Options) error {
 	return nil
 }
 
-// BuildDebugKernel builds the debug kernel into the cache (once) and
-// prints where it is.
+// BuildDebugKernel builds the debug kernel into the cache (once), with the
+// user's patches (PIDLAB_KERNEL_PATCHES) if any, and prints where it is.
 func BuildDebugKernel(ctx context.Context, o Options) error {
 	ctx, c, err := start(ctx, o)
 	if err != nil {
@@ -165,7 +165,7 @@ func BuildDebugKernel(ctx context.Context, o Options) error {
 	if err := hostdeps.Ensure(ctx, c.Log, hostdeps.SourceKernel...); err != nil {
 		return fail(verdict.Interrupting(ctx, err, "installing host packages"))
 	}
-	k, err := kernel.Provision(ctx, kernel.Selection{Flavour: kernel.DebugName}, c.CacheDir, c.Log)
+	k, err := kernel.Provision(ctx, kernel.Selection{Flavour: kernel.DebugName, Patches: c.Kernel.Patches}, c.CacheDir, c.Log)
 	if err != nil {
 		return fail(verdict.Interrupting(ctx, err, "building the debug kernel"))
 	}
