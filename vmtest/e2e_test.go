@@ -62,6 +62,8 @@ type want struct {
 	Exit int      `json:"exit"`
 	Says []string `json:"says"` // the verdict's message names the cause
 	Hint string   `json:"hint"` // a check of the validation's report carries a hint saying this
+	// Hints are more hints the report must carry, each in some check.
+	Hints []string `json:"hints"`
 	// Run is a -test.run pattern: the guest tests that catch the bug,
 	// when the module's whole suite is too long to run for each fixture.
 	Run string `json:"run"`
@@ -103,10 +105,52 @@ func TestBrokenModulesAreCaught(t *testing.T) {
 					for _, s := range w.Says {
 						assert.ErrorContains(t, err, s, "the verdict names the cause")
 					}
-					if w.Hint != "" {
-						assertHinted(t, RunReport(k, res, err), w.Hint)
+					for _, h := range append([]string{w.Hint}, w.Hints...) {
+						if h != "" {
+							assertHinted(t, RunReport(k, res, err), h)
+						}
 					}
 				})
+			}
+		})
+	}
+}
+
+// TestBrokenKernelPatchesAreCaught runs a module on a kernel with a buggy
+// patch of its own (module/<name>/testdata/buggy-kernel/<bug>/kernel.patch,
+// applied after the debug kernel's patches, as PIDLAB_KERNEL_PATCHES
+// does): each must get its verdict. Only with the debug kernel, which
+// carries pidlab's system calls: each such kernel is built from a copy of
+// it, minutes rather than a whole build.
+func TestBrokenKernelPatchesAreCaught(t *testing.T) {
+	if os.Getenv(EnvE2EDebug) != "1" {
+		t.Skipf("builds on the debug kernel: set %s=1", EnvE2EDebug)
+	}
+	fixtures, err := filepath.Glob(repoPath(t, "module/*/testdata/buggy-kernel/*/kernel.patch"))
+	require.NoError(t, err)
+	require.NotEmpty(t, fixtures)
+	for _, patch := range fixtures {
+		dir := filepath.Dir(patch)
+		module := filepath.Dir(filepath.Dir(filepath.Dir(dir)))
+		t.Run(filepath.Base(module)+"/"+filepath.Base(dir), func(t *testing.T) {
+			var wants map[string]want
+			b, err := os.ReadFile(filepath.Join(dir, "want.json"))
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(b, &wants))
+			w, ok := wants[kernel.DebugName]
+			require.True(t, ok, "want.json has the debug kernel's verdict")
+			c := e2eConfig(t, module, kernel.DebugName)
+			c.Kernel.Patches = []string{patch}
+			c.TestRun = w.Run
+			res, err := Run(t.Context(), c)
+			assert.Equal(t, w.Exit, int(verdict.CodeOf(err)), "exit code; verdict: %v", err)
+			for _, s := range w.Says {
+				assert.ErrorContains(t, err, s, "the verdict names the cause")
+			}
+			for _, h := range append([]string{w.Hint}, w.Hints...) {
+				if h != "" {
+					assertHinted(t, RunReport(kernel.DebugName, res, err), h)
+				}
 			}
 		})
 	}

@@ -125,10 +125,33 @@ func (d SourceBuild) provision(ctx context.Context) (*Kernel, error) {
 		// no source to build another from.
 		return nil, resolveErr
 	}
-	if err := d.build(ctx, src, frag, patches, key, dir); err != nil {
+	own := patches[:len(patches)-len(d.ExtraPatches)]
+	if parent := d.parentBuild(src.Version, own, cc); parent != "" {
+		err = d.buildOnParent(ctx, src, parent, patches[len(own):], key, dir)
+	} else {
+		err = d.build(ctx, src, frag, patches, key, dir)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return d.ready(dir)
+}
+
+// parentBuild is the cached build of the kernel without the user's
+// patches, which a build with them starts from; "" when there are no user
+// patches or no such build.
+func (d SourceBuild) parentBuild(version string, own []patch, compiler string) string {
+	if len(d.ExtraPatches) == 0 {
+		return ""
+	}
+	dir := filepath.Join(d.CacheDir, d.dirPrefix()+d.key(version, own, compiler))
+	if !usableTree(dir, "building it again", sealBuilt, d.Log) {
+		return ""
+	}
+	if _, err := d.ready(dir); err != nil {
+		return ""
+	}
+	return dir
 }
 
 // dirPrefix starts the name of the build's cache folders: "debug-".
@@ -314,15 +337,8 @@ func modTime(path string) time.Time {
 // half-made tree where a finished one is expected.
 func (d SourceBuild) build(ctx context.Context, src sourcePackage, frag []Option, patches []patch, key, dir string) error {
 	start := time.Now()
-	jobs := d.Jobs
-	if jobs <= 0 {
-		jobs = runtime.NumCPU()
-	}
 	d.Log.Step("building the %s kernel from %s %s (first time only: about 10 minutes on 2 cores)", d.Desc.Name, d.Desc.Source, src.Version)
-	if err := os.MkdirAll(d.CacheDir, 0o755); err != nil {
-		return err
-	}
-	staging, err := os.MkdirTemp(d.CacheDir, "."+d.dirPrefix()+key+".tmp-")
+	staging, err := d.staging(key)
 	if err != nil {
 		return err
 	}
@@ -354,6 +370,47 @@ func (d SourceBuild) build(ctx context.Context, src sourcePackage, frag []Option
 		return droppedError(d.fragmentPath(), dropped, kept)
 	}
 
+	return d.finish(ctx, src, staging, patches, key, dir, start)
+}
+
+// buildOnParent builds the kernel with the user's patches from a copy of
+// the cached build without them (parent): kbuild recompiles what they
+// touch and links again, minutes instead of a whole build.
+func (d SourceBuild) buildOnParent(ctx context.Context, src sourcePackage, parent string, user []patch, key, dir string) error {
+	start := time.Now()
+	d.Log.Step("building the %s kernel with your patches, from a copy of the cached one (%s)", d.Desc.Name, parent)
+	staging, err := d.staging(key)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(staging)
+	d.Log.Info("copying the cached build (1.8 GB)")
+	if _, err := d.Log.CombinedOutput(ctx, "", nil, "cp", "-a", "--reflink=auto", filepath.Join(parent, "linux"), staging); err != nil {
+		return fmt.Errorf("copying %s: %s", parent, commandDetail(err))
+	}
+	if err := d.applyPatches(ctx, filepath.Join(staging, "linux"), staging, src.Version, user); err != nil {
+		return err
+	}
+	return d.finish(ctx, src, staging, user, key, dir, start)
+}
+
+// staging makes the private folder a build is made in, next to where it
+// will be kept.
+func (d SourceBuild) staging(key string) (string, error) {
+	if err := os.MkdirAll(d.CacheDir, 0o755); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(d.CacheDir, "."+d.dirPrefix()+key+".tmp-")
+}
+
+// finish compiles the patched, configured tree in staging, seals it and
+// renames it into place (dir).
+func (d SourceBuild) finish(ctx context.Context, src sourcePackage, staging string, patches []patch, key, dir string, start time.Time) error {
+	jobs := d.Jobs
+	if jobs <= 0 {
+		jobs = runtime.NumCPU()
+	}
+	tree := filepath.Join(staging, "linux")
 	logPath := filepath.Join(staging, "build.log")
 	args := append(append([]string(nil), buildMake[1:]...), fmt.Sprintf("-j%d", jobs))
 	if err := d.compile(ctx, tree, args, jobs, logPath); err != nil {

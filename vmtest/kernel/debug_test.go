@@ -137,17 +137,23 @@ CONFIG_LOCALVERSION="-pidlab-debug"
 func TestDebugKeyIsStableAndCoversItsInputs(t *testing.T) {
 	const frag = "CONFIG_KASAN=y\n"
 	const cc = "gcc (Debian 12.2.0-14+deb12u1) 12.2.0"
-	key := debugKey("6.1.192-2", frag, cc)
+	// The recipe's key, without the description's patches: a golden value
+	// that no patch edit moves.
+	recipeKey := func(version, fragment, compiler string) string {
+		return SourceBuild{Desc: debugDescription(t), Fragment: fragment}.key(version, nil, compiler)
+	}
+	key := recipeKey("6.1.192-2", frag, cc)
 	assert.Len(t, key, 16)
-	assert.Equal(t, key, debugKey("6.1.192-2", frag, cc), "same inputs, same key")
+	assert.Equal(t, key, recipeKey("6.1.192-2", frag, cc), "same inputs, same key")
 	// A golden value: the key must not change by accident (a refactor that
 	// does would rebuild every user's debug kernel). Change it only
 	// with the recipe, and then bump debugRecipeVersion or edit the steps.
 	assert.Equal(t, "03727c5a798274c5", key, "the debug kernel's cache key for fixed inputs")
 
-	assert.NotEqual(t, key, debugKey("6.1.192-3", frag, cc), "a new source version")
-	assert.NotEqual(t, key, debugKey("6.1.192-2", frag+"CONFIG_DEBUG_LIST=y\n", cc), "a changed fragment")
-	assert.NotEqual(t, key, debugKey("6.1.192-2", frag, "gcc 13"), "another compiler")
+	assert.NotEqual(t, key, recipeKey("6.1.192-3", frag, cc), "a new source version")
+	assert.NotEqual(t, key, recipeKey("6.1.192-2", frag+"CONFIG_DEBUG_LIST=y\n", cc), "a changed fragment")
+	assert.NotEqual(t, key, recipeKey("6.1.192-2", frag, "gcc 13"), "another compiler")
+	assert.NotEqual(t, key, debugKey("6.1.192-2", frag, cc), "the description's patches")
 }
 
 func TestPrintURIsGivesTheSourceVersion(t *testing.T) {
@@ -163,6 +169,8 @@ func TestPrintURIsGivesTheSourceVersion(t *testing.T) {
 func TestReadyDebugAndCachedFallback(t *testing.T) {
 	d := SourceBuild{Desc: debugDescription(t), CacheDir: t.TempDir(), Fragment: "CONFIG_KASAN=y\n"}
 	const cc = "gcc 12"
+	patches, err := d.patches()
+	require.NoError(t, err)
 	mk := func(version, key string, ready bool) string {
 		dir := filepath.Join(d.CacheDir, "debug-"+key)
 		require.NoError(t, os.MkdirAll(dir, 0o755))
@@ -171,17 +179,17 @@ func TestReadyDebugAndCachedFallback(t *testing.T) {
 		}
 		return dir
 	}
-	_, err := d.ready(mk("6.1.200-1", debugKey("6.1.200-1", d.Fragment, cc), false))
+	_, err = d.ready(mk("6.1.200-1", debugKey("6.1.200-1", d.Fragment, cc), false))
 	assert.Error(t, err, "a build without its ready marker is not used")
-	dir, _ := d.cachedFallback(nil, cc)
+	dir, _ := d.cachedFallback(patches, cc)
 	assert.Empty(t, dir, "no finished build")
 
 	mk("6.1.190-1", debugKey("6.1.190-1", "CONFIG_OTHER=y\n", cc), true) // another fragment
-	dir, _ = d.cachedFallback(nil, cc)
+	dir, _ = d.cachedFallback(patches, cc)
 	assert.Empty(t, dir, "a build of another fragment is not a fallback")
 
 	want := mk("6.1.192-2", debugKey("6.1.192-2", d.Fragment, cc), true)
-	dir, version := d.cachedFallback(nil, cc)
+	dir, version := d.cachedFallback(patches, cc)
 	assert.Equal(t, want, dir)
 	assert.Equal(t, "6.1.192-2", version)
 
@@ -253,7 +261,12 @@ func debugFragment(t *testing.T) string {
 // debugKey is the debug kernel's cache key for a fragment, without patches.
 func debugKey(version, fragment, compiler string) string {
 	d, _ := Describe(DebugName)
-	return SourceBuild{Desc: d, Fragment: fragment}.key(version, nil, compiler)
+	b := SourceBuild{Desc: d, Fragment: fragment}
+	patches, err := b.patches()
+	if err != nil {
+		panic(err) // embedded; TestPidInfoPatchAddsTheModulesHeader reads them too
+	}
+	return b.key(version, patches, compiler)
 }
 
 // debugMarker is the ready marker of a debug kernel build.

@@ -298,3 +298,25 @@ func TestProvisionRefusesPatchesForAFetchedKernel(t *testing.T) {
 	assert.ErrorContains(t, err, "PIDLAB_KERNEL_PATCHES patches the source of a kernel pidlab builds (debug), but cloud (PIDLAB_KERNEL) is not built from source")
 	assert.ErrorContains(t, err, "fix: PIDLAB_KERNEL=debug PIDLAB_KERNEL_PATCHES=")
 }
+
+// A build with a user's patches starts from the cached build without
+// them, when there is one: the build the description's patches alone make.
+func TestUserPatchesBuildOnTheCachedKernelWithoutThem(t *testing.T) {
+	fix := filepath.Join(t.TempDir(), "fix.patch")
+	require.NoError(t, os.WriteFile(fix, []byte("--- a/kernel/pid.c\n"), 0o644))
+	d := SourceBuild{Desc: debugDescription(t), CacheDir: t.TempDir(), Fragment: "CONFIG_KASAN=y\n", Log: &progress.Log{W: io.Discard}, ExtraPatches: []string{fix}}
+	ps, err := d.patches()
+	require.NoError(t, err)
+	own := ps[:len(ps)-1]
+	assert.Empty(t, d.parentBuild("6.1.192-2", own, "gcc 12"), "nothing cached")
+
+	parent := filepath.Join(d.CacheDir, "debug-"+d.key("6.1.192-2", own, "gcc 12"))
+	require.NoError(t, os.MkdirAll(filepath.Join(parent, "linux/arch/x86/boot"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(parent, "linux/arch/x86/boot/bzImage"), []byte("image"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(parent, readyMarker), []byte(d.marker("6.1.192-pidlab-debug", "6.1.192-2")), 0o644))
+	assert.Equal(t, parent, d.parentBuild("6.1.192-2", own, "gcc 12"), "the build without the user's patch")
+	assert.Empty(t, d.parentBuild("6.1.192-3", own, "gcc 12"), "not one of another source version")
+
+	d.ExtraPatches = nil
+	assert.Empty(t, d.parentBuild("6.1.192-2", ps, "gcc 12"), "no user patches: a build of its own")
+}
