@@ -69,6 +69,31 @@ type want struct {
 	Run string `json:"run"`
 }
 
+// readWants reads a fixture's want.json.
+func readWants(t *testing.T, dir string) map[string]want {
+	t.Helper()
+	var wants map[string]want
+	b, err := os.ReadFile(filepath.Join(dir, "want.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &wants))
+	require.NotEmpty(t, wants)
+	return wants
+}
+
+// check holds a fixture's run on kernel k to what w wants.
+func (w want) check(t *testing.T, k string, res *Result, err error) {
+	t.Helper()
+	assert.Equal(t, w.Exit, int(verdict.CodeOf(err)), "exit code; verdict: %v", err)
+	for _, s := range w.Says {
+		assert.ErrorContains(t, err, s, "the verdict names the cause")
+	}
+	for _, h := range append([]string{w.Hint}, w.Hints...) {
+		if h != "" {
+			assertHinted(t, RunReport(k, res, err), h)
+		}
+	}
+}
+
 // TestBrokenModulesAreCaught runs every module's buggy fixtures
 // (module/<name>/testdata/buggy/<bug>/): each must get its verdict.
 func TestBrokenModulesAreCaught(t *testing.T) {
@@ -80,11 +105,7 @@ func TestBrokenModulesAreCaught(t *testing.T) {
 		dir := filepath.Dir(patch)
 		module := filepath.Dir(filepath.Dir(filepath.Dir(dir)))
 		t.Run(filepath.Base(module)+"/"+filepath.Base(dir), func(t *testing.T) {
-			var wants map[string]want
-			b, err := os.ReadFile(filepath.Join(dir, "want.json"))
-			require.NoError(t, err)
-			require.NoError(t, json.Unmarshal(b, &wants))
-			require.NotEmpty(t, wants)
+			wants := readWants(t, dir)
 			src := patchedModule(t, module, patch)
 			for _, k := range kernels {
 				w, ok := wants[k]
@@ -101,15 +122,7 @@ func TestBrokenModulesAreCaught(t *testing.T) {
 						c.TestTimeout = 45 * time.Second
 					}
 					res, err := Run(t.Context(), c)
-					assert.Equal(t, w.Exit, int(verdict.CodeOf(err)), "exit code; verdict: %v", err)
-					for _, s := range w.Says {
-						assert.ErrorContains(t, err, s, "the verdict names the cause")
-					}
-					for _, h := range append([]string{w.Hint}, w.Hints...) {
-						if h != "" {
-							assertHinted(t, RunReport(k, res, err), h)
-						}
-					}
+					w.check(t, k, res, err)
 				})
 			}
 		})
@@ -133,25 +146,13 @@ func TestBrokenKernelPatchesAreCaught(t *testing.T) {
 		dir := filepath.Dir(patch)
 		module := filepath.Dir(filepath.Dir(filepath.Dir(dir)))
 		t.Run(filepath.Base(module)+"/"+filepath.Base(dir), func(t *testing.T) {
-			var wants map[string]want
-			b, err := os.ReadFile(filepath.Join(dir, "want.json"))
-			require.NoError(t, err)
-			require.NoError(t, json.Unmarshal(b, &wants))
-			w, ok := wants[kernel.DebugName]
+			w, ok := readWants(t, dir)[kernel.DebugName]
 			require.True(t, ok, "want.json has the debug kernel's verdict")
 			c := e2eConfig(t, module, kernel.DebugName)
 			c.Kernel.Patches = []string{patch}
 			c.TestRun = w.Run
 			res, err := Run(t.Context(), c)
-			assert.Equal(t, w.Exit, int(verdict.CodeOf(err)), "exit code; verdict: %v", err)
-			for _, s := range w.Says {
-				assert.ErrorContains(t, err, s, "the verdict names the cause")
-			}
-			for _, h := range append([]string{w.Hint}, w.Hints...) {
-				if h != "" {
-					assertHinted(t, RunReport(kernel.DebugName, res, err), h)
-				}
-			}
+			w.check(t, kernel.DebugName, res, err)
 		})
 	}
 }
@@ -186,17 +187,10 @@ func TestAModuleIsAFolder(t *testing.T) {
 	assert.Equal(t, runs[0].Result.ConsolePath, runs[1].Result.ConsolePath, "one VM, one console")
 
 	fixture := filepath.Join(dir, "testdata", "says-hallo")
-	b, err := os.ReadFile(filepath.Join(fixture, "want.json"))
-	require.NoError(t, err)
-	var wants map[string]want
-	require.NoError(t, json.Unmarshal(b, &wants))
-	w := wants[kernel.DefaultFlavour]
+	w := readWants(t, fixture)[kernel.DefaultFlavour]
+	require.NotEmpty(t, w.Hint, "the fixture's want.json names a hint for cloud")
 	res, err := Run(t.Context(), e2eConfig(t, patchedModule(t, dir, filepath.Join(fixture, "bug.patch")), kernel.DefaultFlavour))
-	assert.Equal(t, w.Exit, int(verdict.CodeOf(err)), "exit code; verdict: %v", err)
-	for _, s := range w.Says {
-		assert.ErrorContains(t, err, s)
-	}
-	assertHinted(t, RunReport(kernel.DefaultFlavour, res, err), w.Hint)
+	w.check(t, kernel.DefaultFlavour, res, err)
 	failed := checkNamed(t, RunReport(kernel.DefaultFlavour, res, err), "TestEntryReadsHello")
 	assert.Equal(t, `"hallo\n"`, failed.Got, "the suite's recorded failure")
 }

@@ -81,6 +81,24 @@ func ErrnoName(err error) string {
 	return err.Error()
 }
 
+// Errno is err's errno: 0 for no error or one that carries none.
+func Errno(err error) unix.Errno {
+	var errno unix.Errno
+	if err == nil || !errors.As(err, &errno) {
+		return 0
+	}
+	return errno
+}
+
+// ErrnoString names errno as ErrnoName does, and 0 "success": what a test
+// compares when a call is to fail with an errno or not at all.
+func ErrnoString(errno unix.Errno) string {
+	if errno == 0 {
+		return "success"
+	}
+	return ErrnoName(errno)
+}
+
 // HelperPath is the path of a module's C helper, which the host names in
 // the environment variable env (its manifest's [[helper]]), checked to be
 // there; source says where it comes from, for the error.

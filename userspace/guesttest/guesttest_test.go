@@ -21,6 +21,14 @@ func TestErrnoNameIsTheCName(t *testing.T) {
 	assert.Equal(t, "short write", ErrnoName(errors.New("short write")), "no errno")
 }
 
+func TestErrnoOfAnErrorAndItsName(t *testing.T) {
+	assert.Equal(t, unix.EPERM, Errno(fmt.Errorf("ioctl: %w", unix.EPERM)), "wrapped")
+	assert.Zero(t, Errno(nil))
+	assert.Zero(t, Errno(errors.New("short write")), "no errno")
+	assert.Equal(t, "success", ErrnoString(0))
+	assert.Equal(t, "EPERM (operation not permitted)", ErrnoString(unix.EPERM))
+}
+
 func TestSuitesRefuseToRunOutsideTheGuest(t *testing.T) {
 	t.Setenv("PIDLAB_GUEST", "")
 	err := inGuest("kill processes")

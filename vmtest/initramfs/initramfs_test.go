@@ -65,18 +65,24 @@ func TestBuildHoldsInitRunnerAndFilesAndIsCached(t *testing.T) {
 // readArchive maps each record name to its content (symlink targets for links).
 func readArchive(t *testing.T, path string) map[string]string {
 	t.Helper()
-	f, err := os.Open(path)
-	require.NoError(t, err)
-	defer f.Close()
-	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(f))
-	require.NoError(t, err)
 	m := map[string]string{}
-	for _, r := range recs {
+	for _, r := range archiveRecords(t, path) {
 		b, err := io.ReadAll(io.NewSectionReader(r, 0, int64(r.FileSize)))
 		require.NoError(t, err)
 		m[r.Name] = string(b)
 	}
 	return m
+}
+
+// archiveRecords reads every record of the archive at path.
+func archiveRecords(t *testing.T, path string) []cpio.Record {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() }) // the records read from it
+	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(f))
+	require.NoError(t, err)
+	return recs
 }
 
 // The archive's key hashes the runner's sources from a fixed list: every

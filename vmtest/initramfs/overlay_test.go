@@ -75,13 +75,8 @@ func writeTemp(t *testing.T, b []byte) string {
 // archiveModes maps each record's name to its mode.
 func archiveModes(t *testing.T, path string) map[string]uint64 {
 	t.Helper()
-	f, err := os.Open(path)
-	require.NoError(t, err)
-	defer f.Close()
-	recs, err := cpio.ReadAllRecords(cpio.Newc.Reader(f))
-	require.NoError(t, err)
 	modes := map[string]uint64{}
-	for _, r := range recs {
+	for _, r := range archiveRecords(t, path) {
 		modes[r.Name] = r.Mode
 	}
 	return modes

@@ -7,7 +7,6 @@
 package guest
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -170,21 +169,6 @@ func query(w way, pid int, max int) (pidInfo, []int, error) {
 func cString(b []byte) string {
 	s, _, _ := strings.Cut(string(b), "\x00")
 	return s
-}
-
-func errnoOf(err error) syscall.Errno {
-	var errno syscall.Errno
-	if err == nil || !errors.As(err, &errno) {
-		return 0
-	}
-	return errno
-}
-
-func errnoString(errno syscall.Errno) string {
-	if errno == 0 {
-		return "success"
-	}
-	return guesttest.ErrnoName(errno)
 }
 
 // ---- what the kernel itself says ----

@@ -168,11 +168,11 @@ func TestGetPidInfoErrors(t *testing.T) {
 			{"-1", -1, unix.EINVAL},
 		} {
 			_, _, err := query(w, tc.pid, 8)
-			assert.Equal(t, errnoString(tc.want), errnoString(errnoOf(err)), "get_pid_info(%d): %s", tc.pid, tc.name)
+			assert.Equal(t, guesttest.ErrnoString(tc.want), guesttest.ErrnoString(guesttest.Errno(err)), "get_pid_info(%d): %s", tc.pid, tc.name)
 		}
 
 		info, children, err := query(w, tree.PID, 2)
-		assert.Equal(t, errnoString(unix.ERANGE), errnoString(errnoOf(err)), "4 children, room for 2")
+		assert.Equal(t, guesttest.ErrnoString(unix.ERANGE), guesttest.ErrnoString(guesttest.Errno(err)), "4 children, room for 2")
 		assert.Equal(t, uint32(4), info.NrChildren, "nr_children says how many there are")
 		assert.Len(t, children, 2, "the first two are written")
 		assert.Subset(t, procChildren(t, tree.PID), children)
@@ -180,19 +180,19 @@ func TestGetPidInfoErrors(t *testing.T) {
 
 		info = pidInfo{Children: 8, ChildrenMax: 4}
 		err = w.Get(tree.PID, &info)
-		assert.Equal(t, errnoString(unix.EFAULT), errnoString(errnoOf(err)), "children at address 8")
+		assert.Equal(t, guesttest.ErrnoString(unix.EFAULT), guesttest.ErrnoString(guesttest.Errno(err)), "children at address 8")
 		info = pidInfo{Children: 8, ChildrenMax: 0}
 		err = w.Get(tree.PID, &info)
-		assert.Equal(t, errnoString(unix.ERANGE), errnoString(errnoOf(err)), "no room, so the address is not used")
+		assert.Equal(t, guesttest.ErrnoString(unix.ERANGE), guesttest.ErrnoString(guesttest.Errno(err)), "no room, so the address is not used")
 
 		if w.Name == "syscall" {
 			_, _, e := unix.Syscall(sysGetPidInfo, 8, uintptr(tree.PID), 0)
-			assert.Equal(t, errnoString(unix.EFAULT), errnoString(e), "info at address 8")
+			assert.Equal(t, guesttest.ErrnoString(unix.EFAULT), guesttest.ErrnoString(e), "info at address 8")
 		} else {
 			_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(deviceFd(t)), ioctlGet, 8)
-			assert.Equal(t, errnoString(unix.EFAULT), errnoString(e), "info at address 8")
+			assert.Equal(t, guesttest.ErrnoString(unix.EFAULT), guesttest.ErrnoString(e), "info at address 8")
 			_, _, e = unix.Syscall(unix.SYS_IOCTL, uintptr(deviceFd(t)), ioctlGet+1, 0)
-			assert.Equal(t, errnoString(unix.ENOTTY), errnoString(e), "another command")
+			assert.Equal(t, guesttest.ErrnoString(unix.ENOTTY), guesttest.ErrnoString(e), "another command")
 		}
 	})
 	assert.Len(t, procChildren(t, tree.PID), 4, "the tree is unchanged")

@@ -82,14 +82,14 @@ func TestFtKillDeliversAsKillDoes(t *testing.T) {
 		byKill := c.next(t)
 		require.Equal(t, fmt.Sprintf("signal %d %d 0 0", sig, os.Getpid()), byKill, "kill(2)'s siginfo: signo, si_pid, si_code SI_USER, si_uid")
 		e := ftKill(c.PID, sig)
-		if !assert.Equal(t, "success", errnoString(e), "ft_kill(%d, %d)", c.PID, sig) {
+		if !assert.Equal(t, "success", guesttest.ErrnoString(e), "ft_kill(%d, %d)", c.PID, sig) {
 			continue
 		}
 		assert.Equal(t, byKill, c.next(t), "ft_kill's siginfo, as kill(2)'s")
 	}
 
 	victim := start(t, nil, "pause")
-	require.Equal(t, "success", errnoString(ftKill(victim.PID, unix.SIGKILL)))
+	require.Equal(t, "success", guesttest.ErrnoString(ftKill(victim.PID, unix.SIGKILL)))
 	guesttest.WaitState(t, victim.PID, "Z")
 }
 
@@ -102,7 +102,7 @@ func TestFtKillChecksWhoAsks(t *testing.T) {
 	hint := "check the sender's permission as kill(2) does: send with kill_pid_info() or group_send_sig_info(), which call check_kill_permission()"
 	for _, sig := range []unix.Signal{unix.SIGTERM, 0} {
 		got := run(t, nobody(), "kill", strconv.Itoa(roots.PID), strconv.Itoa(int(sig)))
-		guesttest.Same(t, fmt.Sprintf("ft_kill(%d, %d) by nobody of root's process", roots.PID, sig), errnoString(unix.EPERM), errnoString(unix.Errno(atoi(t, got[0]))), hint)
+		guesttest.Same(t, fmt.Sprintf("ft_kill(%d, %d) by nobody of root's process", roots.PID, sig), guesttest.ErrnoString(unix.EPERM), guesttest.ErrnoString(unix.Errno(atoi(t, got[0]))), hint)
 	}
 	select {
 	case line := <-roots.lines:
@@ -137,7 +137,7 @@ func TestFtKillProbesAndRefuses(t *testing.T) {
 		{-1, int(unix.SIGTERM), unix.EINVAL},
 	} {
 		_, _, e := unix.Syscall(sysFtKill, uintptr(tc.pid), uintptr(tc.sig), 0)
-		assert.Equal(t, errnoString(tc.want), errnoString(e), "ft_kill(%d, %d)", tc.pid, tc.sig)
+		assert.Equal(t, guesttest.ErrnoString(tc.want), guesttest.ErrnoString(e), "ft_kill(%d, %d)", tc.pid, tc.sig)
 	}
 	guesttest.WaitState(t, alive.PID, "S") // still there, untouched
 }
@@ -179,10 +179,10 @@ func TestFtWaitErrors(t *testing.T) {
 	requirePatchedKernel(t)
 	none := waitFor(t, "ft", "none")
 	assert.Equal(t, -1, none.Ret)
-	assert.Equal(t, errnoString(unix.ECHILD), errnoString(unix.Errno(none.Errno)), "no children")
+	assert.Equal(t, guesttest.ErrnoString(unix.ECHILD), guesttest.ErrnoString(unix.Errno(none.Errno)), "no children")
 	intr := waitFor(t, "ft", "eintr")
 	assert.Equal(t, -1, intr.Ret)
-	assert.Equal(t, errnoString(unix.EINTR), errnoString(unix.Errno(intr.Errno)), "a signal whose handler has no SA_RESTART")
+	assert.Equal(t, guesttest.ErrnoString(unix.EINTR), guesttest.ErrnoString(unix.Errno(intr.Errno)), "a signal whose handler has no SA_RESTART")
 	assert.Greater(t, intr.Wall, 500*time.Millisecond, "it waited for the alarm (1 s)")
 }
 

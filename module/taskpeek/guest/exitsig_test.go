@@ -113,7 +113,7 @@ func TestExitSignalToAGivenProcess(t *testing.T) {
 	station := startDriven(t, nil, "station", "1", fmt.Sprint(int(unix.SIGUSR2)))
 	other := startDriven(t, nil, "mem")
 	errno := other.askErrno("exitsig %d %d", station.PID, int(unix.SIGUSR2))
-	require.Equal(t, errnoString(0), errnoString(errno), "TASKPEEK_EXIT_SIGNAL to the station")
+	require.Equal(t, guesttest.ErrnoString(0), guesttest.ErrnoString(errno), "TASKPEEK_EXIT_SIGNAL to the station")
 	other.close()
 	got, ok := parseReceived(t, station.ask("quiet 20000"))
 	want := received{int(unix.SIGUSR2), other.PID, siUser}
@@ -142,7 +142,7 @@ func TestExitSignalFollowsKillsPermissions(t *testing.T) {
 		{fmt.Sprintf("process %d of the same user", peer.PID), peer.PID, 0},
 	} {
 		errno := asker.askErrno("exitsig %d %d", tc.pid, int(unix.SIGUSR1))
-		guesttest.Same(t, fmt.Sprintf("TASKPEEK_EXIT_SIGNAL by uid 65534 to %s", tc.what), errnoString(tc.errno), errnoString(errno), hint)
+		guesttest.Same(t, fmt.Sprintf("TASKPEEK_EXIT_SIGNAL by uid 65534 to %s", tc.what), guesttest.ErrnoString(tc.errno), guesttest.ErrnoString(errno), hint)
 	}
 }
 
@@ -188,7 +188,7 @@ func TestExitSignalIsReplacedCancelledAndDroppedAtExec(t *testing.T) {
 
 	cancelled := startDriven(t, nil, "mem")
 	require.Zero(t, cancelled.askErrno("exitsig %d %d", peer.PID, usr1))
-	guesttest.Same(t, "TASKPEEK_EXIT_SIGNAL with signal 0 (cancel)", errnoString(0), errnoString(cancelled.askErrno("exitsig 0 0")), "signal 0 cancels")
+	guesttest.Same(t, "TASKPEEK_EXIT_SIGNAL with signal 0 (cancel)", guesttest.ErrnoString(0), guesttest.ErrnoString(cancelled.askErrno("exitsig 0 0")), "signal 0 cancels")
 	cancelled.close()
 	alive(t, peer, "the peer after the request to signal it was cancelled", "signal 0 cancels the caller's request")
 

@@ -60,7 +60,7 @@ func TestHostileIoctls(t *testing.T) {
 			_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), r.cmd, r.bad)
 			err = errno
 		}
-		guesttest.Same(t, r.what, errnoString(r.errno), errnoString(errnoOf(err)), r.hint)
+		guesttest.Same(t, r.what, guesttest.ErrnoString(r.errno), guesttest.ErrnoString(guesttest.Errno(err)), r.hint)
 	}
 
 	// An answer the kernel cannot write back: a request in a read-only page.
@@ -69,7 +69,7 @@ func TestHostileIoctls(t *testing.T) {
 	*req = v2pRequest{VAddr: sliceAddr(page)}
 	require.NoError(t, unix.Mprotect(page, unix.PROT_READ))
 	err := ioctl(fd, ioctlV2P, unsafe.Pointer(req))
-	guesttest.Same(t, "TASKPEEK_V2P with its struct in a read-only page", errnoString(unix.EFAULT), errnoString(errnoOf(err)), "copy_to_user() fails: -EFAULT")
+	guesttest.Same(t, "TASKPEEK_V2P with its struct in a read-only page", guesttest.ErrnoString(unix.EFAULT), guesttest.ErrnoString(guesttest.Errno(err)), "copy_to_user() fails: -EFAULT")
 }
 
 // Bad writes to the files that take a PID: an errno each, and the PID
@@ -104,11 +104,11 @@ func TestHostileWrites(t *testing.T) {
 		require.NoError(t, err)
 		for _, w := range writes {
 			_, err := unix.Write(int(f.Fd()), []byte(w.data))
-			guesttest.Same(t, fmt.Sprintf("write %s to %s", w.what, path), errnoString(w.errno), errnoString(errnoOf(err)),
+			guesttest.Same(t, fmt.Sprintf("write %s to %s", w.what, path), guesttest.ErrnoString(w.errno), guesttest.ErrnoString(guesttest.Errno(err)),
 				"a whole decimal PID of a process, 1 or more, in one write; else -EINVAL (-ESRCH when no process has it)")
 		}
 		_, _, e := unix.Syscall(unix.SYS_WRITE, f.Fd(), 0x10, 4)
-		guesttest.Same(t, "write from pointer 0x10 to "+path, errnoString(unix.EFAULT), errnoString(e), "copy_from_user() fails: -EFAULT")
+		guesttest.Same(t, "write from pointer 0x10 to "+path, guesttest.ErrnoString(unix.EFAULT), guesttest.ErrnoString(e), "copy_from_user() fails: -EFAULT")
 		f.Close()
 		b, err := os.ReadFile(path)
 		require.NoError(t, err)

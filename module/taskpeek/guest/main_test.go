@@ -5,7 +5,6 @@ package guest
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -249,22 +248,6 @@ func v2p(t *testing.T, fd, pid int, vaddr uint64) (v2pRequest, error) {
 func poke(fd int, paddr uint64, value byte) error {
 	req := pokeRequest{PAddr: paddr, Value: value}
 	return ioctl(fd, ioctlPoke, unsafe.Pointer(&req))
-}
-
-// errnoOf is err's errno, 0 for none.
-func errnoOf(err error) syscall.Errno {
-	var errno syscall.Errno
-	if err == nil || !errors.As(err, &errno) {
-		return 0
-	}
-	return errno
-}
-
-func errnoString(errno syscall.Errno) string {
-	if errno == 0 {
-		return "success"
-	}
-	return guesttest.ErrnoName(errno)
 }
 
 // ---- what the kernel itself says ----

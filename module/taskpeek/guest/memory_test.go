@@ -128,6 +128,6 @@ func TestMemoryOfOthersIsForThoseWhoMayTraceThem(t *testing.T) {
 		{"this test (root's)", os.Getpid(), unix.EACCES},
 	} {
 		errno := nobody.askErrno("memory %d", tc.pid)
-		guesttest.Same(t, fmt.Sprintf("read %s of %s as uid 65534", memoryPath, tc.what), errnoString(tc.errno), errnoString(errno), hint)
+		guesttest.Same(t, fmt.Sprintf("read %s of %s as uid 65534", memoryPath, tc.what), guesttest.ErrnoString(tc.errno), guesttest.ErrnoString(errno), hint)
 	}
 }

@@ -80,9 +80,9 @@ func TestPokeWritesTheCallersOwnPage(t *testing.T) {
 func pokeRefused(t *testing.T, fd int, paddr uint64, what string) {
 	t.Helper()
 	err := poke(fd, paddr, 0xa5)
-	if errnoOf(err) != unix.EACCES {
+	if guesttest.Errno(err) != unix.EACCES {
 		guesttest.FailNow(t, guestapi.Failure{Check: fmt.Sprintf("TASKPEEK_POKE of %s (%#x)", what, paddr),
-			Expected: errnoString(unix.EACCES), Got: errnoString(errnoOf(err)), Hint: ownPageHint})
+			Expected: guesttest.ErrnoString(unix.EACCES), Got: guesttest.ErrnoString(guesttest.Errno(err)), Hint: ownPageHint})
 	}
 }
 
@@ -226,7 +226,7 @@ func TestPokeIsRootOnly(t *testing.T) {
 	addr := nobody.mapTouched(1, 0x5a)
 	before := readMem(t, nobody.PID, addr, pageSize)
 	errno := nobody.askErrno("poke %#x 0xa5", physOf(t, nobody.PID, addr))
-	guesttest.Same(t, "TASKPEEK_POKE of its own page by uid 65534", errnoString(unix.EPERM), errnoString(errno),
+	guesttest.Same(t, "TASKPEEK_POKE of its own page by uid 65534", guesttest.ErrnoString(unix.EPERM), guesttest.ErrnoString(errno),
 		"check capable(CAP_SYS_RAWIO) (what /dev/mem asks for) before anything else")
 	unchanged(t, fmt.Sprintf("the page of uid 65534's process %d", nobody.PID), before, readMem(t, nobody.PID, addr, pageSize))
 }

@@ -167,7 +167,7 @@ func TestV2PUnmappedAddress(t *testing.T) {
 	target := startDriven(t, nil, "mem")
 	for _, addr := range []uint64{0, 0x10, 0xffffffff81000000, 1 << 63} {
 		_, err := v2p(t, fd, target.PID, addr)
-		guesttest.Same(t, fmt.Sprintf("TASKPEEK_V2P of unmapped %#x", addr), errnoString(unix.ENXIO), errnoString(errnoOf(err)),
+		guesttest.Same(t, fmt.Sprintf("TASKPEEK_V2P of unmapped %#x", addr), guesttest.ErrnoString(unix.ENXIO), guesttest.ErrnoString(guesttest.Errno(err)),
 			"no VMA at the address (vma_lookup() is NULL): -ENXIO")
 	}
 }
@@ -179,7 +179,7 @@ func TestV2PIsRootOnly(t *testing.T) {
 	addr := nobody.mapTouched(1, 3)
 	words := nobody.ask("v2p 0 %#x", addr)
 	require.Len(t, words, 4)
-	guesttest.Same(t, "TASKPEEK_V2P of its own page by uid 65534", errnoString(unix.EPERM), errnoString(syscall.Errno(atoi(t, words[0]))),
+	guesttest.Same(t, "TASKPEEK_V2P of its own page by uid 65534", guesttest.ErrnoString(unix.EPERM), guesttest.ErrnoString(syscall.Errno(atoi(t, words[0]))),
 		"physical addresses help attacks (rowhammer): check capable(CAP_SYS_ADMIN), as pagemap does")
 	guesttest.Same(t, "the physical address uid 65534 got", "0", words[2], "a refused request writes nothing back")
 }
