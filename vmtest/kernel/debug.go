@@ -385,6 +385,9 @@ func (d SourceBuild) buildOnParent(ctx context.Context, src sourcePackage, paren
 		return err
 	}
 	defer os.RemoveAll(staging)
+	if err := d.trialApply(ctx, filepath.Join(parent, "linux"), staging, src.Version, user); err != nil {
+		return err
+	}
 	d.Log.Info("copying the cached build (1.8 GB)")
 	if _, err := d.Log.CombinedOutput(ctx, "", nil, "cp", "-a", "--reflink=auto", filepath.Join(parent, "linux"), staging); err != nil {
 		return fmt.Errorf("copying %s: %s", parent, commandDetail(err))
@@ -397,6 +400,33 @@ func (d SourceBuild) buildOnParent(ctx context.Context, src sourcePackage, paren
 		return err
 	}
 	return d.finish(ctx, src, staging, user, key, dir, start)
+}
+
+// trialApply applies the user's patches to a copy of just the files they
+// touch, so that one that does not apply says so at once, not after the
+// tree's copy (a minute and more).
+func (d SourceBuild) trialApply(ctx context.Context, parentTree, staging, version string, user []patch) error {
+	trial := filepath.Join(staging, "trial")
+	defer os.RemoveAll(trial)
+	for name := range touchedFiles(user) {
+		b, err := os.ReadFile(filepath.Join(parentTree, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a file the patch makes, or one that is missing: patch says which
+		}
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(trial, name)), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(trial, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(trial, 0o755); err != nil {
+		return err
+	}
+	return d.applyPatchesSaying(ctx, trial, staging, version, user, "trying on the files it touches")
 }
 
 // rebuildObjtool makes the copy's objtool current without making every

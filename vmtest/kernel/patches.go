@@ -117,6 +117,11 @@ func (d SourceBuild) userPatches() ([]patch, error) {
 // source package's version), in order. A patch that does not apply is a
 // build failure naming it, with what GNU patch rejected.
 func (d SourceBuild) applyPatches(ctx context.Context, tree, staging, version string, patches []patch) error {
+	return d.applyPatchesSaying(ctx, tree, staging, version, patches, "patching the source")
+}
+
+// applyPatchesSaying is applyPatches, saying doing for each patch.
+func (d SourceBuild) applyPatchesSaying(ctx context.Context, tree, staging, version string, patches []patch, doing string) error {
 	dir, err := filepath.Abs(filepath.Join(staging, "patches"))
 	if err != nil {
 		return err
@@ -130,7 +135,7 @@ func (d SourceBuild) applyPatches(ctx context.Context, tree, staging, version st
 		if err := os.WriteFile(file, []byte(p.Text), 0o644); err != nil {
 			return err
 		}
-		d.Log.Info("patching the source: %s", p.shown())
+		d.Log.Info("%s: %s", doing, p.shown())
 		// --reject-file wants an absolute path: GNU patch 2.7 opens a
 		// relative one from the patched file's folder.
 		out, err := d.Log.CombinedOutput(ctx, tree, []string{"LC_ALL=C"}, "patch", "-p1", "--batch", "--forward", "--reject-file="+file+".rej", "-i", file)

@@ -320,3 +320,24 @@ func TestUserPatchesBuildOnTheCachedKernelWithoutThem(t *testing.T) {
 	d.ExtraPatches = nil
 	assert.Empty(t, d.parentBuild("6.1.192-2", ps, "gcc 12"), "no user patches: a build of its own")
 }
+
+// A user's patch is tried on a copy of the files it touches before the
+// parent tree is copied: one that does not apply fails at once, and the
+// parent is left as it was.
+func TestUserPatchesAreTriedBeforeTheTreeIsCopied(t *testing.T) {
+	needPatch(t)
+	parent := fakeSource(t)
+	before, err := os.ReadFile(filepath.Join(parent, "kernel/pid.c"))
+	require.NoError(t, err)
+	d := SourceBuild{Desc: Description{Name: "debug", Source: "linux-source-6.1"}, Log: &progress.Log{W: io.Discard}}
+	good := patch{Name: "b.patch", Text: "--- a/kernel/pid.c\n+++ b/kernel/pid.c\n@@ -1,3 +1,3 @@\n int a;\n-int b;\n+int bb;\n int c;\n", Path: "/home/me/b.patch"}
+	bad := patch{Name: "fix.patch", Text: halfApplyingPatch, Path: "my/fix.patch"}
+
+	require.NoError(t, d.trialApply(t.Context(), parent, t.TempDir(), "6.1.192-2", []patch{good}))
+	err = d.trialApply(t.Context(), parent, t.TempDir(), "6.1.192-2", []patch{good, bad})
+	assert.Equal(t, verdict.BuildFailed, verdict.CodeOf(err))
+	assert.ErrorContains(t, err, "kernel/fork.c: Hunk #1 FAILED at 1")
+	after, err := os.ReadFile(filepath.Join(parent, "kernel/pid.c"))
+	require.NoError(t, err)
+	assert.Equal(t, string(before), string(after), "the parent tree is not patched")
+}
