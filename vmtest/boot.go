@@ -190,7 +190,7 @@ type follower struct {
 	progress      time.Time              // when a test last started or ended
 	counted       time.Time              // when printCount last spoke
 
-	phaseStart  time.Time     // when phase began
+	phaseStart  time.Time // when phase began
 	now         func() time.Time
 	moduleLimit time.Duration // for loading or unloading the module
 	flood       verdict.FloodMeter
