@@ -190,9 +190,9 @@ type follower struct {
 	progress      time.Time              // when a test last started or ended
 	counted       time.Time              // when printCount last spoke
 
-	phaseStart  time.Time // when phase began
-	now         func() time.Time
-	moduleLimit time.Duration // for loading or unloading the module
+	phaseStart  time.Time        // when phase began
+	now         func() time.Time // the clock spans are read on: time.Now, or a test's
+	moduleLimit time.Duration    // for loading or unloading the module
 	flood       verdict.FloodMeter
 	lockupSeen  time.Time // when the kernel's first lockup report began
 }
