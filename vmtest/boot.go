@@ -37,7 +37,21 @@ type Result struct {
 	// Figures are what the module's benchmarks measured, the last value
 	// of each.
 	Figures []guestapi.Figure
-	Err     *verdict.Error // nil when everything passed
+	// Boot is how long the VM took to start the guest runner (the same
+	// for every module of a boot); Timeline is where this module's part
+	// of the VM's time went, in order.
+	Boot     time.Duration
+	Timeline []Span
+	Err      *verdict.Error // nil when everything passed
+}
+
+// Span is a stretch of a module's part of the boot, timed from the guest's
+// events as they reach the host (to within the converter's lag, well under
+// a tenth of a second): "load", "suite conformance", "reload" (the module
+// unloaded and loaded between two suites), "unload", "leak scan".
+type Span struct {
+	What string
+	Took time.Duration
 }
 
 // consoleTailLines is how much console a hang or crash report quotes.
@@ -176,8 +190,9 @@ type follower struct {
 	progress      time.Time              // when a test last started or ended
 	counted       time.Time              // when printCount last spoke
 
-	phaseStart  time.Time     // when phase began
-	moduleLimit time.Duration // for loading or unloading the module
+	phaseStart  time.Time        // when phase began
+	now         func() time.Time // the clock spans are read on: time.Now, or a test's
+	moduleLimit time.Duration    // for loading or unloading the module
 	flood       verdict.FloodMeter
 	lockupSeen  time.Time // when the kernel's first lockup report began
 }
@@ -198,7 +213,7 @@ type modulePart struct {
 }
 
 func newFollower(c Config, k *kernel.Kernel, accel qemu.Accel, mods []*PreparedModule, consolePath string) *follower {
-	f := &follower{c: c, kernel: k, accel: accel, moduleLimit: moduleLimit(k, accel)}
+	f := &follower{c: c, kernel: k, accel: accel, moduleLimit: moduleLimit(k, accel), now: time.Now}
 	for _, m := range mods {
 		res := &Result{Kernel: k, Module: m.Module, Planned: m.Planned, Accel: accel, ConsolePath: consolePath}
 		res.Observations.Benchmarks = c.Bench != ""
@@ -370,8 +385,14 @@ func (f *follower) hungBoot() {
 // setPhase records what the guest does now, and since when.
 func (f *follower) setPhase(phase string) {
 	if phase != f.phase {
-		f.phase, f.phaseStart = phase, time.Now()
+		f.phase, f.phaseStart = phase, f.now()
 	}
+}
+
+// span ends a stretch of the current module's part: the time since the
+// phase began.
+func (f *follower) span(what string) {
+	f.cur.res.Timeline = append(f.cur.res.Timeline, Span{What: what, Took: f.now().Sub(f.phaseStart)})
 }
 
 // hungModule stops the VM when loading or unloading the module (and
@@ -494,6 +515,7 @@ func (f *follower) onEvent(line string) {
 		f.runnerStarted = true
 		for _, p := range f.parts {
 			p.res.GuestKernel = ev.Kernel
+			p.res.Boot = f.now().Sub(f.start)
 		}
 		f.setPhase(verdict.PhaseLoading)
 		f.c.Log.Debug("guest runner started on %s after %s", ev.Kernel, time.Since(f.start).Round(time.Millisecond))
@@ -506,6 +528,7 @@ func (f *follower) onEvent(line string) {
 			f.c.Log.Info("module %s did not load: %s", name, ev.Err)
 			return
 		}
+		f.span("load")
 		f.setPhase(verdict.PhaseTesting)
 		f.c.Log.Info("module %s loaded", name)
 	case guestapi.KindTestOutput:
@@ -519,11 +542,13 @@ func (f *follower) onEvent(line string) {
 			p.res.Figures = addFigure(p.res.Figures, *ev.Figure)
 		}
 	case guestapi.KindTestExit:
+		f.span("suite " + strings.TrimSuffix(filepath.Base(ev.Binary), ".test"))
 		if ev.Err != "" && p.tests.Count(verdict.Failed) == 0 {
 			o.BinaryErrs = append(o.BinaryErrs, fmt.Sprintf("test binary %s ended badly: %s", filepath.Base(ev.Binary), ev.Err))
 		}
 		f.setPhase(verdict.PhaseUnloading) // and reloading it for the next test binary
 	case guestapi.KindUnload:
+		f.span("unload")
 		if ev.Err != "" {
 			o.UnloadErr = ev.Err
 			f.c.Log.Info("module %s did not unload: %s", name, ev.Err)
@@ -538,6 +563,7 @@ func (f *follower) onEvent(line string) {
 			return
 		}
 		o.Leaks = ev.Line
+		f.span("leak scan")
 		f.setPhase("ending module " + name + "'s part")
 		f.c.Log.Debug("kmemleak scan after unload: %d report(s)", strings.Count(ev.Line, "unreferenced object"))
 	case guestapi.KindModuleDone:
@@ -601,6 +627,9 @@ func (f *follower) onTestEvent(ev verdict.TestEvent) {
 	case "run":
 		if f.cur.res.BootToFirstTest == 0 {
 			f.cur.res.BootToFirstTest = time.Since(f.start)
+		}
+		if f.phase == verdict.PhaseUnloading {
+			f.span("reload") // a suite's first test: the module is loaded again
 		}
 		f.setPhase(verdict.PhaseTesting) // the module is (re)loaded
 		f.progress = time.Now()

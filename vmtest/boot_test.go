@@ -270,3 +270,47 @@ func TestOneBootJudgesEachModuleOnItsOwn(t *testing.T) {
 	assert.Contains(t, procpid.Err.Reason, "not run: the VM ended during module hello's part of the boot (kernel trouble: ")
 	assert.Empty(t, procpid.Observations.Troubles, "the crash is hello's, not procpid's")
 }
+
+// A module's timeline: each span is the time between the guest's events
+// that bound it, on the follower's clock; the boot is the time to the
+// runner's start.
+func TestTimelineSpansTheGuestsEvents(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	f := testFollowerOf(t, cmd, "procpid")
+	clock := f.start
+	f.now = func() time.Time { return clock }
+	at := func(d time.Duration, ev string) {
+		clock = clock.Add(d)
+		f.onEvent(ev)
+	}
+	at(3*time.Second, `{"kind":"start","kernel":"6.1.0-57-cloud-amd64"}`)
+	at(200*time.Millisecond, `{"kind":"load","module":"procpid"}`)
+	at(5*time.Second, `{"kind":"test-exit","module":"procpid","binary":"/pidlab/conformance.test"}`)
+	clock = clock.Add(300 * time.Millisecond)
+	f.onTestEvent(verdict.TestEvent{Action: "run", Test: "TestChecks"}) // the next suite's first test
+	at(2*time.Second, `{"kind":"test-exit","module":"procpid","binary":"/pidlab/profilecheck.test"}`)
+	at(100*time.Millisecond, `{"kind":"unload","module":"procpid"}`)
+	at(400*time.Millisecond, `{"kind":"leaks","module":"procpid"}`)
+	at(10*time.Millisecond, `{"kind":"module-done","module":"procpid"}`)
+
+	res := f.parts[0].res
+	assert.Equal(t, 3*time.Second, res.Boot)
+	assert.Equal(t, []Span{
+		{"load", 200 * time.Millisecond}, {"suite conformance", 5 * time.Second}, {"reload", 300 * time.Millisecond},
+		{"suite profilecheck", 2 * time.Second}, {"unload", 100 * time.Millisecond}, {"leak scan", 400 * time.Millisecond},
+	}, res.Timeline)
+
+	var out strings.Builder
+	PrintTimes(&progress.Log{W: &out}, []KernelRun{{Module: "procpid", Name: "cloud", Result: res}})
+	assert.Equal(t, "time: boot 3.0 s; procpid 8.0 s (load 0.2, suite conformance 5.0, reload 0.3, suite profilecheck 2.0, unload 0.1, leak scan 0.4)\n", out.String())
+	out.Reset()
+	PrintTimes(&progress.Log{W: &out}, []KernelRun{{Module: "procpid", Name: "cloud", Result: res}, {Module: "procpid", Name: "debug", Result: res}})
+	assert.Contains(t, out.String(), "time on cloud: boot 3.0 s; ")
+	assert.Contains(t, out.String(), "time on debug: boot 3.0 s; ", "a line per kernel")
+
+	run := RunReport("cloud", res, nil)
+	require.Len(t, run.Timeline, 6, "the JSON report holds the timeline")
+	assert.Equal(t, report.Span{What: "suite conformance", Seconds: 5}, run.Timeline[1])
+}

@@ -33,6 +33,9 @@ func RunReport(kernelName string, res *Result, err error) report.Run {
 	run.BootSeconds = res.BootToFirstTest.Seconds()
 	run.VMSeconds = res.VMTime.Seconds()
 	run.Figures = figures(res)
+	for _, s := range res.Timeline {
+		run.Timeline = append(run.Timeline, report.Span{What: s.What, Seconds: s.Took.Seconds()})
+	}
 	o := res.Observations
 	if code == verdict.KernelTrouble || code == verdict.Timeout {
 		run.ConsoleExcerpt = consoleExcerpt(o)

@@ -72,6 +72,7 @@ func RunModules(ctx context.Context, c Config, dirs, kernels []string) (report.R
 	if len(dirs) > 1 {
 		PrintTotal(c.Log, fmt.Sprintf("%d modules", len(dirs)), runs)
 	}
+	PrintTimes(c.Log, runs)
 	return Report(c, runs), runs
 }
 

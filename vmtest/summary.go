@@ -42,6 +42,52 @@ func PrintTotal(log *progress.Log, what string, runs []KernelRun) {
 	}
 }
 
+// PrintTimes prints where each boot's time went, a line per kernel: the
+// boot, then each module's part and its spans. Nothing for runs that never
+// booted.
+func PrintTimes(log *progress.Log, runs []KernelRun) {
+	var kernels []string
+	byKernel := map[string][]KernelRun{}
+	for _, r := range runs {
+		if r.Result == nil || r.Result.Boot == 0 {
+			continue // the guest runner never started
+		}
+		if _, ok := byKernel[r.Name]; !ok {
+			kernels = append(kernels, r.Name)
+		}
+		byKernel[r.Name] = append(byKernel[r.Name], r)
+	}
+	for _, k := range kernels {
+		label := "time"
+		if len(kernels) > 1 {
+			label += " on " + k
+		}
+		log.Line("%s: %s", label, timesLine(byKernel[k]))
+	}
+}
+
+// timesLine is one boot's times: "boot 3.1 s; exitmon 48.4 s (load 0.1,
+// suite exitmon 47.9, unload 0.1, leak scan 0.3); …".
+func timesLine(runs []KernelRun) string {
+	parts := []string{"boot " + seconds(runs[0].Result.Boot) + " s"}
+	for _, r := range runs {
+		var total time.Duration
+		var spans []string
+		for _, s := range r.Result.Timeline {
+			total += s.Took
+			spans = append(spans, s.What+" "+seconds(s.Took))
+		}
+		if len(spans) == 0 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %s s (%s)", r.Module, seconds(total), strings.Join(spans, ", ")))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// seconds is d in seconds, to a tenth.
+func seconds(d time.Duration) string { return fmt.Sprintf("%.1f", d.Seconds()) }
+
 // testCounts are a run's guest tests by outcome; a hung test counts as
 // failed.
 type testCounts struct{ passed, failed, skipped int }

@@ -49,6 +49,17 @@ type Run struct {
 	BootSeconds    float64  `json:"boot_to_first_test_seconds,omitempty"`
 	VMSeconds      float64  `json:"vm_seconds,omitempty"`
 	Figures        []Figure `json:"figures,omitempty"` // what the guest benchmarks measured (go tool mage bench)
+	// Timeline is where the module's part of the VM's time went: its
+	// load, each suite, the reloads between them, the unload, the leak
+	// scan; BootSeconds and VMSeconds frame it.
+	Timeline []Span `json:"timeline,omitempty"`
+}
+
+// Span is a stretch of a module's part of the boot: "load", "suite
+// conformance", "reload", "unload", "leak scan".
+type Span struct {
+	What    string  `json:"what"`
+	Seconds float64 `json:"seconds"`
 }
 
 // Figure is one thing a guest benchmark measured.
