@@ -44,6 +44,7 @@ func RunReport(kernelName string, res *Result, err error) report.Run {
 	quote := kernelQuote(o)
 	run.Checks = append(run.Checks, report.Check{Name: report.CheckBuild, Verdict: report.Pass}, loadCheck(o, crashHint, quote))
 	run.Checks = append(run.Checks, testChecks(res.Tests, crashHint, quote)...)
+	attributeTroubles(run.Checks, o)
 	run.Checks = append(run.Checks, crashedChecks(o, run.Reason, crashHint, quote)...)
 	run.Checks = append(run.Checks, notRunChecks(res.Planned, run.Checks, o)...)
 	clean := cleanCheck(o, run.Reason, crashHint)
@@ -61,8 +62,8 @@ const quoteLines = 10
 // the key lines of the kernel's first report (its headline, RIP and
 // first callers), else the console's last lines.
 func kernelQuote(o verdict.Observations) []string {
-	if len(o.Troubles) > 0 {
-		return o.Troubles[0].KeyLines()
+	if t, ok := o.MainTrouble(); ok {
+		return t.KeyLines()
 	}
 	return o.ConsoleTail[max(0, len(o.ConsoleTail)-quoteLines):]
 }
@@ -144,6 +145,54 @@ func testChecks(tests []verdict.TestResult, crashHint string, quote []string) []
 	return checks
 }
 
+// attributeTroubles gives each kernel report to the check of the test
+// that was running when it appeared (the console's mark): a test that
+// passed while the kernel reported a bug fails with that report, quoted,
+// and its own hint; a failed one gets the quote if it has none. The
+// report that ended the run is the dying checks' (crashedChecks).
+func attributeTroubles(checks []report.Check, o verdict.Observations) {
+	done := map[int]bool{}
+	for _, t := range o.Troubles {
+		i := checkOf(checks, t.Test)
+		if i < 0 || done[i] || t.Kind == "kmemleak" {
+			continue
+		}
+		done[i] = true
+		c := &checks[i]
+		switch c.Verdict {
+		case report.Pass, report.Skip:
+			c.Verdict, c.Expected, c.Got = report.Fail, "no kernel report", "the kernel reported while it ran: "+troubleHeadline(t)
+			c.Hint, c.Console = o.HintFor(t), t.KeyLines()
+		case report.Fail:
+			if len(c.Console) == 0 {
+				c.Console = t.KeyLines()
+			}
+		}
+	}
+}
+
+// checkOf is the index of test's check, or of its innermost parent's that
+// has one; -1 for none.
+func checkOf(checks []report.Check, test string) int {
+	names := verdict.TestAndParents(test)
+	for j := len(names) - 1; j >= 0 && test != ""; j-- {
+		for i, c := range checks {
+			if c.Name == names[j] {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// troubleHeadline is a report's first key line (BUG: …, WARNING: … at).
+func troubleHeadline(t verdict.Trouble) string {
+	if lines := t.KeyLines(); len(lines) > 0 {
+		return lines[0]
+	}
+	return t.Headline()
+}
+
 // firstToFix is the failure a check's row shows: the first with a hint,
 // which names a cause, else the first.
 func firstToFix(failures []guestapi.Failure) (guestapi.Failure, bool) {
@@ -217,8 +266,8 @@ func cleanCheck(o verdict.Observations, reason, hint string) report.Check {
 // key line of its report (BUG: kernel NULL pointer dereference, …, or a
 // WARN's own message), not the "cut here" marker before it.
 func troubleLine(o verdict.Observations, reason string) string {
-	if len(o.Troubles) > 0 {
-		if lines := o.Troubles[0].KeyLines(); len(lines) > 0 {
+	if t, ok := o.MainTrouble(); ok {
+		if lines := t.KeyLines(); len(lines) > 0 {
 			return lines[0]
 		}
 	}
@@ -228,8 +277,8 @@ func troubleLine(o verdict.Observations, reason string) string {
 // consoleExcerpt is the kernel's own report when there is one, else the
 // console's last lines.
 func consoleExcerpt(o verdict.Observations) []string {
-	if len(o.Troubles) > 0 {
-		return strings.Split(strings.TrimRight(o.Troubles[0].Report, "\n"), "\n")
+	if t, ok := o.MainTrouble(); ok {
+		return strings.Split(strings.TrimRight(t.Report, "\n"), "\n")
 	}
 	return o.ConsoleTail
 }

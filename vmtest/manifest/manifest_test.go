@@ -62,6 +62,7 @@ func TestProcpidsHintsForRealKernelReports(t *testing.T) {
 	for name, tc := range map[string]struct {
 		log     string
 		null    bool // the log's first report made a NULL pointer's
+		unmark  bool // as if the console had no test marks: only the events name the tests
 		running []string
 		tests   []verdict.TestResult
 		hint    string
@@ -90,14 +91,22 @@ func TestProcpidsHintsForRealKernelReports(t *testing.T) {
 		// tells it apart from a NULL lookup in the same write handler.
 		"an empty write": {log: "empty-write-zero-size-ptr.log", running: []string{"TestBadInputIsHarmless", "TestBadInputIsHarmless/empty"},
 			hint: "kmalloc(0) returns ZERO_SIZE_PTR"},
-		"the same oops with no input known": {log: "empty-write-zero-size-ptr.log", running: []string{"TestBadInputIsHarmless"},
+		"the same oops with no input known": {log: "empty-write-zero-size-ptr.log", running: []string{"TestBadInputIsHarmless"}, unmark: true,
 			hint: "find_get_pid()/find_vpid() returns NULL"},
+		// The console's mark names the input even when the events lost it.
+		"the same oops, the input known from the console's mark": {log: "empty-write-zero-size-ptr.log", running: []string{"TestBadInputIsHarmless"},
+			hint: "kmalloc(0) returns ZERO_SIZE_PTR"},
 		"not a NULL pointer: pidlab's own hint": {log: "fortify-on-write.log",
 			hint: "the write copies more than its buffer holds"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			o := verdict.Observations{RunnerStarted: true, Troubles: scanLog(t, tc.log), Running: tc.running, Tests: tc.tests, ModuleHints: hints}
 			require.NotEmpty(t, o.Troubles)
+			if tc.unmark {
+				for i := range o.Troubles {
+					o.Troubles[i].Test = ""
+				}
+			}
 			if tc.null {
 				o.Troubles[0].Report = strings.Replace(o.Troubles[0].Report,
 					"kernel BUG at lib/string_helpers.c:1027!", "BUG: kernel NULL pointer dereference, address: 0000000000000008", 1)

@@ -3,12 +3,17 @@ package verdict
 import (
 	"regexp"
 	"strings"
+
+	"github.com/pidlab/pidlab/userspace/guestapi"
 )
 
 // Trouble is a kernel report found on the console.
 type Trouble struct {
 	Kind   string // "Oops", "BUG", "WARNING", …
 	Report string // the report's first lines, as the kernel printed them
+	// Test is the test the guest had marked on the console when the report
+	// began (guestapi.TestMark): the one it belongs to; "" for none.
+	Test string
 }
 
 // Headline names the report in a verdict: "kernel Oops", "kernel panic".
@@ -60,6 +65,7 @@ func IsLockup(kind string) bool { return lockupKinds[kind] }
 // ConsoleScanner watches console lines for kernel reports.
 type ConsoleScanner struct {
 	Troubles []Trouble
+	marked   string   // the test last marked on the console, "" for none
 	current  *strings.Builder // the report being collected
 	left     int
 	preamble []string // lines since a "cut here" marker: a WARN's own message comes before its WARNING: line
@@ -81,11 +87,17 @@ func (s *ConsoleScanner) Lockup() (*Trouble, bool) {
 func (s *ConsoleScanner) Scan(line string) {
 	line = strings.TrimRight(line, "\r")
 	text := timestamp.ReplaceAllString(line, "")
+	if m := guestapi.TestMark.FindStringSubmatch(text); m != nil {
+		s.marked = m[1]
+		if s.marked == guestapi.NoTest {
+			s.marked = ""
+		}
+	}
 	if kind := troubleKind(text); kind != "" {
 		// What follows the start of a report (its Oops line, Call Trace,
 		// the panic it causes) belongs to the report being quoted.
 		if s.current == nil {
-			s.Troubles = append(s.Troubles, Trouble{Kind: kind})
+			s.Troubles = append(s.Troubles, Trouble{Kind: kind, Test: s.marked})
 			if IsLockup(kind) && s.lockup == 0 {
 				s.lockup = len(s.Troubles)
 			}

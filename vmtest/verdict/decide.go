@@ -73,20 +73,81 @@ func (o Observations) running() []string {
 	return names
 }
 
+// fatalKinds are the reports that kill the task that hits them (and, in
+// pidlab's guest, the run): the others (a WARN, lockdep, KASAN, sleeping
+// in atomic context) are printed and the kernel goes on.
+var fatalKinds = map[string]bool{"Oops": true, "general protection fault": true, "BUG": true, "kernel panic": true}
+
+// MainTrouble is the kernel report a verdict is about: the one that ended
+// the run, else the first. When the guest died, that is its first fatal
+// report (the oopses and the panic after it are its consequences); when
+// the host stopped a locked-up guest, the first lockup report. An earlier
+// report (an RCU warning in another test) did not kill the guest: it
+// stays its own test's.
+func (o Observations) MainTrouble() (Trouble, bool) {
+	if len(o.Troubles) == 0 {
+		return Trouble{}, false
+	}
+	find := func(is func(kind string) bool) (Trouble, bool) {
+		for _, t := range o.Troubles {
+			if is(t.Kind) {
+				return t, true
+			}
+		}
+		return Trouble{}, false
+	}
+	switch {
+	case o.Stopped != "":
+		if t, ok := find(IsLockup); ok {
+			return t, true
+		}
+	case !o.Done:
+		if t, ok := find(func(kind string) bool { return fatalKinds[kind] }); ok {
+			return t, true
+		}
+	}
+	return o.Troubles[0], true
+}
+
+// HintFor is the likely cause of report t, matched against the test that
+// was running when it appeared (with its parents), or, for a report no
+// test was marked for, the tests running at the end.
+func (o Observations) HintFor(t Trouble) string {
+	running := o.running()
+	if t.Test != "" {
+		running = TestAndParents(t.Test)
+	}
+	return troubleHint(t, running, o.ModuleHints)
+}
+
+// TestAndParents is a test's name with its parents', outermost first:
+// TestA, TestA/b for TestA/b.
+func TestAndParents(name string) []string {
+	var names []string
+	parts := strings.Split(name, "/")
+	for i := range parts {
+		names = append(names, strings.Join(parts[:i+1], "/"))
+	}
+	return names
+}
+
 // Decide turns observations into a verdict: nil when everything passed.
 // Kernel trouble outranks a hang (a hung test after an oops is the oops's
 // fault), and a hang outranks failed tests.
 func Decide(o Observations) *Error {
-	if len(o.Troubles) > 0 && !o.onlyLeakNotice() {
-		t := o.Troubles[0]
-		msg := fmt.Sprintf("%s:\n%s%s", t.Headline(), indent(t.Report), moreTroubles(o.Troubles[1:]))
+	if t, ok := o.MainTrouble(); ok && !o.onlyLeakNotice() {
+		msg := fmt.Sprintf("%s:\n%s%s", t.Headline(), indent(t.Report), moreTroubles(o.Troubles, t))
 		if o.Stopped != "" {
 			msg += "\n" + o.Stopped
 		}
-		if o.Flooded { // the flood may have caused the report: printing from a loop starves the CPU
-			return Errorf(KernelTrouble, "%s", msg).WithHints(hintFlood, firstTroubleHint(o))
+		hint := o.HintFor(t)
+		if hint == "" {
+			hint = firstTroubleHint(o)
 		}
-		return Errorf(KernelTrouble, "%s", msg).WithHints(firstTroubleHint(o))
+		if o.Flooded { // the flood may have caused the report: printing from a loop starves the CPU
+			return Errorf(KernelTrouble, "%s", msg).WithHints(hintFlood, hint)
+		}
+		return Errorf(KernelTrouble, "%s", msg).WithHints(hint)
 	}
 	if o.Leaks != "" {
 		n := strings.Count(o.Leaks, "unreferenced object")
@@ -228,15 +289,18 @@ func firstLines(s string, n int) string {
 	return strings.Join(lines[:n], "") + "…"
 }
 
-func moreTroubles(ts []Trouble) string {
-	if len(ts) == 0 {
+// moreTroubles names the reports other than main, in their order.
+func moreTroubles(ts []Trouble, main Trouble) string {
+	var kinds []string
+	for _, t := range ts {
+		if t != main {
+			kinds = append(kinds, t.Kind)
+		}
+	}
+	if len(kinds) == 0 {
 		return ""
 	}
-	kinds := make([]string, len(ts))
-	for i, t := range ts {
-		kinds[i] = t.Kind
-	}
-	return fmt.Sprintf("\n(and %d more report(s): %s)", len(ts), strings.Join(kinds, ", "))
+	return fmt.Sprintf("\n(and %d more report(s): %s)", len(kinds), strings.Join(kinds, ", "))
 }
 
 func indent(s string) string {

@@ -257,3 +257,59 @@ func TestBenchmarksEndWithoutAResultEvent(t *testing.T) {
 	assert.Empty(t, ts.Add(TestEvent{Action: "pass"}), "a running test is no benchmark: it stays running")
 	assert.Equal(t, []string{"TestD"}, ts.Running())
 }
+
+// Each report belongs to the test the guest had marked on the console when
+// it began, a subtest's mark included; a report before any mark has none.
+func TestReportsKnowTheirTest(t *testing.T) {
+	empty := scanFile(t, "testdata/empty-write-zero-size-ptr.log")
+	require.NotEmpty(t, empty)
+	assert.Equal(t, "TestBadInputIsHarmless/empty", empty[0].Test, "the empty write's oops")
+	kprobe := scanFile(t, "testdata/kprobe-left-registered.log")
+	require.Len(t, kprobe, 3)
+	for _, tr := range kprobe {
+		assert.Equal(t, "TestSmallRingCountsWhatItDrops", tr.Test, "%s", tr.Kind)
+	}
+	sleep := scanFile(t, "testdata/sleep-in-kprobe-handler.log")
+	require.NotEmpty(t, sleep)
+	assert.Equal(t, "", sleep[0].Test, "a report before the first mark")
+
+	var s ConsoleScanner
+	for _, line := range []string{"[ 1.0] pidlab: test TestA", "[ 1.1] pidlab: test -", "[ 1.2] WARNING: CPU: 0 PID: 1 at x.c:1 f+0x1/0x2"} {
+		s.Scan(line)
+	}
+	assert.Equal(t, "", s.Troubles[0].Test, "a report after the runner's no-test mark")
+}
+
+// The report a verdict is about is the one that killed the guest: in a
+// real log, a WARN (register_kprobe finding a stale probe) came first and
+// a page fault killed the guest after it; the verdict, its hint and the
+// dying check name the page fault. A run that ended on its own is about
+// its first report.
+func TestMainTroubleIsTheFatalOne(t *testing.T) {
+	troubles := scanFile(t, "testdata/kprobe-left-registered.log")
+	require.Equal(t, "WARNING", troubles[0].Kind)
+	died := Observations{RunnerStarted: true, Troubles: troubles}
+	main, ok := died.MainTrouble()
+	require.True(t, ok)
+	assert.Equal(t, "Oops", main.Kind)
+	assert.Contains(t, main.Report, "BUG: unable to handle page fault for address: ffffffffc0369108")
+	assert.Equal(t, troubles[1], main, "the first fatal report, not the oops it set off after")
+	v := Decide(died)
+	require.NotNil(t, v)
+	assert.True(t, strings.HasPrefix(v.Error(), "kernel Oops:"), "the verdict's headline: %s", firstLineOf(v.Error()))
+	assert.Contains(t, v.Error(), "(and 2 more report(s): WARNING, Oops)")
+
+	done := died
+	done.Done = true
+	main, _ = done.MainTrouble()
+	assert.Equal(t, troubles[0], main, "a run that ended on its own: the first report")
+
+	var none Observations
+	_, ok = none.MainTrouble()
+	assert.False(t, ok)
+}
+
+func firstLineOf(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
