@@ -65,7 +65,7 @@ func IsLockup(kind string) bool { return lockupKinds[kind] }
 // ConsoleScanner watches console lines for kernel reports.
 type ConsoleScanner struct {
 	Troubles []Trouble
-	marked   string   // the test last marked on the console, "" for none
+	marked   string           // the test last marked on the console, "" for none
 	current  *strings.Builder // the report being collected
 	left     int
 	preamble []string // lines since a "cut here" marker: a WARN's own message comes before its WARNING: line
