@@ -221,6 +221,9 @@ func TestValidateOSC10e(t *testing.T) {
 		// An empty write oopses on kmalloc(0)'s ZERO_SIZE_PTR: the crash is
 		// the empty write's, named with its cause, not a NULL task's.
 		{"empty-write", verdict.KernelTrouble, "TestBadInputIsHarmless/empty", "ZERO_SIZE_PTR"},
+		// A read that returns the record's length without copying it:
+		// the bytes are the reader's own (its guard byte), not a layout.
+		{"read-without-copy", verdict.TestFailed, "TestRecordFields/init", "returned more bytes than it copied"},
 		// The user's buffer printed with %s: with SMAP, a page fault at a
 		// user address in the first write, named as a __user pointer.
 		{"user-pointer-printed", verdict.KernelTrouble, "TestRecordFields/init", "copy_from_user()"},

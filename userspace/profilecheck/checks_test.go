@@ -22,6 +22,8 @@ import (
 
 // Hints for the bugs these checks are built to catch.
 const (
+	unwrittenHint = "the read handler returned more bytes than it copied to the user's buffer: copy_to_user() the record " +
+		"(simple_read_from_buffer() does it and advances *ppos) and return the count copied; printk() writes to the kernel log, not to the reader"
 	pposHint       = "the read handler ignores *ppos (the file offset): return 0 once *ppos is past the record and advance *ppos by what you copied; simple_read_from_buffer() or seq_file do both"
 	countHint      = "the read handler ignores count: copy at most count bytes (simple_read_from_buffer() does), or it writes past the reader's buffer"
 	staticFlagHint = "the read handler keeps end-of-file state in a static or global variable (like `completed`), which a reader that stops early leaves set for the next reader: decide end of file from *ppos instead"
@@ -110,6 +112,9 @@ func checkFields(t *testing.T, pid int) {
 // parseRecord fails the test unless o is one record in the profile's layout.
 func parseRecord(t *testing.T, o readOutcome) map[string]string {
 	t.Helper()
+	if o.Unwritten > 0 {
+		fatal(t, "reading the record", "every byte a read returns written by the module", o.String(), unwrittenHint)
+	}
 	if o.Err != nil || !o.EOF {
 		hint := ""
 		if o.Err == nil {

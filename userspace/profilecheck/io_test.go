@@ -22,16 +22,26 @@ const (
 	maxBytes = 1 << 20
 )
 
+// guardByte fills each read buffer before the read: no text record has
+// it, so a byte of it among the bytes a read returned is one the module
+// counted but never wrote (a read that returns a length without
+// copy_to_user()).
+const guardByte = 0xff
+
 // readOutcome is what reading the entry until end of file gave.
 type readOutcome struct {
-	Text  string
-	Reads int  // read(2) calls that returned data
-	EOF   bool // a read returned 0
-	Err   error
+	Text      string
+	Reads     int  // read(2) calls that returned data
+	EOF       bool // a read returned 0
+	Err       error
+	Unwritten int // bytes returned that still held guardByte
 }
 
 func (o readOutcome) String() string {
 	switch {
+	case o.Unwritten > 0:
+		return fmt.Sprintf("%d of the %d bytes read were never written by the module (they still hold the reader's guard byte %#x)",
+			o.Unwritten, len(o.Text), guardByte)
 	case o.Err != nil:
 		return fmt.Sprintf("read failed after %d bytes: %v", len(o.Text), guesttest.ErrnoName(o.Err))
 	case !o.EOF:
@@ -57,6 +67,9 @@ func readFD(fd, size int) readOutcome {
 	var text bytes.Buffer
 	buf := make([]byte, size)
 	for o.Reads < maxReads && text.Len() < maxBytes {
+		for i := range buf {
+			buf[i] = guardByte
+		}
 		n, err := unix.Read(fd, buf)
 		if err != nil {
 			o.Err = err
@@ -67,6 +80,7 @@ func readFD(fd, size int) readOutcome {
 			break
 		}
 		o.Reads++
+		o.Unwritten += bytes.Count(buf[:n], []byte{guardByte})
 		text.Write(buf[:n])
 	}
 	o.Text = text.String()
