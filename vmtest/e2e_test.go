@@ -206,32 +206,44 @@ func TestValidateOSC10e(t *testing.T) {
 		exit    verdict.Code
 		check   string // the check that fails
 		hint    string // in its hint
+		optIn   bool   // with the profile's opt-in checks turned on
 	}{
-		{"", verdict.Pass, "", ""},
-		{"static-eof-flag", verdict.TestFailed, "TestSecondReaderAfterEarlyStop/first-read-4096-bytes", "static or global variable"},
-		{"ignored-count", verdict.TestFailed, "TestSmallReadsAreNotOverrun", "ignores count"},
-		{"task-state", verdict.BuildFailed, report.CheckBuild, "renamed __state"},
+		{"", verdict.Pass, "", "", false},
+		{"static-eof-flag", verdict.TestFailed, "TestSecondReaderAfterEarlyStop/first-read-4096-bytes", "static or global variable", false},
+		{"ignored-count", verdict.TestFailed, "TestSmallReadsAreNotOverrun", "ignores count", false},
+		{"task-state", verdict.BuildFailed, report.CheckBuild, "renamed __state", false},
 		// The entry is missing: its check alone fails, naming the entry the
 		// module made; the checks that need it are skipped.
-		{"wrong-entry", verdict.TestFailed, "TestEntryExists", "the module created /proc/pidinfo instead"},
+		{"wrong-entry", verdict.TestFailed, "TestEntryExists", "the module created /proc/pidinfo instead", false},
 		// Both of the textbook starter's bugs: dd bs=4 leaves the static
 		// flag set, and the next check's baseline read is empty, which
 		// must fail with the flag's hint (it once passed as "the record").
-		{"textbook-starter", verdict.TestFailed, "TestSecondReaderAfterEarlyStop", "static or global variable"},
+		{"textbook-starter", verdict.TestFailed, "TestSecondReaderAfterEarlyStop", "static or global variable", false},
 		// An empty write oopses on kmalloc(0)'s ZERO_SIZE_PTR: the crash is
 		// the empty write's, named with its cause, not a NULL task's.
-		{"empty-write", verdict.KernelTrouble, "TestBadInputIsHarmless/empty", "ZERO_SIZE_PTR"},
+		{"empty-write", verdict.KernelTrouble, "TestBadInputIsHarmless/empty", "ZERO_SIZE_PTR", false},
 		// A read that returns the record's length without copying it:
 		// the bytes are the reader's own (its guard byte), not a layout.
-		{"read-without-copy", verdict.TestFailed, "TestRecordFields/init", "returned more bytes than it copied"},
+		{"read-without-copy", verdict.TestFailed, "TestRecordFields/init", "returned more bytes than it copied", false},
+		// A write past 4 MiB into an unchecked kmalloc(count): the page
+		// allocator's warning is the big write's check's, with its cause;
+		// the kernel goes on.
+		{"unchecked-kmalloc", verdict.KernelTrouble, "TestBigWrite", "kmalloc(count)", false},
+		// The textbook's 0666 entry and -1 for bad input: nothing under
+		// osc10e as it is, a FAIL with a hint each when a course opts in.
+		{"world-writable-eperm", verdict.Pass, "", "", false},
+		{"world-writable-eperm", verdict.TestFailed, "TestEntryMode", "writable by every user", true},
 		// The user's buffer printed with %s: with SMAP, a page fault at a
 		// user address in the first write, named as a __user pointer.
-		{"user-pointer-printed", verdict.KernelTrouble, "TestRecordFields/init", "copy_from_user()"},
+		{"user-pointer-printed", verdict.KernelTrouble, "TestRecordFields/init", "copy_from_user()", false},
 	}
 	for _, tc := range cases {
 		name := tc.variant
 		if name == "" {
 			name = "correct"
+		}
+		if tc.optIn {
+			name += "/opt-in-checks"
 		}
 		t.Run(name, func(t *testing.T) {
 			patch := ""
@@ -240,15 +252,23 @@ func TestValidateOSC10e(t *testing.T) {
 			}
 			c := e2eConfig(t, patchedModule(t, repoPath(t, "module/testdata/osc10e"), patch), kernel.DefaultFlavour)
 			c.Profile = prof
+			if tc.optIn {
+				p := *prof
+				p.Checks = profile.AllChecks
+				c.Profile = &p
+			}
 			res, err := Run(t.Context(), c)
 			run := RunReport(kernel.DefaultFlavour, res, err)
 			require.Equal(t, tc.exit, verdict.CodeOf(err), "verdict: %v", err)
 			if tc.exit == verdict.Pass {
-				assert.Equal(t, "12 passed, 0 failed", run.Score(), "every check of the profile ran and passed")
+				assert.Equal(t, "13 passed, 0 failed, 2 skipped", run.Score(), "every check of the profile ran and passed; the opt-in ones skip")
 				return
 			}
 			failed := checkNamed(t, run, tc.check)
-			if tc.exit == verdict.KernelTrouble {
+			if tc.variant == "unchecked-kmalloc" {
+				assert.Equal(t, report.Fail, failed.Verdict, "the check during which the kernel warned")
+				assert.Contains(t, failed.Got, "WARNING", "the warning, quoted")
+			} else if tc.exit == verdict.KernelTrouble {
 				assert.Equal(t, report.Error, failed.Verdict, "the check the kernel died in")
 			} else {
 				assert.Equal(t, report.Fail, failed.Verdict)
@@ -263,6 +283,12 @@ func TestValidateOSC10e(t *testing.T) {
 				for _, in := range []string{"letters", "NUL", "two-numbers", "4096-digits"} {
 					assert.Equal(t, report.Pass, checkNamed(t, run, "TestBadInputIsHarmless/"+in).Verdict, "an input written before the crash")
 				}
+			}
+			if tc.optIn {
+				errno := checkNamed(t, run, "TestBadInputIsHarmless/letters")
+				assert.Equal(t, report.Fail, errno.Verdict)
+				assert.Contains(t, errno.Got, "EPERM")
+				assert.Contains(t, errno.Hint, "return -1 reaches the caller as -EPERM")
 			}
 			if tc.variant == "wrong-entry" {
 				assert.Equal(t, "4 passed, 1 failed, 7 skipped", run.Score(), "one failure, not a cascade: the module builds, loads, unloads and the kernel stays clean")

@@ -25,7 +25,7 @@ type Profile struct {
 	Description string   `toml:"description" json:"description"`
 	Entry       string   `toml:"entry" json:"entry"`   // the /proc file, e.g. /proc/pid
 	Write       string   `toml:"write" json:"write"`   // how a PID is written: a format with one %d
-	Checks      []string `toml:"checks" json:"checks"` // robustness checks that apply (AllChecks); empty: all
+	Checks      []string `toml:"checks" json:"checks"` // robustness checks that apply (AllChecks); empty: all but OptInChecks
 	Suites      []string `toml:"suites" json:"suites"` // the module's suites it asks for (by_profile in its manifest): procpid's "conformance"
 	// Module names the folder under module/ whose manifest (pidlab.toml)
 	// gives the suites and helpers that check a folder without one
@@ -66,21 +66,36 @@ const (
 	CheckSecondReader    = "second-reader"     // a reader after one that stopped early gets the record
 	CheckMissingPID      = "missing-pid"       // a PID with no process is refused or reported, not crashed on
 	CheckBadInput        = "bad-input"         // garbage writes get an errno or are consumed, and the module lives on
+	CheckBigWrite        = "big-write"         // a write past 4 MiB gets an errno (no kmalloc(count) warning or oops)
+
+	// Opt-in: a course turns these on by naming them in checks.
+	CheckEntryMode     = "entry-mode"      // no user but root may write the entry (not 0666)
+	CheckBadInputErrno = "bad-input-errno" // bad input is EINVAL or ERANGE, not -1 (EPERM) or another errno
 )
 
 // AllChecks are the robustness checks a profile may choose from, in the
 // order the guest runs them. Loading, unloading and a clean kernel (no
 // oops, warning, leak or new taint) are judged for every profile.
-var AllChecks = []string{CheckReadBeforeWrite, CheckEOF, CheckSmallReads, CheckSecondReader,
-	CheckMissingPID, CheckBadInput}
+var AllChecks = []string{CheckEntryMode, CheckReadBeforeWrite, CheckEOF, CheckSmallReads, CheckSecondReader,
+	CheckMissingPID, CheckBadInput, CheckBadInputErrno, CheckBigWrite}
+
+// OptInChecks apply only to a profile that names them: they judge
+// choices the textbooks' own code makes (the OSC starter creates its
+// entry 0666 and returns -1 for bad input), which a course may still want
+// to mark down.
+var OptInChecks = []string{CheckEntryMode, CheckBadInputErrno}
 
 // DefaultModule is the module whose suites check a profile that names
 // none: a profile is a contract of a /proc entry that takes a PID, and
 // procpid's suites (profilecheck, conformance) are the ones that check one.
 const DefaultModule = "procpid"
 
-// Applies reports whether a robustness check is part of the profile.
+// Applies reports whether a robustness check is part of the profile: one
+// it names, or any but the opt-in ones when it names none.
 func (p *Profile) Applies(check string) bool {
+	if slices.Contains(OptInChecks, check) {
+		return slices.Contains(p.Checks, check)
+	}
 	return len(p.Checks) == 0 || slices.Contains(p.Checks, check)
 }
 

@@ -24,8 +24,12 @@ import (
 const (
 	unwrittenHint = "the read handler returned more bytes than it copied to the user's buffer: copy_to_user() the record " +
 		"(simple_read_from_buffer() does it and advances *ppos) and return the count copied; printk() writes to the kernel log, not to the reader"
-	pposHint       = "the read handler ignores *ppos (the file offset): return 0 once *ppos is past the record and advance *ppos by what you copied; simple_read_from_buffer() or seq_file do both"
-	countHint      = "the read handler ignores count: copy at most count bytes (simple_read_from_buffer() does), or it writes past the reader's buffer"
+	pposHint      = "the read handler ignores *ppos (the file offset): return 0 once *ppos is past the record and advance *ppos by what you copied; simple_read_from_buffer() or seq_file do both"
+	countHint     = "the read handler ignores count: copy at most count bytes (simple_read_from_buffer() does), or it writes past the reader's buffer"
+	entryModeHint = "the entry is writable by every user: any of them can change which process all readers see; " +
+		"create it 0644 (proc_create(name, 0644, NULL, &ops)), or 0600"
+	errnoHint = "return -EINVAL for a write that is not a PID (-ERANGE for a number out of range); " +
+		"return -1 reaches the caller as -EPERM, \"operation not permitted\", which says something else"
 	staticFlagHint = "the read handler keeps end-of-file state in a static or global variable (like `completed`), which a reader that stops early leaves set for the next reader: decide end of file from *ppos instead"
 )
 
@@ -55,6 +59,19 @@ func startCheck(t *testing.T) {
 	markTest(t)
 	if _, err := os.Stat(prof.Entry); err != nil {
 		t.Skipf("%s does not exist (TestEntryExists says why): nothing to check", prof.Entry)
+	}
+}
+
+// TestEntryMode: only root may change the selection every reader sees.
+func TestEntryMode(t *testing.T) {
+	startCheck(t)
+	applies(t, profile.CheckEntryMode)
+	fi, err := os.Stat(prof.Entry)
+	require.NoError(t, err)
+	mode := fi.Mode().Perm()
+	t.Logf("got: %s is %#o", prof.Entry, mode)
+	if mode&0o022 != 0 {
+		report(t, prof.Entry+"'s mode", "writable by its owner alone (0644)", fmt.Sprintf("%#o", mode), entryModeHint)
 	}
 }
 
@@ -303,9 +320,15 @@ func TestBadInputIsHarmless(t *testing.T) {
 			}
 			if err != nil {
 				t.Logf("got: %q: %s", short, guesttest.ErrnoName(err))
+				if errno := guesttest.Errno(err); prof.Applies(profile.CheckBadInputErrno) && errno != unix.EINVAL && errno != unix.ERANGE {
+					report(t, fmt.Sprintf("the errno of writing %q", short), "EINVAL (or ERANGE)", guesttest.ErrnoName(err), errnoHint)
+				}
 				return
 			}
 			t.Logf("got: %q: %d", short, n)
+			if prof.Applies(profile.CheckBadInputErrno) && in.text != "" {
+				report(t, fmt.Sprintf("writing %q", short), "EINVAL (or ERANGE)", fmt.Sprintf("write returned %d", n), errnoHint)
+			}
 			if (n == 0 && in.text != "") || n > len(in.text) {
 				report(t, fmt.Sprintf("writing %q", short), fmt.Sprintf("an errno (EINVAL) or %d", len(in.text)), fmt.Sprintf("write returned %d", n), writeCountHint)
 			}
@@ -314,6 +337,12 @@ func TestBadInputIsHarmless(t *testing.T) {
 	// The module lives on: a good write then works (marked as the parent's
 	// again, so that a crash here is not blamed on the last input).
 	markTest(t)
+	requireStillWorks(t, "a good write after the bad ones", "bad input must leave the module working")
+}
+
+// requireStillWorks selects a new process and reads its pid back.
+func requireStillWorks(t *testing.T, what, hint string) {
+	t.Helper()
 	pid := startTarget(t, "S", "sleep")
 	before := snapshot(t, pid)
 	selectPID(t, pid)
@@ -321,10 +350,34 @@ func TestBadInputIsHarmless(t *testing.T) {
 	for _, f := range prof.Fields {
 		if f.Fact == "pid" {
 			if m := f.Check(values[f.Name], before, before); m != nil {
-				report(t, "a good write after the bad ones", m.Want, m.Got, "bad input must leave the module working")
+				report(t, what, m.Want, m.Got, hint)
 			}
 		}
 	}
+}
+
+// bigWrite is past what kmalloc() gives (4 MiB, MAX_ORDER with 4 KiB
+// pages): a write handler that kmallocs count unchecked makes the page
+// allocator warn (the kernel check fails, in this test's name) and gets
+// NULL back.
+const bigWrite = 4<<20 + 1
+
+// TestBigWrite writes 4 MiB and a byte of digits: an errno, or the whole
+// count consumed, and the module lives on. It runs last: an unchecked
+// allocation may oops.
+func TestBigWrite(t *testing.T) {
+	startCheck(t)
+	applies(t, profile.CheckBigWrite)
+	n, err := writeEntry(strings.Repeat("7", bigWrite))
+	if err != nil {
+		t.Logf("got: a write of %d bytes: %s", bigWrite, guesttest.ErrnoName(err))
+	} else {
+		t.Logf("got: a write of %d bytes: %d", bigWrite, n)
+		if n == 0 || n > bigWrite {
+			report(t, fmt.Sprintf("writing %d bytes", bigWrite), fmt.Sprintf("an errno (EINVAL) or %d", bigWrite), fmt.Sprintf("write returned %d", n), writeCountHint)
+		}
+	}
+	requireStillWorks(t, "a good write after a big one", "a big write must leave the module working")
 }
 
 // printsPID reports whether a record's pid field (any field of fact pid)

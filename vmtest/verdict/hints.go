@@ -93,6 +93,11 @@ var troubleRules = []struct {
 	// in QEMU's max CPU, as on most real ones) the kernel may not read
 	// user memory but through the uaccess functions.
 	{regexp.MustCompile(`unable to handle page fault for address: 0000[0-7][0-9a-f]{11}\b`), always(hintUserPointer)},
+	// kmalloc() past 4 MiB (MAX_ORDER) reaches the page allocator, which
+	// warns once and returns NULL.
+	{regexp.MustCompile(`WARNING: .* at mm/page_alloc\.c:\d+ __alloc_pages`),
+		always("an allocation larger than the page allocator gives (over 4 MiB): a count from user space went to kmalloc() unchecked; " +
+			"refuse a count past what the input can need (return -EINVAL) before kmalloc(count)")},
 	{regexp.MustCompile(`sleeping function called from invalid context|scheduling while atomic|BUG: Invalid wait context`),
 		always("a function that may sleep (copy_from_user/copy_to_user, kmalloc(GFP_KERNEL), mutex_lock) was called " +
 			"under a spinlock or inside rcu_read_lock(): copy first, and hold the lock only around the shared variable")},
