@@ -154,7 +154,8 @@ func TestWaitersWakeOnTheirProcesssChangeOnly(t *testing.T) {
 					Hint: "wake_up_interruptible_all() the waiters' queue after recording a change"})
 			}
 		case <-time.After(eventWait + 2*quiet):
-			guesttest.Fail(t, guestapi.Failure{Check: w.name + " when the process stopped", Expected: "woken", Got: "still asleep",
+			// FailNow: the rest would wait for it; rmmod wakes it later.
+			guesttest.FailNow(t, guestapi.Failure{Check: w.name + " when the process stopped", Expected: "woken", Got: "still asleep after " + (eventWait + 2*quiet).String(),
 				Hint: "wake_up_interruptible_all() the waiters' queue after recording a change"})
 		}
 	}
