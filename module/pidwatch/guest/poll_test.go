@@ -185,11 +185,17 @@ func TestReadingTheRecordQuietsPoll(t *testing.T) {
 	require.NoError(t, err)
 	defer unix.Close(fd)
 
+	bound := latencyBound(t)
+	start := time.Now()
 	require.NoError(t, unix.Kill(tg.PID, unix.SIGSTOP))
 	revents, err := pollFor(fd, unix.POLLIN|unix.POLLPRI, eventWait)
 	require.NoError(t, err)
 	guesttest.Same(t, "poll after SIGSTOP", int16(unix.POLLIN|unix.POLLPRI), revents&(unix.POLLIN|unix.POLLPRI),
 		"report EPOLLIN | EPOLLPRI (what sysfs and /proc/mounts use for \"changed\") when the state changed")
+	if took := time.Since(start); took > bound {
+		guesttest.Fail(t, guestapi.Failure{Check: "poll's wake-up after SIGSTOP", Expected: "within " + bound.String(), Got: took.String(),
+			Hint: "the sampler runs every period while something is watched, and wakes the waiters when it records a change"})
+	}
 	s.waitFor(tg.PID, "T", "the sampler records the stop")
 	buf := make([]byte, 4096)
 	n, err := unix.Pread(fd, buf, 0)
