@@ -89,7 +89,7 @@
 #define PIDWATCH_WRITE_MAX	32
 #define PIDWATCH_LINE_MAX	64
 #define PIDWATCH_RING_MIN	16
-#define PIDWATCH_RING_MAX	(1U << 20)
+#define PIDWATCH_RING_MAX	BIT(20)
 
 static unsigned int max_watches = 256;
 module_param(max_watches, uint, 0444);
@@ -441,8 +441,10 @@ static int pidwatch_add(pid_t nr)
 	err = -ENODEV;
 	if (pidwatch_stopping)
 		goto unlock;
-	/* find_vpid(): the writer's namespace; a pid with no task is only a
-	 * leftover process group or session ID. */
+	/*
+	 * find_vpid(): the writer's namespace; a pid with no task is only a
+	 * leftover process group or session ID.
+	 */
 	rcu_read_lock();
 	w->pid = find_vpid(nr);
 	task = w->pid ? pid_task(w->pid, PIDTYPE_PID) : NULL;
@@ -517,8 +519,10 @@ static ssize_t pidwatch_control(struct file *file, const char __user *ubuf,
 	pid_t nr;
 	int err;
 
-	/* The opener's capability: a descriptor handed to a setuid program
-	 * does not lend it root's. */
+	/*
+	 * The opener's capability: a descriptor handed to a setuid program
+	 * does not lend it root's.
+	 */
 	if (!file_ns_capable(file, &init_user_ns, CAP_SYS_ADMIN))
 		return -EPERM;
 	err = pidwatch_parse(ubuf, count, ppos, &nr);
@@ -646,8 +650,8 @@ static ssize_t pidwatch_events_read(struct file *file, char __user *buf,
 				err = -EAGAIN;
 				break;
 			}
-			err = wait_event_interruptible(pidwatch_wait,
-						       pidwatch_pending(r) || READ_ONCE(pidwatch_stopping));
+			err = wait_event_interruptible(pidwatch_wait, pidwatch_pending(r) ||
+						       READ_ONCE(pidwatch_stopping));
 			if (err)
 				break;
 			continue;
@@ -718,9 +722,10 @@ static void pidwatch_stop_waiters(void)
 	WRITE_ONCE(pidwatch_stopping, true);
 	wake_up_interruptible_all(&pidwatch_wait);
 	proc_remove(pidwatch_dir);
+	/* No one can join the queue now: a lockless look is enough. */
 	for (tries = 1; waitqueue_active(&pidwatch_wait); tries++) {
 		__wake_up(&pidwatch_wait, TASK_NORMAL, 0, poll_to_key(EPOLLHUP | POLLFREE));
-		msleep(5);
+		usleep_range(5000, 10000);
 		if (tries == 1000)
 			pr_warn("a waiter has not left the wait queue in 5 s; waiting on\n");
 	}
@@ -731,13 +736,14 @@ static void pidwatch_stop_waiters(void)
 
 static int __init pidwatch_init(void)
 {
-	unsigned int size = roundup_pow_of_two(clamp(ring_size, PIDWATCH_RING_MIN, PIDWATCH_RING_MAX));
+	unsigned int size = clamp(ring_size, PIDWATCH_RING_MIN, PIDWATCH_RING_MAX);
 
 	if (max_watches < 1 || max_watches > 65536 || period_ms < 1 || period_ms > 1000) {
 		pr_err("max_watches must be 1..65536 and period_ms 1..1000\n");
 		return -EINVAL;
 	}
 	pidwatch_period = max(msecs_to_jiffies(period_ms), 1UL);
+	size = roundup_pow_of_two(size);
 	pidwatch_ring = kvcalloc(size, sizeof(*pidwatch_ring), GFP_KERNEL);
 	if (!pidwatch_ring)
 		return -ENOMEM;
@@ -752,7 +758,8 @@ static int __init pidwatch_init(void)
 	    !proc_create("events", 0444, pidwatch_dir, &pidwatch_events_ops) ||
 	    !proc_create_single("stats", 0444, pidwatch_dir, pidwatch_stats_show))
 		goto remove_dir;
-	pr_info("loaded: /proc/pidwatch, sampling every %u us\n", jiffies_to_usecs(pidwatch_period));
+	pr_info("loaded: /proc/pidwatch, sampling every %u us\n",
+		jiffies_to_usecs(pidwatch_period));
 	return 0;
 
 remove_dir:

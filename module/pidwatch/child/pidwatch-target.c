@@ -74,7 +74,8 @@ int main(int argc, char **argv)
 	errno = 0;
 	n = strtol(argv[2], &end, 10);
 	if (errno || end == argv[2] || *end || n < 0 || n > MAX_SLEEPERS) {
-		fprintf(stderr, "pidwatch-target: %s: want 0..%d sleepers\n", argv[2], MAX_SLEEPERS);
+		fprintf(stderr, "pidwatch-target: %s: want 0..%d sleepers\n",
+			argv[2], MAX_SLEEPERS);
 		return 2;
 	}
 
