@@ -18,46 +18,20 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/pidlab/pidlab/userspace/guest"
 	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/userspace/guesttest"
 )
 
 // kmod is the module under test, as the guest runner loaded it.
-type kmod struct{ path, name string }
+type kmod struct{ guesttest.Module }
 
 // requireModule finds the module and makes sure it is loaded as the runner
 // loaded it when t ends.
 func requireModule(t testing.TB) kmod {
 	t.Helper()
-	m := kmod{path: os.Getenv("PIDLAB_MODULE"), name: os.Getenv("PIDLAB_MODULE_NAME")}
-	require.NotEmpty(t, m.path, "PIDLAB_MODULE: the guest runner names the module's .ko in it")
-	require.NotEmpty(t, m.name, "PIDLAB_MODULE_NAME: the guest runner names the module in it")
-	t.Cleanup(func() {
-		if m.loaded() {
-			if err := guest.Unload(guest.LinuxSystem{}, m.name); err != nil {
-				t.Errorf("unloading %s after %s: %v", m.name, t.Name(), err)
-				return
-			}
-		}
-		assert.NoError(t, m.load(""), "reloading %s after %s", m.name, t.Name())
-	})
-	return m
-}
-
-func (m kmod) loaded() bool {
-	_, err := os.Stat("/sys/module/" + m.name + "/initstate")
-	return err == nil
-}
-
-// load loads the module with params ("max_watches=2").
-func (m kmod) load(params string) error {
-	f, err := os.Open(m.path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return unix.FinitModule(int(f.Fd()), params, 0)
+	m := guesttest.ModuleUnderTest(t)
+	m.AsLoadedAfter(t)
+	return kmod{m}
 }
 
 // unload unloads the module; within eventWait, or the test fails saying
@@ -65,10 +39,10 @@ func (m kmod) load(params string) error {
 func (m kmod) requireUnload(t testing.TB, when string) {
 	t.Helper()
 	unloaded := make(chan error, 1)
-	go func() { unloaded <- guest.Unload(guest.LinuxSystem{}, m.name) }()
+	go func() { unloaded <- m.Unload() }()
 	select {
 	case err := <-unloaded:
-		require.NoError(t, err, "%s: delete_module(%s)", when, m.name)
+		require.NoError(t, err, "%s: delete_module(%s)", when, m.Name)
 	case <-time.After(eventWait):
 		guesttest.FailNow(t, guestapi.Failure{Check: when + ": rmmod", Expected: "it returns", Got: "still waiting after " + eventWait.String(),
 			Hint: "the exit function must wake the waiters (a stopping flag, wake_up_interruptible_all()) before proc_remove(), which waits for calls in progress"})
@@ -85,10 +59,10 @@ func TestParameters(t *testing.T) {
 	m := requireModule(t)
 	m.requireUnload(t, "before loading with parameters")
 	for _, bad := range []string{"max_watches=0", "period_ms=0", "period_ms=1001", "max_watches=65537"} {
-		requireErrno(t, "finit_module with "+bad, unix.EINVAL, m.load(bad), "refuse a parameter out of range at load")
-		assert.False(t, m.loaded(), "loaded with %s", bad)
+		requireErrno(t, "finit_module with "+bad, unix.EINVAL, m.Load(bad), "refuse a parameter out of range at load")
+		assert.False(t, m.Loaded(), "loaded with %s", bad)
 	}
-	require.NoError(t, m.load("max_watches=2 period_ms=50"))
+	require.NoError(t, m.Load("max_watches=2 period_ms=50"))
 	st := stats(t)
 	guesttest.Same(t, "stats: max_watches", uint64(2), st["max_watches"], "report the bound in force")
 	if st["period_us"] < 50000 || st["period_us"] > 60000 {
@@ -171,7 +145,7 @@ func TestUnloadWithWaiters(t *testing.T) {
 		guesttest.Fail(t, guestapi.Failure{Check: "the waiters after rmmod", Expected: "each returns", Got: "some still asleep after " + eventWait.String(),
 			Hint: "set the stopping flag and wake them all; read returns 0, poll EPOLLHUP"})
 	}
-	require.NoError(t, m.load(""), "reload")
+	require.NoError(t, m.Load(""), "reload")
 	n, err := unix.EpollWait(ep, make([]unix.EpollEvent, 1), 0)
 	t.Logf("epoll_wait on the old entry after the reload: %d, %v", n, err)
 }
@@ -186,10 +160,10 @@ func TestLoadUnloadCycles(t *testing.T) {
 	const cycles = 20
 	for i := range cycles {
 		when := fmt.Sprintf("cycle %d", i+1)
-		if m.loaded() {
+		if m.Loaded() {
 			m.requireUnload(t, when)
 		}
-		require.NoError(t, m.load(""), "%s: finit_module(%s)", when, m.path)
+		require.NoError(t, m.Load(""), "%s: finit_module(%s)", when, m.Path)
 		require.NoError(t, add(tg.PID), "%s: add", when)
 		fd, err := unix.Open(entryPath(tg.PID), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		require.NoError(t, err)
