@@ -20,59 +20,46 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/pidlab/pidlab/userspace/guest"
 	"github.com/pidlab/pidlab/userspace/guesttest"
 )
 
 // kmod is the module under test, as the guest runner loaded it.
-type kmod struct {
-	path string // the .ko in the guest
-	name string // for delete_module
-}
+type kmod struct{ guesttest.Module }
 
 // requireModule finds the module from the runner's environment and makes
 // sure it is loaded again when t ends.
 func requireModule(t *testing.T) kmod {
 	t.Helper()
-	m := kmod{path: os.Getenv("PIDLAB_MODULE"), name: os.Getenv("PIDLAB_MODULE_NAME")}
-	require.NotEmpty(t, m.path, "PIDLAB_MODULE: the guest runner names the module's .ko in it")
-	require.NotEmpty(t, m.name, "PIDLAB_MODULE_NAME: the guest runner names the module in it")
-	require.True(t, m.loaded(), "module %s is loaded (precondition)", m.name)
+	m := guesttest.ModuleUnderTest(t)
+	require.True(t, m.Loaded(), "module %s is loaded (precondition)", m.Name)
 	// "ENODATA before any write" is seen once per load: take it from the
 	// runner's load before this test reloads the module.
 	takeFirstRead()
 	t.Cleanup(func() {
-		if !m.loaded() {
-			assert.NoError(t, guest.LinuxSystem{}.LoadModule(m.path), "reload module %s after %s", m.name, t.Name())
+		if !m.Loaded() {
+			assert.NoError(t, m.Load(""), "reload module %s after %s", m.Name, t.Name())
 		}
 	})
-	return m
-}
-
-// loaded reports whether the kernel lists the module. /proc/pid is no
-// proof: a module that forgets remove_proc_entry leaves it behind.
-func (m kmod) loaded() bool {
-	_, err := os.Stat("/sys/module/" + m.name + "/initstate")
-	return err == nil
+	return kmod{m}
 }
 
 // requireUnload removes the module (delete_module, O_NONBLOCK) and checks
 // that /proc/pid went with it.
 func (m kmod) requireUnload(t *testing.T, when string) {
 	t.Helper()
-	require.NoError(t, guest.LinuxSystem{}.UnloadModule(m.name), "%s: delete_module(%s)", when, m.name)
-	require.False(t, m.loaded(), "%s: /sys/module/%s after delete_module", when, m.name)
+	require.NoError(t, m.Unload(), "%s: delete_module(%s)", when, m.Name)
+	require.False(t, m.Loaded(), "%s: /sys/module/%s after delete_module", when, m.Name)
 	_, err := os.Stat(procPID)
-	requireErrorIs(t, err, os.ErrNotExist, hintEntryRemoved, "%s: stat %s after delete_module(%s)", when, procPID, m.name)
+	requireErrorIs(t, err, os.ErrNotExist, hintEntryRemoved, "%s: stat %s after delete_module(%s)", when, procPID, m.Name)
 }
 
 // requireLoad loads the module (finit_module) and checks that /proc/pid
 // is back, empty.
 func (m kmod) requireLoad(t *testing.T, when string) {
 	t.Helper()
-	require.NoError(t, guest.LinuxSystem{}.LoadModule(m.path), "%s: finit_module(%s)", when, m.path)
+	require.NoError(t, m.Load(""), "%s: finit_module(%s)", when, m.Path)
 	_, err := os.Stat(procPID)
-	require.NoError(t, err, "%s: stat %s after finit_module(%s)", when, procPID, m.path)
+	require.NoError(t, err, "%s: stat %s after finit_module(%s)", when, procPID, m.Path)
 	_, err = readRaw()
 	requireErrorIs(t, err, unix.ENODATA, readHint(err, hintNoSelection), "%s: read of a freshly loaded module, before any write", when)
 }

@@ -46,7 +46,7 @@ var blockingModes = map[string]bool{
 // or clone flags, or nil) and waits for its ready line; for a blocking
 // mode, also until every thread sleeps, because a target is still running
 // (R) for a moment after it prints "ready". t.Cleanup kills and reaps it.
-func StartTarget(t *testing.T, path string, attr *syscall.SysProcAttr, args ...string) *Target {
+func StartTarget(t testing.TB, path string, attr *syscall.SysProcAttr, args ...string) *Target {
 	t.Helper()
 	if attr != nil && attr.Credential != nil {
 		requireOthersCanExec(t, path)
@@ -73,7 +73,7 @@ func StartTarget(t *testing.T, path string, attr *syscall.SysProcAttr, args ...s
 
 // GoneTarget returns the PID of a pidlab-target that has exited and been
 // reaped, so no process has it (PIDs are not reused this soon).
-func GoneTarget(t *testing.T, path string) int {
+func GoneTarget(t testing.TB, path string) int {
 	t.Helper()
 	cmd := exec.Command(path, "exit")
 	require.NoError(t, cmd.Run(), "pidlab-target exit")
@@ -84,7 +84,7 @@ func GoneTarget(t *testing.T, path string) int {
 }
 
 // waitAsleep waits until every thread of the target is in state S.
-func (tg *Target) waitAsleep(t *testing.T) {
+func (tg *Target) waitAsleep(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(StateTimeout)
 	for {
@@ -122,7 +122,7 @@ func awakeThreads(pid int) ([]string, error) {
 // requireOthersCanExec checks that a non-root user can reach and run path,
 // so that a failure to start a target as another user is reported as the
 // guest's problem, not the module's.
-func requireOthersCanExec(t *testing.T, path string) {
+func requireOthersCanExec(t testing.TB, path string) {
 	t.Helper()
 	for p := path; ; p = filepath.Dir(p) {
 		fi, err := os.Stat(p)
@@ -162,7 +162,7 @@ func readReady(r io.Reader) ([]string, error) {
 }
 
 // InfoInt returns the i-th info word as an integer.
-func (tg *Target) InfoInt(t *testing.T, i int) int {
+func (tg *Target) InfoInt(t testing.TB, i int) int {
 	t.Helper()
 	require.Greater(t, len(tg.Info), i, "ready line info of pid %d: %q", tg.PID, tg.Info)
 	n, err := strconv.Atoi(tg.Info[i])
@@ -181,7 +181,7 @@ func (tg *Target) Stop() {
 }
 
 // Reap kills and reaps the target now, so that its PID names no process.
-func (tg *Target) Reap(t *testing.T) {
+func (tg *Target) Reap(t testing.TB) {
 	t.Helper()
 	tg.Stop()
 	_, err := os.Stat(fmt.Sprintf("/proc/%d", tg.PID))
@@ -189,7 +189,7 @@ func (tg *Target) Reap(t *testing.T) {
 }
 
 // Signal sends sig to the target and waits until its state is want.
-func (tg *Target) Signal(t *testing.T, sig unix.Signal, want string) {
+func (tg *Target) Signal(t testing.TB, sig unix.Signal, want string) {
 	t.Helper()
 	require.NoError(t, unix.Kill(tg.PID, sig), "kill(%d, %v)", tg.PID, sig)
 	WaitState(t, tg.PID, want)
@@ -202,7 +202,7 @@ func (tg *Target) Signal(t *testing.T, sig unix.Signal, want string) {
 // can compute. Polled while a child still ran (no system tick yet, so all
 // its time counted as user time), stat went on to report utime 4 ticks
 // for the zombie, whose threads' own adjusted times say 0 (seen once).
-func WaitState(t *testing.T, pid int, want string) {
+func WaitState(t testing.TB, pid int, want string) {
 	t.Helper()
 	deadline := time.Now().Add(StateTimeout)
 	for {

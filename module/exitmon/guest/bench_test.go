@@ -54,11 +54,11 @@ func BenchmarkForkExitWait(b *testing.B) {
 // setLoaded loads or unloads the module (as the runner loaded it).
 func setLoaded(b *testing.B, m kmod, load bool) {
 	b.Helper()
-	if m.loaded() == load {
+	if m.Loaded() == load {
 		return
 	}
 	if load {
-		require.NoError(b, m.load(""), "finit_module(%s)", m.path)
+		require.NoError(b, m.Load(""), "finit_module(%s)", m.Path)
 		return
 	}
 	m.requireUnload(b, "between rounds")

@@ -16,55 +16,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/pidlab/pidlab/userspace/guest"
 	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/userspace/guesttest"
 )
 
 // kmod is the module under test, as the guest runner loaded it.
-type kmod struct{ path, name string }
+type kmod struct{ guesttest.Module }
 
 // requireModule finds the module and makes sure it is loaded as the runner
 // loaded it when t ends.
 func requireModule(t testing.TB) kmod {
 	t.Helper()
-	m := kmod{path: os.Getenv("PIDLAB_MODULE"), name: os.Getenv("PIDLAB_MODULE_NAME")}
-	require.NotEmpty(t, m.path, "PIDLAB_MODULE: the guest runner names the module's .ko in it")
-	require.NotEmpty(t, m.name, "PIDLAB_MODULE_NAME: the guest runner names the module in it")
-	t.Cleanup(func() {
-		if m.loaded() {
-			if err := guest.Unload(guest.LinuxSystem{}, m.name); err != nil {
-				t.Errorf("unloading %s after %s: %v", m.name, t.Name(), err)
-				return
-			}
-		}
-		assert.NoError(t, m.load(""), "reloading %s after %s", m.name, t.Name())
-	})
-	return m
-}
-
-func (m kmod) loaded() bool {
-	_, err := os.Stat("/sys/module/" + m.name + "/initstate")
-	return err == nil
-}
-
-// load loads the module with params ("ring_size=32").
-func (m kmod) load(params string) error {
-	f, err := os.Open(m.path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return unix.FinitModule(int(f.Fd()), params, 0)
+	m := guesttest.ModuleUnderTest(t)
+	m.AsLoadedAfter(t)
+	return kmod{m}
 }
 
 func (m kmod) requireUnload(t testing.TB, when string) {
 	t.Helper()
-	require.NoError(t, guest.Unload(guest.LinuxSystem{}, m.name), "%s: delete_module(%s)", when, m.name)
+	require.NoError(t, m.Unload(), "%s: delete_module(%s)", when, m.Name)
 	_, err := os.Stat("/proc/exitmon")
 	if !errors.Is(err, os.ErrNotExist) {
 		guesttest.FailNow(t, guestapi.Failure{Check: when + ": /proc/exitmon after delete_module", Expected: "gone", Got: errString(err),
@@ -78,7 +51,7 @@ func TestSmallRingCountsWhatItDrops(t *testing.T) {
 	guesttest.Mark(t)
 	m := requireModule(t)
 	m.requireUnload(t, "before loading with ring_size=20")
-	require.NoError(t, m.load("ring_size=20"), "finit_module(%s, \"ring_size=20\")", m.path)
+	require.NoError(t, m.Load("ring_size=20"), "finit_module(%s, \"ring_size=20\")", m.Path)
 	guesttest.Same(t, "ring_size in "+statsPath+" after loading with ring_size=20", uint64(32), stats(t)["ring_size"],
 		"round ring_size up to a power of two (roundup_pow_of_two) within its bounds")
 	s := openStream(t)
@@ -118,7 +91,7 @@ func TestReaderAtTheRingsEdgeReadsWholeEvents(t *testing.T) {
 	guesttest.Mark(t)
 	m := requireModule(t)
 	m.requireUnload(t, "before loading with ring_size=16")
-	require.NoError(t, m.load("ring_size=16"), "finit_module(%s, \"ring_size=16\")", m.path)
+	require.NoError(t, m.Load("ring_size=16"), "finit_module(%s, \"ring_size=16\")", m.Path)
 	start := boottime(t)
 	s := openStream(t)
 	var wg sync.WaitGroup
@@ -205,10 +178,10 @@ func TestUnloadWakesBlockedReaders(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // both asleep in the module
 
 	unloaded := make(chan error, 1)
-	go func() { unloaded <- guest.Unload(guest.LinuxSystem{}, m.name) }()
+	go func() { unloaded <- m.Unload() }()
 	select {
 	case err := <-unloaded:
-		require.NoError(t, err, "delete_module(%s) with readers blocked in read and poll", m.name)
+		require.NoError(t, err, "delete_module(%s) with readers blocked in read and poll", m.Name)
 	case <-time.After(eventWait):
 		guesttest.FailNow(t, guestapi.Failure{Check: "rmmod with a reader blocked in read() and one in poll()", Expected: "it returns",
 			Got:  "still waiting after " + eventWait.String(),
@@ -257,10 +230,10 @@ func TestLoadUnloadCyclesWhileProcessesExit(t *testing.T) {
 
 	const cycles = 50
 	for i := range cycles {
-		if m.loaded() {
+		if m.Loaded() {
 			m.requireUnload(t, fmt.Sprintf("cycle %d", i+1))
 		}
-		require.NoError(t, m.load(""), "cycle %d: finit_module(%s)", i+1, m.path)
+		require.NoError(t, m.Load(""), "cycle %d: finit_module(%s)", i+1, m.Path)
 		s := openStream(t)
 		line, ok := s.next(eventWait)
 		require.True(t, ok, "cycle %d: an event while processes exit", i+1)
