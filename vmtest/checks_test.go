@@ -480,3 +480,26 @@ func TestTheRowShowsTheFirstHintedFailure(t *testing.T) {
 	c = testChecks([]verdict.TestResult{{Name: "TestZombie", Outcome: verdict.Failed, Failures: []guestapi.Failure{bare, bare}}}, "", nil)[0]
 	assert.Equal(t, bare.Expected, c.Expected, "without a hint, the first")
 }
+
+// A warning during a test that passed, in a real log (the 4 MiB write of
+// module/testdata/osc10e-buggy/unchecked-kmalloc, whose guest lived on):
+// that test fails, quoting the warning, with its hint; the test before it
+// keeps its PASS.
+func TestRunReportGivesAReportToItsTest(t *testing.T) {
+	troubles, tail := scanLog(t, "verdict/testdata/kmalloc-too-big-warn.log")
+	var g guestTests
+	g.pass("TestBadInputIsHarmless", "TestBigWrite")
+	res, err := decided(&Result{Tests: g.tests.Results, Observations: verdict.Observations{
+		RunnerStarted: true, Done: true, Troubles: troubles, ConsoleTail: tail,
+	}})
+	require.Equal(t, verdict.KernelTrouble, verdict.CodeOf(err))
+	run := RunReport("cloud", res, err)
+
+	big := findCheck(t, run, "TestBigWrite")
+	assert.Equal(t, report.Fail, big.Verdict)
+	assert.Equal(t, "the kernel reported while it ran: WARNING: CPU: 1 PID: 100 at mm/page_alloc.c:5634 __alloc_pages+0x2a9/0x330", big.Got)
+	assert.Contains(t, big.Hint, "kmalloc(count)")
+	assert.Contains(t, strings.Join(big.Console, "\n"), "proc_write+0x39/0x140 [pid]", "the warning's key lines")
+	assert.Equal(t, report.Pass, findCheck(t, run, "TestBadInputIsHarmless").Verdict, "the test before the warning")
+	assert.Equal(t, report.Fail, findCheck(t, run, report.CheckClean).Verdict)
+}

@@ -54,6 +54,9 @@ func TestHintsForRealKernelReports(t *testing.T) {
 		// module/testdata/osc10e-buggy/user-pointer-printed: SMAP stops
 		// printk's %s at the user's buffer.
 		"page fault at a user address in printk from the write": {crashed(t, "user-pointer-printed.log"), hintUserPointer},
+		// module/testdata/osc10e-buggy/unchecked-kmalloc: a 4 MiB write
+		// into kmalloc(count); the guest lived on.
+		"page allocator's warning for a 4 MiB kmalloc from the write": {crashed(t, "kmalloc-too-big-warn.log"), "kmalloc(count)"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			require.NotEmpty(t, tc.o.Troubles, "the log holds a kernel report")
@@ -113,6 +116,7 @@ var reportHints = map[string]string{
 	"BUG: kernel NULL pointer dereference, address: 0000000000000cb0":                                                                                                                      "NULL",
 	"BUG: unable to handle page fault for address: 00007ffc8b1e2c40\n#PF: supervisor read access in kernel mode\n#PF: error_code(0x0001) - permissions violation":                          "copy_from_user()",
 	"general protection fault, probably for non-canonical address 0xdffffc0000000001: 0000 [#1] PREEMPT SMP KASAN\nKASAN: null-ptr-deref in range [0x0000000000000008-0x000000000000000f]": "NULL",
+	"WARNING: CPU: 1 PID: 100 at mm/page_alloc.c:5634 __alloc_pages+0x2a9/0x330\nCall Trace:\n __kmalloc_large_node+0x6e/0xe0\n __kmalloc+0xbf/0x150":                                      "kmalloc(count)",
 	"BUG: sleeping function called from invalid context at lib/usercopy.c:14":                                                                                                              "may sleep",
 	"BUG: scheduling while atomic: cat/77/0x00000002":                                                                                                                                      "may sleep",
 	"[ BUG: Invalid wait context ]": "may sleep",
