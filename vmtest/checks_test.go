@@ -503,3 +503,40 @@ func TestRunReportGivesAReportToItsTest(t *testing.T) {
 	assert.Equal(t, report.Pass, findCheck(t, run, "TestBadInputIsHarmless").Verdict, "the test before the warning")
 	assert.Equal(t, report.Fail, findCheck(t, run, report.CheckClean).Verdict)
 }
+
+// The case, in a real log of the debug kernel (an osc10e module
+// reading pid_task() outside rcu_read_lock(), whose empty write goes
+// through kmalloc(0)): an RCU warning during TestRecordFields/init, which
+// passed, then a general protection fault (KASAN null-ptr-deref) in the
+// empty write, which killed the guest. The warning is its test's FAIL;
+// the dying check, the verdict and the kernel check quote the fault.
+func TestRunReportGivesEachReportItsTest(t *testing.T) {
+	troubles, tail := scanLog(t, "verdict/testdata/rcu-warning-then-empty-write.log")
+	require.Equal(t, "lockdep", troubles[0].Kind, "the first report is the RCU warning")
+	var g guestTests
+	g.pass("TestEntryExists", "TestReadBeforeAnyWrite", "TestRecordFields/init", "TestRecordFields", "TestMissingPID")
+	g.run("TestBadInputIsHarmless")
+	g.run("TestBadInputIsHarmless/empty")
+	res, err := decided(&Result{Tests: g.tests.Results, Observations: verdict.Observations{
+		RunnerStarted: true, Troubles: troubles, ConsoleTail: tail, Running: g.tests.Running(),
+	}})
+	require.Equal(t, verdict.KernelTrouble, verdict.CodeOf(err))
+	assert.True(t, strings.HasPrefix(err.Error(), "kernel general protection fault:"), "the verdict's headline: %.80s", err.Error())
+	run := RunReport("debug", res, err)
+
+	const fault = "general protection fault, probably for non-canonical address 0xdffffc0000000001: 0000 [#1] SMP KASAN"
+	init := findCheck(t, run, "TestRecordFields/init")
+	assert.Equal(t, report.Fail, init.Verdict, "a test that passed while the kernel warned")
+	assert.Equal(t, "the kernel reported while it ran: WARNING: suspicious RCU usage", init.Got)
+	assert.Contains(t, init.Hint, "rcu_read_lock()")
+	assert.Contains(t, strings.Join(init.Console, "\n"), "proc_read+0xff/0x1a0 [pid]")
+	assert.NotContains(t, strings.Join(init.Console, "\n"), "RIP: 0033", "a user-mode RIP says nothing of the bug")
+
+	empty := findCheck(t, run, "TestBadInputIsHarmless/empty")
+	assert.Equal(t, report.Error, empty.Verdict)
+	assert.Equal(t, "the kernel died while it ran: "+fault, empty.Got)
+	assert.Equal(t, fault, empty.Console[0], "the report that killed the guest, not the first one")
+	assert.NotContains(t, empty.Hint, "rcu_read_lock()", "the fault's hint, not the warning's")
+	assert.Equal(t, fault, findCheck(t, run, report.CheckClean).Got)
+	assert.Equal(t, fault, run.ConsoleExcerpt[0][strings.Index(run.ConsoleExcerpt[0], "general"):])
+}

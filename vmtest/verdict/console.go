@@ -194,7 +194,7 @@ func (t Trouble) KeyLines() []string {
 		case !headline:
 			keep = append(keep, text) // the message before a WARNING:, or the headline itself
 			headline = troubleKind(text) != ""
-		case strings.HasPrefix(text, "RIP: ") && !rip && !inTrace:
+		case strings.HasPrefix(text, "RIP: ") && !rip && !inTrace && !strings.HasPrefix(text, "RIP: 0033:"): // 0033: user code, saying nothing of the bug
 			keep = append(keep, text)
 			rip = true
 		case strings.HasPrefix(text, "Call Trace:") && !traced:
