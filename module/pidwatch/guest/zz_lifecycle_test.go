@@ -83,8 +83,16 @@ func TestNoSamplingWhileNothingIsWatched(t *testing.T) {
 	requireAdd(t, tg.PID)
 	time.Sleep(100 * time.Millisecond)
 	require.NoError(t, remove(tg.PID))
-	time.Sleep(100 * time.Millisecond) // a sample already queued runs once
+	// A sample already queued runs once more: wait until the count holds.
 	before := stats(t)["samples"]
+	for deadline := time.Now().Add(eventWait); ; {
+		time.Sleep(100 * time.Millisecond)
+		now := stats(t)["samples"]
+		if now == before || time.Now().After(deadline) {
+			break
+		}
+		before = now
+	}
 	require.NotZero(t, before, "samples while a process was watched")
 	time.Sleep(quiet)
 	guesttest.Same(t, "samples taken in "+quiet.String()+" with nothing watched", before, stats(t)["samples"],
