@@ -48,8 +48,8 @@ func (m Module) Unload() error { return guest.Unload(guest.LinuxSystem{}, m.Name
 
 // AsLoadedAfter makes sure the module is loaded as the runner loaded it,
 // without parameters, when t ends (unloaded first if it is loaded: a test
-// may leave it with its own parameters).
-func (m Module) AsLoadedAfter(t testing.TB) {
+// may leave it with its own parameters), and returns it.
+func (m Module) AsLoadedAfter(t testing.TB) Module {
 	t.Cleanup(func() {
 		if m.Loaded() {
 			if err := m.Unload(); err != nil {
@@ -61,4 +61,5 @@ func (m Module) AsLoadedAfter(t testing.TB) {
 			t.Errorf("reloading %s after %s: %v", m.Name, t.Name(), err)
 		}
 	})
+	return m
 }

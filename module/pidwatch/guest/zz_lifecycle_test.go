@@ -28,10 +28,7 @@ type kmod struct{ guesttest.Module }
 // requireModule finds the module and makes sure it is loaded as the runner
 // loaded it when t ends.
 func requireModule(t testing.TB) kmod {
-	t.Helper()
-	m := guesttest.ModuleUnderTest(t)
-	m.AsLoadedAfter(t)
-	return kmod{m}
+	return kmod{guesttest.ModuleUnderTest(t).AsLoadedAfter(t)}
 }
 
 // unload unloads the module; within eventWait, or the test fails saying
