@@ -30,6 +30,9 @@ func Test(ctx context.Context) error { return targets.Test(ctx, options()) }
 // Bench runs the guest benchmarks of pidlab's modules (PIDLAB_BENCH picks) in one boot and prints what they measured.
 func Bench(ctx context.Context) error { return targets.Bench(ctx, options()) }
 
+// EditLoop times the edit → verdict loop of a module (PIDLAB_MODULES, default procpid) against a bare boot plus its guest tests, side by side, and prints the figures.
+func EditLoop(ctx context.Context) error { return targets.EditLoop(ctx, options()) }
+
 // Validate builds the module in DIR (in a copy), boots it and prints a verdict table of the profile's checks (PIDLAB_PROFILE, default reference).
 func Validate(ctx context.Context, dir string) error { return targets.Validate(ctx, options(), dir) }
 

@@ -314,3 +314,22 @@ func TestTimelineSpansTheGuestsEvents(t *testing.T) {
 	require.Len(t, run.Timeline, 6, "the JSON report holds the timeline")
 	assert.Equal(t, report.Span{What: "suite conformance", Seconds: 5}, run.Timeline[1])
 }
+
+// The host's preparation comes first on the time line and in the report,
+// once per boot: its runs share it.
+func TestPreparationTimesComeFirst(t *testing.T) {
+	prep := []Span{{"host tools and kernel", 100 * time.Millisecond}, {"build procpid", 1200 * time.Millisecond},
+		{"guest programs", 300 * time.Millisecond}, {"initramfs", 200 * time.Millisecond}}
+	res := &Result{Boot: 3 * time.Second, Timeline: []Span{{"load", 200 * time.Millisecond}}}
+	runs := []KernelRun{{Module: "procpid", Name: "cloud", Prepared: prep, Result: res}, {Module: "hello", Name: "cloud", Prepared: prep, Result: res}}
+
+	var out strings.Builder
+	PrintTimes(&progress.Log{W: &out}, runs)
+	assert.Equal(t, "time: prepare 1.8 s (host tools and kernel 0.1, build procpid 1.2, guest programs 0.3, initramfs 0.2); boot 3.0 s; "+
+		"procpid 0.2 s (load 0.2); hello 0.2 s (load 0.2)\n", out.String())
+
+	rep := Report(Config{}, runs)
+	require.Len(t, rep.Runs, 2)
+	assert.Equal(t, []report.Span{{What: "host tools and kernel", Seconds: 0.1}, {What: "build procpid", Seconds: 1.2},
+		{What: "guest programs", Seconds: 0.3}, {What: "initramfs", Seconds: 0.2}}, rep.Runs[0].Prepared)
+}

@@ -33,9 +33,7 @@ func RunReport(kernelName string, res *Result, err error) report.Run {
 	run.BootSeconds = res.BootToFirstTest.Seconds()
 	run.VMSeconds = res.VMTime.Seconds()
 	run.Figures = figures(res)
-	for _, s := range res.Timeline {
-		run.Timeline = append(run.Timeline, report.Span{What: s.What, Seconds: s.Took.Seconds()})
-	}
+	run.Timeline = reportSpans(res.Timeline)
 	o := res.Observations
 	if code == verdict.KernelTrouble || code == verdict.Timeout {
 		run.ConsoleExcerpt = consoleExcerpt(o)
@@ -53,6 +51,15 @@ func RunReport(kernelName string, res *Result, err error) report.Run {
 	}
 	run.Checks = append(run.Checks, unloadCheck(o), clean)
 	return run
+}
+
+// reportSpans are spans as the JSON report has them.
+func reportSpans(spans []Span) []report.Span {
+	var out []report.Span
+	for _, s := range spans {
+		out = append(out, report.Span{What: s.What, Seconds: s.Took.Seconds()})
+	}
+	return out
 }
 
 // quoteLines is how many of the console's last lines a hung check quotes.

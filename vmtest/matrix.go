@@ -25,8 +25,12 @@ type KernelRun struct {
 	Module    string // the module folder's name
 	ModuleDir string
 	Name      string // the kernel's, as selected: cloud, rt, …
-	Result    *Result
-	Err       error
+	// Prepared is where the host's time went before the boot (the
+	// kernel's and every module's of the boot, so the same in each run
+	// of one kernel).
+	Prepared []Span
+	Result   *Result
+	Err      error
 }
 
 // KernelsFromEnv returns the kernels to run on: PIDLAB_KERNELS's list, or
@@ -90,6 +94,9 @@ func RunKernels(ctx context.Context, c Config, dirs, names []string) []KernelRun
 			prepared[i], err = Prepare(ctx, configs[i], dirs)
 		}
 		for j := range dirs {
+			if prepared[i] != nil {
+				runs[i][j].Prepared = prepared[i].Took
+			}
 			switch {
 			case err != nil:
 				runs[i][j].Err = err
@@ -168,6 +175,7 @@ func Report(c Config, runs []KernelRun) report.Report {
 	for _, kr := range runs {
 		run := RunReport(kr.Name, kr.Result, kr.Err)
 		run.Module, run.ModuleDir = kr.Module, kr.ModuleDir
+		run.Prepared = reportSpans(kr.Prepared)
 		for i := range run.Checks {
 			run.Checks[i].Module = run.Module
 		}

@@ -66,23 +66,36 @@ func PrintTimes(log *progress.Log, runs []KernelRun) {
 	}
 }
 
-// timesLine is one boot's times: "boot 3.1 s; exitmon 48.4 s (load 0.1,
-// suite exitmon 47.9, unload 0.1, leak scan 0.3); …".
+// timesLine is one boot's times: "prepare 0.6 s (host tools and kernel
+// 0.1, build exitmon 0.2, guest programs 0.2, initramfs 0.1); boot 3.1 s;
+// exitmon 48.4 s (load 0.1, suite exitmon 47.9, unload 0.1, leak scan
+// 0.3); …".
 func timesLine(runs []KernelRun) string {
-	parts := []string{"boot " + seconds(runs[0].Result.Boot) + " s"}
+	var parts []string
+	if prep := spansPhrase("prepare", runs[0].Prepared); prep != "" {
+		parts = append(parts, prep)
+	}
+	parts = append(parts, "boot "+seconds(runs[0].Result.Boot)+" s")
 	for _, r := range runs {
-		var total time.Duration
-		var spans []string
-		for _, s := range r.Result.Timeline {
-			total += s.Took
-			spans = append(spans, s.What+" "+seconds(s.Took))
+		if phrase := spansPhrase(r.Module, r.Result.Timeline); phrase != "" {
+			parts = append(parts, phrase)
 		}
-		if len(spans) == 0 {
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%s %s s (%s)", r.Module, seconds(total), strings.Join(spans, ", ")))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// spansPhrase is "what 1.2 s (a 0.2, b 1.0)", or "" for no spans.
+func spansPhrase(what string, spans []Span) string {
+	var total time.Duration
+	var each []string
+	for _, s := range spans {
+		total += s.Took
+		each = append(each, s.What+" "+seconds(s.Took))
+	}
+	if len(each) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s %s s (%s)", what, seconds(total), strings.Join(each, ", "))
 }
 
 // seconds is d in seconds, to a tenth.

@@ -172,6 +172,9 @@ type Prepared struct {
 	Kernel    *kernel.Kernel
 	Modules   []*PreparedModule // in the order asked for, those that did not build too
 	Initramfs string            // for the modules that built
+	// Took is where the preparation's time went, step by step: on a warm
+	// run, each step is a check that its cached result still holds.
+	Took []Span
 }
 
 // PreparedModule is one module of a boot: built, or why not.
@@ -199,11 +202,13 @@ func (p *Prepared) Booted() []*PreparedModule {
 // module that does not build has its Err and stays out of the boot; the
 // error is what keeps every module from booting.
 func Prepare(ctx context.Context, c Config, dirs []string) (*Prepared, error) {
+	watch := newStopwatch()
 	k, err := provisionKernel(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	p := &Prepared{Kernel: k}
+	watch.lap("host tools and kernel")
 	for _, dir := range dirs {
 		m := &PreparedModule{Dir: dir}
 		if m.Manifest, m.Err = c.manifestFor(dir); m.Err != nil {
@@ -215,14 +220,32 @@ func Prepare(ctx context.Context, c Config, dirs []string) (*Prepared, error) {
 			return nil, verdict.Interrupting(ctx, m.Err, "building the modules")
 		}
 		p.Modules = append(p.Modules, m)
+		watch.lap("build " + filepath.Base(dir))
 	}
 	if len(p.Booted()) == 0 {
+		p.Took = watch.spans
 		return p, nil
 	}
-	if p.Initramfs, err = buildInitramfs(ctx, c, p.Booted()); err != nil {
+	if p.Initramfs, err = buildInitramfs(ctx, c, p.Booted(), watch); err != nil {
 		return nil, verdict.Interrupting(ctx, err, "building the guest programs and the initramfs")
 	}
+	p.Took = watch.spans
 	return p, nil
+}
+
+// stopwatch times steps done one after the other.
+type stopwatch struct {
+	start time.Time
+	spans []Span
+}
+
+func newStopwatch() *stopwatch { return &stopwatch{start: time.Now()} }
+
+// lap ends the step named what, and starts the next.
+func (w *stopwatch) lap(what string) {
+	now := time.Now()
+	w.spans = append(w.spans, Span{What: what, Took: now.Sub(w.start)})
+	w.start = now
 }
 
 // provisionKernel is what every VM needs before its modules: the host's
@@ -294,8 +317,8 @@ func nameClash(k *kernel.Kernel, mod *kbuild.Module) string {
 
 // buildInitramfs builds the archive of the modules' boot and sets each
 // module's planned tests: the suites and helpers of its manifest, for the
-// run's profile.
-func buildInitramfs(ctx context.Context, c Config, mods []*PreparedModule) (string, error) {
+// run's profile. watch times the guest programs and the archive.
+func buildInitramfs(ctx context.Context, c Config, mods []*PreparedModule, watch *stopwatch) (string, error) {
 	prof, err := c.profile()
 	if err != nil {
 		return "", err
@@ -314,6 +337,8 @@ func buildInitramfs(ctx context.Context, c Config, mods []*PreparedModule) (stri
 		files = append(files, modFiles...)
 		manifest.Modules = append(manifest.Modules, run)
 	}
+	watch.lap("guest programs")
+	defer watch.lap("initramfs")
 	// The Go commands (u-root's init, the runner) are built once into a
 	// base archive; the run's files go in a second archive appended to a
 	// copy of it, so a changed module or test costs a copy, not a rebuild.

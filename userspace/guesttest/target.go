@@ -180,6 +180,18 @@ func (tg *Target) Stop() {
 	_ = tg.cmd.Wait()         // the exit status of a killed helper says nothing
 }
 
+// Terminate asks the target to end (SIGTERM), for a mode that cleans up
+// after itself, and requires a clean exit.
+func (tg *Target) Terminate(t testing.TB) {
+	t.Helper()
+	if tg.done {
+		return
+	}
+	require.NoError(t, tg.cmd.Process.Signal(unix.SIGTERM), "SIGTERM to pid %d", tg.PID)
+	tg.done = true
+	require.NoError(t, tg.cmd.Wait(), "pid %d after SIGTERM", tg.PID)
+}
+
 // Reap kills and reaps the target now, so that its PID names no process.
 func (tg *Target) Reap(t testing.TB) {
 	t.Helper()

@@ -38,6 +38,14 @@
  *   trace PID             become the tracer of process PID (PTRACE_SEIZE:
  *                         it keeps running), then block; the kernel
  *                         detaches it when this process dies
+ *   tasks N               start N processes (1..MAX_TASKS) that block,
+ *                         then wait for SIGTERM: it kills and reaps them
+ *                         all and exits 0 (a SIGKILL of this process kills
+ *                         them too, but leaves them to init to reap). They
+ *                         share this process's memory (CLONE_VM), so each
+ *                         costs a task, not an address space: 10,000 fit a
+ *                         small guest. The caller may need to raise
+ *                         kernel.threads-max first.
  */
 
 #define _GNU_SOURCE
@@ -48,18 +56,24 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MAX_THREADS	64
+#define MAX_TASKS	20000
+/* A task of mode tasks runs task_main only: a page of stack is plenty. */
+#define TASK_STACK	4096
 
 /* Written to by spinners so the compiler cannot drop the loop. */
 static volatile unsigned long spin_sink;
@@ -362,10 +376,58 @@ static void mode_trace(const char *arg)
 	block_forever();
 }
 
+static pid_t tasks_parent;
+
+static int task_main(void *unused __attribute__((unused)))
+{
+	/*
+	 * Shared memory, shared errno: raw system calls only. The parent may
+	 * have died before the prctl(), so check it is still there after.
+	 */
+	if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) ||
+	    syscall(SYS_getppid) != tasks_parent)
+		syscall(SYS_exit, 1);
+	for (;;)
+		syscall(SYS_pause);
+	return 0;
+}
+
+static void mode_tasks(int n)
+{
+	const int flags = CLONE_VM | CLONE_FS | CLONE_FILES | SIGCHLD;
+	static pid_t tasks[MAX_TASKS];
+	sigset_t term;
+	char *stacks;
+	int i, sig;
+
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &term, NULL))
+		die("block SIGTERM: %s", strerror(errno));
+	tasks_parent = getpid();
+	stacks = mmap(NULL, (size_t)n * TASK_STACK, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (stacks == MAP_FAILED)
+		die("mmap %d stacks: %s", n, strerror(errno));
+	for (i = 0; i < n; i++) {
+		tasks[i] = clone(task_main, stacks + (size_t)(i + 1) * TASK_STACK, flags, NULL);
+		if (tasks[i] < 0)
+			die("clone task %d of %d: %s", i + 1, n, strerror(errno));
+	}
+	ready(NULL);
+	if (sigwait(&term, &sig))
+		die("sigwait");
+	for (i = 0; i < n; i++)
+		kill(tasks[i], SIGKILL);
+	while (wait(NULL) > 0 || errno == EINTR)
+		;
+	exit(0);
+}
+
 static void usage(void)
 {
 	die("usage: pidlab-target sleep|spin|syscalls|threads N|spin-threads N|"
-	    "comm NAME|creds RUID EUID RGID EGID|view [TEXT]|view-in PID [TEXT]|open-modes|exit|exit-child|trace PID");
+	    "comm NAME|creds RUID EUID RGID EGID|view [TEXT]|view-in PID [TEXT]|open-modes|exit|exit-child|trace PID|tasks N");
 }
 
 int main(int argc, char **argv)
@@ -405,6 +467,8 @@ int main(int argc, char **argv)
 		mode_exit_child();
 	} else if (!strcmp(mode, "trace") && nargs == 1) {
 		mode_trace(argv[2]);
+	} else if (!strcmp(mode, "tasks") && nargs == 1) {
+		mode_tasks((int)parse_long(argv[2], 1, MAX_TASKS));
 	}
 	usage();
 	return 2;

@@ -53,10 +53,15 @@ type Run struct {
 	// load, each suite, the reloads between them, the unload, the leak
 	// scan; BootSeconds and VMSeconds frame it.
 	Timeline []Span `json:"timeline,omitempty"`
+	// Prepared is where the host's time went before the boot: the host
+	// tools and kernel, each module's build, the guest programs, the
+	// initramfs. A boot's modules share it: each of its runs has it whole.
+	Prepared []Span `json:"prepared,omitempty"`
 }
 
-// Span is a stretch of a module's part of the boot: "load", "suite
-// conformance", "reload", "unload", "leak scan".
+// Span is a stretch of a module's part of the boot ("load", "suite
+// conformance", "reload", "unload", "leak scan") or of the preparation
+// before it ("build procpid", "initramfs").
 type Span struct {
 	What    string  `json:"what"`
 	Seconds float64 `json:"seconds"`
@@ -128,4 +133,20 @@ func WriteJSON(path string, r Report) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// ReadJSON reads a report WriteJSON wrote, of this Schema.
+func ReadJSON(path string) (Report, error) {
+	var r Report
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("%s: %w", path, err)
+	}
+	if r.Schema != Schema {
+		return r, fmt.Errorf("%s: schema %q, want %q", path, r.Schema, Schema)
+	}
+	return r, nil
 }

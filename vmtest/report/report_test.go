@@ -260,3 +260,19 @@ func TestWriteJUnitEscapes(t *testing.T) {
 	assert.Contains(t, *doc.Suites[0].SystemOut, "kernel WARNING: <a & b>")
 	assert.Contains(t, *doc.Suites[0].SystemOut, "[ 1.0] x ]]> y")
 }
+
+// ReadJSON gives back what WriteJSON wrote, and refuses another schema.
+func TestReadJSONReadsWhatWriteJSONWrote(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "report.json")
+	want := sample()
+	want.Runs[0].Prepared = []Span{{What: "build procpid", Seconds: 1.5}}
+	want.Runs[2].Checks = []Check{} // WriteJSON's list for none
+	require.NoError(t, WriteJSON(path, want))
+	got, err := ReadJSON(path)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+
+	require.NoError(t, os.WriteFile(path, []byte(`{"schema":"pidlab-report/1","runs":[]}`), 0o644))
+	_, err = ReadJSON(path)
+	assert.ErrorContains(t, err, `schema "pidlab-report/1", want "pidlab-report/2"`)
+}

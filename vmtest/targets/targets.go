@@ -13,10 +13,12 @@ import (
 	"path/filepath"
 
 	"github.com/pidlab/pidlab/vmtest"
+	"github.com/pidlab/pidlab/vmtest/editloop"
 	"github.com/pidlab/pidlab/vmtest/hostdeps"
 	"github.com/pidlab/pidlab/vmtest/kbuild"
 	"github.com/pidlab/pidlab/vmtest/kernel"
 	"github.com/pidlab/pidlab/vmtest/progress"
+	"github.com/pidlab/pidlab/vmtest/qemu"
 	"github.com/pidlab/pidlab/vmtest/report"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
@@ -276,4 +278,45 @@ func config(o Options) (vmtest.Config, error) {
 		return c, err
 	}
 	return c, nil
+}
+
+// editLoopRounds is how many times EditLoop times each run: the figures
+// are their medians.
+const editLoopRounds = 3
+
+// EditLoop measures the edit → verdict loop of one of pidlab's modules
+// (the first PIDLAB_MODULES names, else procpid) on the selected kernel,
+// against the floor of a bare boot plus the guest tests, and prints the
+// figures; PIDLAB_REPORT gets them as a report's figures.
+func EditLoop(ctx context.Context, o Options) error {
+	ctx = Interruptible(ctx)
+	c, k, err := provision(ctx, o)
+	if err != nil {
+		return fail(verdict.Interrupting(ctx, err, "fetching the kernel"))
+	}
+	module := "procpid"
+	if os.Getenv(vmtest.EnvModules) != "" {
+		dirs, err := vmtest.Modules(c.RepoDir)
+		if err != nil {
+			return fail(err)
+		}
+		module = filepath.Base(dirs[0])
+	}
+	accel, _, err := qemu.ChooseAccel(c.Accel)
+	if err != nil {
+		return fail(verdict.SetupError(qemu.EnvAccel+"=tcg", "%v", err))
+	}
+	figs, err := editloop.Measure(ctx, editloop.Setup{RepoDir: c.RepoDir, Module: module, Rounds: editLoopRounds,
+		Kernel: k, Accel: accel, CacheDir: c.CacheDir, Log: c.Log})
+	if err != nil {
+		return fail(verdict.Interrupting(ctx, err, "timing the edit loop"))
+	}
+	editloop.Print(c.Log, figs)
+	path := os.Getenv(vmtest.EnvReport)
+	if path == "" {
+		return nil
+	}
+	run := report.Run{Module: module, ModuleDir: filepath.Join(c.RepoDir, vmtest.ModulesDir, module), Kernel: k.Name, Release: k.Release,
+		Outcome: verdict.Pass.String(), Figures: editloop.ReportFigures(figs)}
+	return fail(report.WriteJSON(path, report.Report{Schema: report.Schema, Profile: "reference", Runs: []report.Run{run}}))
 }
