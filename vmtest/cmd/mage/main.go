@@ -6,7 +6,13 @@
 //     every run (with a Go build cache it never reuses its binary), and
 //     runs the binary from a path shared by all runs: a second run failed
 //     with "error compiling magefiles", exit 1. Here the magefiles compile
-//     under a lock, each run into a binary of its own.
+//     under a lock, and each run runs a binary of its own.
+//   - A run with nothing changed starts in a third of a second, not one.
+//     Mage compiled into a new path each time, and go build links a new
+//     path again (a second of a warm run). Here they compile into one path
+//     per checkout, which go build leaves alone when it is up to date, and
+//     each run runs a hard link to it: a later compile replaces the path
+//     (go build removes it first), never the file a run is running.
 //   - SIGINT and SIGTERM sent to this process reach the targets. `go tool`
 //     passes every signal on to it, but mage keeps a SIGINT from the
 //     compiled targets and dies of a SIGTERM, leaving them running. Here
@@ -16,6 +22,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -86,20 +94,82 @@ func compile(inv mage.Invocation) (*lockeddir.Dir, int) {
 	}
 	defer unlock()
 	lockeddir.RemoveStale(inv.CacheDir, runDirPrefix, time.Minute)
+	removeUnused(inv.CacheDir)
 	dir, err := lockeddir.Make(inv.CacheDir, runDirPrefix)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		return nil, 1
 	}
+	shared, err := sharedExe(inv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		return dir, 1
+	}
 	inv.Stderr, inv.Stdin = os.Stderr, os.Stdin
-	inv.CompileOut = filepath.Join(dir.Path, "mage")
+	inv.CompileOut = shared
 	inv.Force = true
 	inv.Args = nil
-	return dir, mage.Invoke(inv)
+	if code := mage.Invoke(inv); code != 0 {
+		return dir, code
+	}
+	if err := linkOrCopy(shared, filepath.Join(dir.Path, "mage")); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		return dir, 1
+	}
+	return dir, 0
 }
 
-// runDirPrefix names the runs' folders in mage's cache.
-const runDirPrefix = "pidlab-run-"
+// Prefixes of the folders in mage's cache: a run's own, and a checkout's
+// compiled magefiles.
+const (
+	runDirPrefix = "pidlab-run-"
+	binDirPrefix = "pidlab-bin-"
+)
+
+// sharedExe is where the magefiles of inv's checkout compile: a folder per
+// checkout (by its absolute path), touched on each use.
+func sharedExe(inv mage.Invocation) (string, error) {
+	abs, err := filepath.Abs(inv.Dir)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(abs))
+	dir := filepath.Join(inv.CacheDir, binDirPrefix+hex.EncodeToString(sum[:8]))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	now := time.Now()
+	os.Chtimes(dir, now, now)
+	return filepath.Join(dir, "mage"), nil
+}
+
+// unusedAge is how long a checkout's compiled magefiles stay unused before
+// a run removes them (a checkout gone, a temporary copy).
+const unusedAge = 7 * 24 * time.Hour
+
+// removeUnused removes the compiled magefiles of checkouts not used for
+// unusedAge. It runs under the compile lock.
+func removeUnused(cacheDir string) {
+	dirs, _ := filepath.Glob(filepath.Join(cacheDir, binDirPrefix+"*"))
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil && time.Since(fi.ModTime()) > unusedAge {
+			os.RemoveAll(d)
+		}
+	}
+}
+
+// linkOrCopy puts the file at src at dst: a hard link, or a copy where
+// the two cannot share the file.
+func linkOrCopy(src, dst string) error {
+	if os.Link(src, dst) == nil {
+		return nil
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o755)
+}
 
 // lock takes the lock of mage's cache, where every checkout's runs compile
 // (mage names the main file the same in all of them, and its binaries by

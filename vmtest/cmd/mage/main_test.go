@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/magefile/mage/mage"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -60,4 +63,38 @@ func fakeKernel(t *testing.T) kernelFiles {
 	require.NoError(t, os.WriteFile(filepath.Join(k.kdir, "Makefile"), nil, 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(k.kdir, "include", "config", "kernel.release"), []byte("6.1.0-fake\n"), 0o644))
 	return k
+}
+
+// A checkout's magefiles compile into one path of their own, another
+// checkout's elsewhere; those not used for a week go.
+func TestSharedExeIsPerCheckoutAndUnusedOnesGo(t *testing.T) {
+	cache := t.TempDir()
+	a, err := sharedExe(mage.Invocation{Dir: "/work/a", CacheDir: cache})
+	require.NoError(t, err)
+	again, err := sharedExe(mage.Invocation{Dir: "/work/a", CacheDir: cache})
+	require.NoError(t, err)
+	b, err := sharedExe(mage.Invocation{Dir: "/work/b", CacheDir: cache})
+	require.NoError(t, err)
+	assert.Equal(t, a, again, "one checkout, one path")
+	assert.NotEqual(t, a, b, "two checkouts, two paths")
+
+	old := time.Now().Add(-unusedAge - time.Hour)
+	require.NoError(t, os.Chtimes(filepath.Dir(b), old, old))
+	removeUnused(cache)
+	assert.DirExists(t, filepath.Dir(a), "used now")
+	assert.NoDirExists(t, filepath.Dir(b), "unused for over a week")
+}
+
+// A run runs a link of its own: the shared path replaced meanwhile (go
+// build removes it and writes anew) leaves the run's file as it was.
+func TestLinkOrCopyKeepsTheRunsFile(t *testing.T) {
+	dir := t.TempDir()
+	shared, mine := filepath.Join(dir, "shared"), filepath.Join(dir, "mine")
+	require.NoError(t, os.WriteFile(shared, []byte("v1"), 0o755))
+	require.NoError(t, linkOrCopy(shared, mine))
+	require.NoError(t, os.Remove(shared))
+	require.NoError(t, os.WriteFile(shared, []byte("v2"), 0o755))
+	b, err := os.ReadFile(mine)
+	require.NoError(t, err)
+	assert.Equal(t, "v1", string(b))
 }
