@@ -15,6 +15,7 @@ import (
 
 	"github.com/pidlab/pidlab/vmtest/hostdeps"
 	"github.com/pidlab/pidlab/vmtest/internal/cacheentry"
+	"github.com/pidlab/pidlab/vmtest/internal/contenthash"
 	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
@@ -99,8 +100,50 @@ func (d Debian) relocateCached(root, release string) error {
 	return sealDebian(release)(root)
 }
 
-// resolveABI asks apt which 6.1 ABI the flavour's metapackage points at.
+// aptState is what apt's answers come from: its package lists, its
+// sources and preferences. An answer stays right while none of them
+// changes (apt-get update, a new source).
+var aptState = []string{"/var/lib/apt/lists/*", "/etc/apt/sources.list", "/etc/apt/sources.list.d/*",
+	"/etc/apt/preferences", "/etc/apt/preferences.d/*"}
+
+// aptStateKey names the state of aptState's files: their names, sizes
+// and modification times.
+func aptStateKey() string {
+	k := contenthash.New()
+	for _, glob := range aptState {
+		matches, _ := filepath.Glob(glob)
+		for _, m := range matches {
+			if fi, err := os.Stat(m); err == nil && fi.Mode().IsRegular() {
+				k.Printf("%s %d %d\n", m, fi.Size(), fi.ModTime().UnixNano())
+			}
+		}
+	}
+	return k.String()
+}
+
+// resolveABI is the 6.1 ABI the flavour's metapackage points at, as apt
+// said it last for the same package lists, else as apt says it now:
+// apt-cache takes over a second to load bookworm's lists, most of a warm
+// run's time outside the VM.
 func (d Debian) resolveABI(ctx context.Context, flavour string) (string, error) {
+	key := aptStateKey()
+	memo := filepath.Join(d.CacheDir, "apt-"+flavour+".abi")
+	if b, err := os.ReadFile(memo); err == nil {
+		if k, abi, ok := strings.Cut(strings.TrimSpace(string(b)), "\n"); ok && k == key && abiOnly.MatchString(abi) {
+			return abi, nil
+		}
+	}
+	abi, err := d.askABI(ctx, flavour)
+	if err == nil && os.MkdirAll(d.CacheDir, 0o755) == nil {
+		cacheentry.WriteFileAtomic(memo, []byte(key+"\n"+abi+"\n"), 0o644) // without it, apt is asked again: no harm
+	}
+	return abi, err
+}
+
+var abiOnly = regexp.MustCompile(`^6\.1\.0-\d+$`)
+
+// askABI asks apt which 6.1 ABI the flavour's metapackage points at.
+func (d Debian) askABI(ctx context.Context, flavour string) (string, error) {
 	meta := "linux-image-" + flavour
 	out, err := d.Log.Output(ctx, "", "apt-cache", "depends", meta)
 	if errors.Is(err, exec.ErrNotFound) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -52,6 +53,10 @@ esac`,
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(state, "stale"), nil, 0o644))
 	t.Setenv("STATE", state)
+	// The fake lists are $STATE's files: the ABI apt said is kept for them.
+	saved := aptState
+	aptState = []string{filepath.Join(state, "*")}
+	t.Cleanup(func() { aptState = saved })
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	return state
 }
@@ -123,6 +128,10 @@ esac
 `), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(state, "stale"), nil, 0o644))
 	t.Setenv("STATE", state)
+	// The fake lists are $STATE's files: the ABI apt said is kept for them.
+	saved := aptState
+	aptState = []string{filepath.Join(state, "*")}
+	t.Cleanup(func() { aptState = saved })
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 
 	runs := 0
@@ -137,4 +146,32 @@ esac
 	require.NoError(t, err)
 	assert.Equal(t, 1, runs, "apt-get update runs")
 	assert.Equal(t, "6.1.192-pidlab-debug", k.Release)
+}
+
+// apt is asked once for the same package lists: its answer is kept in the
+// cache with the lists' state, and asked again once they change.
+func TestDebianAsksAptOnceForTheSameLists(t *testing.T) {
+	state := fakeApt(t)
+	require.NoError(t, os.Remove(filepath.Join(state, "stale")))
+	asked := filepath.Join(t.TempDir(), "asked") // not among the lists
+	bin := filepath.SplitList(os.Getenv("PATH"))[0]
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "apt-cache"), []byte("#!/bin/sh\necho >> "+asked+
+		"\nprintf 'linux-image-cloud-amd64\\n  Depends: linux-image-6.1.0-57-cloud-amd64\\n'\n"), 0o755))
+	d := Debian{Flavour: "cloud", CacheDir: t.TempDir()}
+	count := func() int {
+		b, _ := os.ReadFile(asked)
+		return strings.Count(string(b), "\n")
+	}
+
+	for range 2 {
+		abi, err := d.resolveABI(t.Context(), "cloud-amd64")
+		require.NoError(t, err)
+		assert.Equal(t, "6.1.0-57", abi)
+	}
+	assert.Equal(t, 1, count(), "apt-cache runs once for two resolutions")
+
+	require.NoError(t, os.WriteFile(filepath.Join(state, "Packages"), []byte("updated"), 0o644))
+	_, err := d.resolveABI(t.Context(), "cloud-amd64")
+	require.NoError(t, err)
+	assert.Equal(t, 2, count(), "new lists: apt is asked again")
 }
