@@ -327,10 +327,17 @@ func buildInitramfs(ctx context.Context, c Config, mods []*PreparedModule, watch
 	if err != nil {
 		return "", err
 	}
+	var suites []string
+	for _, m := range mods {
+		for _, s := range m.Manifest.SuitesFor(prof.Suites) {
+			suites = append(suites, s.Package)
+		}
+	}
+	inputs := guestbin.ReadInputs(ctx, c.RepoDir, suites, c.Log)
 	var files []initramfs.File
 	var manifest guestapi.Manifest
 	for _, m := range mods {
-		run, modFiles, err := guestModule(ctx, c, m, prof, string(profJSON))
+		run, modFiles, err := guestModule(ctx, c, m, inputs, prof, string(profJSON))
 		if err != nil {
 			return "", err
 		}
@@ -352,7 +359,7 @@ func buildInitramfs(ctx context.Context, c Config, mods []*PreparedModule, watch
 // guestModule is one module's part of the guest's manifest and the files
 // it needs there: its .ko, its helpers and its suites' test binaries. It
 // sets m.Planned.
-func guestModule(ctx context.Context, c Config, m *PreparedModule, prof *profile.Profile, profJSON string) (guestapi.ModuleRun, []initramfs.File, error) {
+func guestModule(ctx context.Context, c Config, m *PreparedModule, inputs *guestbin.Inputs, prof *profile.Profile, profJSON string) (guestapi.ModuleRun, []initramfs.File, error) {
 	binDir := filepath.Join(c.CacheDir, "guestbin")
 	man := m.Manifest
 	if err := man.CheckProfileSuites(prof.Name, prof.Module, prof.Suites); err != nil {
@@ -379,7 +386,7 @@ func guestModule(ctx context.Context, c Config, m *PreparedModule, prof *profile
 	}
 	m.Planned = nil
 	for _, s := range man.SuitesFor(prof.Suites) {
-		bin, err := guestbin.TestBinary(ctx, c.RepoDir, s.Package, binDir, c.Log)
+		bin, err := inputs.TestBinary(ctx, c.RepoDir, s.Package, binDir, c.Log)
 		if err != nil {
 			return run, nil, err
 		}
