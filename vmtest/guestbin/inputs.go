@@ -37,10 +37,10 @@ type listedPackage struct {
 		Main                      bool
 		Replace                   *struct{ Path, Version, Dir string }
 	}
-	Deps                                     []string
+	Deps                                      []string
 	GoFiles, CgoFiles, CFiles, HFiles, SFiles []string
-	EmbedFiles, TestGoFiles, XTestGoFiles    []string
-	TestEmbedFiles, XTestEmbedFiles          []string
+	EmbedFiles, TestGoFiles, XTestGoFiles     []string
+	TestEmbedFiles, XTestEmbedFiles           []string
 }
 
 // ReadInputs lists the test binaries' inputs of pkgs (packages of the
