@@ -50,6 +50,7 @@ var settings = []setting{
 	{Name: EnvTestTimeout, Takes: "a duration > 0, like 2m or 120 (seconds)", Fix: EnvTestTimeout + "=2m", Check: checkDuration},
 	{Name: EnvRun, Takes: "a -test.run pattern", Fix: EnvRun + "='TestRead/state'", Check: checkRunPattern},
 	{Name: EnvBench, Takes: "a -test.bench pattern (go tool mage bench)", Fix: EnvBench + "=ForkExitWait", Check: checkRunPattern},
+	{Name: EnvLoopRounds, Takes: "1 to 20 (go tool mage editLoop)", Fix: EnvLoopRounds + "=3", Check: func(v string) error { _, err := LoopRounds(v); return err }},
 	{Name: EnvProfile, Takes: "reference, osc10e, or a profile file", Fix: EnvProfile + "=reference", CheckInRepo: func(v, repo string) error { _, err := profiles.Load(repo, v); return err }},
 	{Name: EnvModules, Takes: "module folder names, like procpid"},
 	{Name: EnvKernels, Takes: "kernel names, like cloud,generic,rt", Fix: EnvKernels + "=cloud,generic,rt", Check: func(v string) error { _, err := parseKernels(v); return err }},
@@ -179,6 +180,19 @@ func parseDuration(v string) (time.Duration, error) {
 		return 0, errors.New("a timeout must be above 0")
 	}
 	return d, nil
+}
+
+// LoopRounds reads PIDLAB_LOOP_ROUNDS's value: how many rounds editLoop
+// measures, 3 when empty.
+func LoopRounds(v string) (int, error) {
+	if v == "" {
+		return 3, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 20 {
+		return 0, fmt.Errorf("%q is not a number of rounds from 1 to 20", v)
+	}
+	return n, nil
 }
 
 func checkDuration(v string) error {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/pidlab/pidlab/userspace/guestapi"
@@ -36,6 +37,7 @@ const (
 	EnvTestTimeout = "PIDLAB_TEST_TIMEOUT" // one guest test, a Go duration
 	EnvRun         = "PIDLAB_RUN"          // -test.run pattern for the guest tests
 	EnvBench       = "PIDLAB_BENCH"        // -test.bench pattern for go tool mage bench
+	EnvLoopRounds  = "PIDLAB_LOOP_ROUNDS"  // how many rounds go tool mage editLoop measures
 	EnvProfile     = "PIDLAB_PROFILE"      // a built-in profile's name or a profile file
 	EnvModules     = "PIDLAB_MODULES"      // the folders of module/ that go tool mage test runs
 )
@@ -203,6 +205,7 @@ func (p *Prepared) Booted() []*PreparedModule {
 // error is what keeps every module from booting.
 func Prepare(ctx context.Context, c Config, dirs []string) (*Prepared, error) {
 	watch := newStopwatch()
+	inputs := c.readInputs(ctx, dirs)
 	k, err := provisionKernel(ctx, c)
 	if err != nil {
 		return nil, err
@@ -226,11 +229,30 @@ func Prepare(ctx context.Context, c Config, dirs []string) (*Prepared, error) {
 		p.Took = watch.spans
 		return p, nil
 	}
-	if p.Initramfs, err = buildInitramfs(ctx, c, p.Booted(), watch); err != nil {
+	if p.Initramfs, err = buildInitramfs(ctx, c, p.Booted(), inputs, watch); err != nil {
 		return nil, verdict.Interrupting(ctx, err, "building the guest programs and the initramfs")
 	}
 	p.Took = watch.spans
 	return p, nil
+}
+
+// readInputs reads what the guest test binaries of the modules in dirs
+// are built from (one go list), while the kernel and the modules are
+// prepared: the result is what the returned function gives.
+func (c Config) readInputs(ctx context.Context, dirs []string) func() *guestbin.Inputs {
+	done := make(chan *guestbin.Inputs, 1)
+	var suites []string
+	if prof, err := c.profile(); err == nil {
+		for _, dir := range dirs {
+			if man, err := c.manifestFor(dir); err == nil {
+				for _, s := range man.SuitesFor(prof.Suites) {
+					suites = append(suites, s.Package)
+				}
+			}
+		}
+	}
+	go func() { done <- guestbin.ReadInputs(ctx, c.RepoDir, suites, c.Log) }()
+	return sync.OnceValue(func() *guestbin.Inputs { return <-done })
 }
 
 // stopwatch times steps done one after the other.
@@ -317,8 +339,9 @@ func nameClash(k *kernel.Kernel, mod *kbuild.Module) string {
 
 // buildInitramfs builds the archive of the modules' boot and sets each
 // module's planned tests: the suites and helpers of its manifest, for the
-// run's profile. watch times the guest programs and the archive.
-func buildInitramfs(ctx context.Context, c Config, mods []*PreparedModule, watch *stopwatch) (string, error) {
+// run's profile. inputs gives the guest test binaries' inputs; watch times
+// the guest programs and the archive.
+func buildInitramfs(ctx context.Context, c Config, mods []*PreparedModule, inputs func() *guestbin.Inputs, watch *stopwatch) (string, error) {
 	prof, err := c.profile()
 	if err != nil {
 		return "", err
@@ -327,17 +350,10 @@ func buildInitramfs(ctx context.Context, c Config, mods []*PreparedModule, watch
 	if err != nil {
 		return "", err
 	}
-	var suites []string
-	for _, m := range mods {
-		for _, s := range m.Manifest.SuitesFor(prof.Suites) {
-			suites = append(suites, s.Package)
-		}
-	}
-	inputs := guestbin.ReadInputs(ctx, c.RepoDir, suites, c.Log)
 	var files []initramfs.File
 	var manifest guestapi.Manifest
 	for _, m := range mods {
-		run, modFiles, err := guestModule(ctx, c, m, inputs, prof, string(profJSON))
+		run, modFiles, err := guestModule(ctx, c, m, inputs(), prof, string(profJSON))
 		if err != nil {
 			return "", err
 		}

@@ -280,10 +280,6 @@ func config(o Options) (vmtest.Config, error) {
 	return c, nil
 }
 
-// editLoopRounds is how many times EditLoop times each run: the figures
-// are their medians.
-const editLoopRounds = 3
-
 // EditLoop measures the edit → verdict loop of one of pidlab's modules
 // (the first PIDLAB_MODULES names, else procpid) on the selected kernel,
 // against the floor of a bare boot plus the guest tests, and prints the
@@ -294,6 +290,7 @@ func EditLoop(ctx context.Context, o Options) error {
 	if err != nil {
 		return fail(verdict.Interrupting(ctx, err, "fetching the kernel"))
 	}
+	rounds, _ := vmtest.LoopRounds(os.Getenv(vmtest.EnvLoopRounds)) // checked with the other settings
 	module := "procpid"
 	if os.Getenv(vmtest.EnvModules) != "" {
 		dirs, err := vmtest.Modules(c.RepoDir)
@@ -306,7 +303,7 @@ func EditLoop(ctx context.Context, o Options) error {
 	if err != nil {
 		return fail(verdict.SetupError(qemu.EnvAccel+"=tcg", "%v", err))
 	}
-	figs, err := editloop.Measure(ctx, editloop.Setup{RepoDir: c.RepoDir, Module: module, Rounds: editLoopRounds,
+	figs, err := editloop.Measure(ctx, editloop.Setup{RepoDir: c.RepoDir, Module: module, Rounds: rounds,
 		Kernel: k, Accel: accel, CacheDir: c.CacheDir, Log: c.Log})
 	if err != nil {
 		return fail(verdict.Interrupting(ctx, err, "timing the edit loop"))
