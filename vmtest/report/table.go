@@ -14,7 +14,7 @@ import (
 func PrintTable(w io.Writer, r Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "CHECK\t%s\n", strings.Join(kernelNames(r), "\t"))
-	for _, name := range rowNames(r) {
+	for _, name := range RowNames(r) {
 		cells := make([]string, len(r.Runs))
 		for i, run := range r.Runs {
 			cells[i] = "-"
@@ -142,10 +142,10 @@ func kernelNames(r Report) []string {
 	return names
 }
 
-// rowNames are the top-level checks of all runs, in the order they ran: a
+// RowNames are the top-level checks of all runs, in the order they ran: a
 // check only some runs have (one that ended early lacks the later tests)
 // goes after the check it followed in its own run, not at the end.
-func rowNames(r Report) []string {
+func RowNames(r Report) []string {
 	var names []string
 	for _, run := range r.Runs {
 		at := 0 // where the run's next new check goes

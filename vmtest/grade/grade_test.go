@@ -1,0 +1,157 @@
+package grade
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pidlab/pidlab/vmtest/report"
+)
+
+func check(name string, v report.Verdict) report.Check {
+	return report.Check{Name: name, Verdict: v}
+}
+
+// class is four submissions: all passing, one failing a check worth 3
+// (with a failed subtest), one that did not build, one refused.
+func class() Class {
+	pass := report.Run{Module: "procpid", Outcome: "pass", Checks: []report.Check{
+		check(report.CheckBuild, report.Pass), check(report.CheckLoad, report.Pass), check("TestRecordFields", report.Pass),
+		check("TestEOF", report.Pass), check(report.CheckUnload, report.Pass), check(report.CheckClean, report.Pass)}}
+	fail := report.Run{Module: "procpid", Outcome: "test failed", ExitCode: 1, Checks: []report.Check{
+		check(report.CheckBuild, report.Pass), check(report.CheckLoad, report.Pass), check("TestRecordFields", report.Fail),
+		{Name: "TestRecordFields/state", Verdict: report.Fail, Expected: "S", Got: "1", Hint: "print the state letter"},
+		check("TestEOF", report.Pass), check(report.CheckUnload, report.Pass), check(report.CheckClean, report.Pass)}}
+	broken := report.Run{Module: "osc", Outcome: "build failed", ExitCode: 2, Reason: "the module did not build",
+		Checks: []report.Check{{Name: report.CheckBuild, Verdict: report.Fail, Message: "m.c:3: error: 'struct task_struct' has no member named 'state'"}}}
+	return Class{Profile: "osc10e", Points: map[string]float64{"TestRecordFields": 3, report.CheckClean: 0.5},
+		Submissions: []Submission{{Name: "alice", Run: &pass}, {Name: "bob", Run: &fail}, {Name: "carol", Run: &broken},
+			{Name: "dave", Refusal: "submission dave refused: ../evil.c: a path out of the submission's folder"}}}
+}
+
+// Scores: the passing checks' worth; a build failure and a refusal 0;
+// the maximum the same for all.
+func TestScores(t *testing.T) {
+	c := class()
+	assert.Equal(t, []string{report.CheckBuild, report.CheckLoad, "TestRecordFields", "TestEOF", report.CheckUnload, report.CheckClean}, c.Checks())
+	assert.Equal(t, 7.5, c.MaxScore())
+	var got []float64
+	for _, s := range c.Submissions {
+		got = append(got, c.Score(s))
+	}
+	assert.Equal(t, []float64{7.5, 4.5, 0, 0}, got)
+}
+
+func TestCSV(t *testing.T) {
+	var b strings.Builder
+	require.NoError(t, WriteCSV(&b, class()))
+	assert.Equal(t, `submission,score,max_score,module builds,module loads,TestRecordFields,TestEOF,module unloads,kernel stays clean
+alice,7.5,7.5,PASS,PASS,PASS,PASS,PASS,PASS
+bob,4.5,7.5,PASS,PASS,FAIL,PASS,PASS,PASS
+carol,0,7.5,FAIL,,,,,
+dave,0,7.5,REFUSED,REFUSED,REFUSED,REFUSED,REFUSED,REFUSED
+`, b.String())
+}
+
+// results.json parses back as Gradescope reads it: the total equals the
+// passed tests' scores, a failure says what it expected and got.
+func TestGradescopeResults(t *testing.T) {
+	c := class()
+	for _, s := range c.Submissions {
+		b, err := json.Marshal(GradescopeOf(c, s))
+		require.NoError(t, err)
+		var back struct {
+			Score float64 `json:"score"`
+			Tests []struct {
+				Name     string  `json:"name"`
+				Score    float64 `json:"score"`
+				MaxScore float64 `json:"max_score"`
+				Status   string  `json:"status"`
+				Output   string  `json:"output"`
+			} `json:"tests"`
+		}
+		require.NoError(t, json.Unmarshal(b, &back))
+		var sum, maxSum float64
+		for _, tc := range back.Tests {
+			maxSum += tc.MaxScore
+			if tc.Status == "passed" {
+				sum += tc.Score
+			}
+		}
+		assert.Equal(t, c.Score(s), back.Score, s.Name)
+		assert.Equal(t, back.Score, sum, "%s: the total is the passed tests' sum", s.Name)
+		assert.Equal(t, c.MaxScore(), maxSum, s.Name)
+	}
+	bob := GradescopeOf(c, c.Submissions[1])
+	assert.Equal(t, GradescopeTest{Name: "TestRecordFields", MaxScore: 3, Status: "failed",
+		Output: "TestRecordFields: FAIL\nTestRecordFields/state: FAIL\n  expected: S\n  got: 1\n  hint: print the state letter"}, bob.Tests[2])
+	carol := GradescopeOf(c, c.Submissions[2])
+	assert.Contains(t, carol.Tests[0].Output, "has no member named 'state'", "the compiler's message")
+	assert.Equal(t, "not run: the run ended before it", carol.Tests[1].Output)
+	dave := GradescopeOf(c, c.Submissions[3])
+	assert.Contains(t, dave.Output, "a path out of the submission's folder")
+}
+
+// JUnit of the class: a testsuite per submission that ran, named by it.
+func TestClassJUnitHasASuitePerSubmission(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "junit.xml")
+	require.NoError(t, report.WriteJUnit(path, class().Report()))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var doc struct {
+		Suites []struct {
+			Name     string `xml:"name,attr"`
+			Failures int    `xml:"failures,attr"`
+		} `xml:"testsuite"`
+	}
+	require.NoError(t, xml.Unmarshal(b, &doc))
+	var names []string
+	for _, s := range doc.Suites {
+		names = append(names, s.Name)
+	}
+	assert.Equal(t, []string{"pidlab/alice/", "pidlab/bob/", "pidlab/carol/"}, names)
+	assert.Equal(t, 0, doc.Suites[0].Failures)
+	assert.Positive(t, doc.Suites[1].Failures)
+}
+
+// Shards split a class: every submission in exactly one, whatever n.
+func TestShardsSplitTheClassOnce(t *testing.T) {
+	var names []string
+	for i := range 200 {
+		names = append(names, fmt.Sprintf("student%03d", i))
+	}
+	for _, n := range []int{1, 2, 3, 7} {
+		count := map[string]int{}
+		for k := 1; k <= n; k++ {
+			shard, err := ParseShard(fmt.Sprintf("%d/%d", k, n))
+			require.NoError(t, err)
+			in := 0
+			for _, name := range names {
+				if shard.Has(name) {
+					count[name]++
+					in++
+				}
+			}
+			if n > 1 {
+				assert.Less(t, in, len(names), "shard %d/%d does not take all", k, n)
+			}
+		}
+		for _, name := range names {
+			assert.Equal(t, 1, count[name], "%s in one of %d shards", name, n)
+		}
+	}
+	for _, bad := range []string{"0/3", "4/3", "1/0", "a/b", "3"} {
+		_, err := ParseShard(bad)
+		assert.Error(t, err, bad)
+	}
+	whole, err := ParseShard("")
+	require.NoError(t, err)
+	assert.Equal(t, Shard{1, 1}, whole)
+}
