@@ -333,7 +333,11 @@ func lastLines(s string, n int) string {
 
 // Print says what the loop costs, a line a figure, then the ratio.
 func Print(log *progress.Log, f Figures) {
-	log.Line("edit → verdict, module's loop, medians of %d rounds:", f.Rounds)
+	of := fmt.Sprintf("medians of %d rounds", f.Rounds)
+	if f.Rounds == 1 {
+		of = "one round"
+	}
+	log.Line("edit → verdict, module's loop, %s:", of)
 	log.Line("  bare boot (an init that powers off)     %6s s", secs(f.BareBoot))
 	log.Line("  pidlab's boot to the first guest test   %6s s", secs(f.Edit.Boot))
 	log.Line("  guest tests' own time                   %6s s", secs(f.Edit.GuestTests))
