@@ -155,3 +155,41 @@ func TestShardsSplitTheClassOnce(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, Shard{1, 1}, whole)
 }
+
+// The page's cells are the CSV's verdicts, row by row; it is one file
+// with nothing to fetch and nothing to run, and a student's text in it
+// stays text.
+func TestClassPageAgreesWithTheCSV(t *testing.T) {
+	c := class()
+	c.Submissions[1].Run.Checks[3].Got = `<script>alert("pwned")</script>`
+	var page, table strings.Builder
+	require.NoError(t, WriteHTML(&page, c))
+	require.NoError(t, WriteCSV(&table, c))
+	html := page.String()
+
+	rows := strings.Split(strings.TrimSpace(table.String()), "\n")[1:]
+	for _, line := range rows {
+		cells := strings.Split(line, ",")
+		name, verdicts := cells[0], cells[3:]
+		_, rest, ok := strings.Cut(html, `<tr data-submission="`+name+`">`)
+		require.True(t, ok, "a row for %s", name)
+		row, _, _ := strings.Cut(rest, "</tr>")
+		var got []string
+		for _, part := range strings.Split(row, `data-verdict="`)[1:] {
+			v, _, _ := strings.Cut(part, `"`)
+			got = append(got, v)
+		}
+		assert.Equal(t, verdicts, got, "%s's cells", name)
+		assert.Contains(t, row, `<td class="score">`+cells[1]+`</td>`)
+	}
+	assert.Contains(t, html, `<tr data-check="TestRecordFields"><td class="name">TestRecordFields</td><td>1 of 4</td>`)
+	assert.Contains(t, html, "width: 25%")
+	assert.Contains(t, html, "expected: S")
+	assert.Contains(t, html, "has no member named")
+	assert.Contains(t, html, "a path out of the submission")
+	assert.NotContains(t, html, "<script")
+	assert.Contains(t, html, "&lt;script&gt;")
+	for _, external := range []string{"http://", "https://", "src=", "<link"} {
+		assert.NotContains(t, html, external, "self-contained")
+	}
+}
