@@ -57,7 +57,9 @@ type Refusal struct {
 	Why        string
 }
 
-func (r *Refusal) Error() string { return fmt.Sprintf("submission %s refused: %s", r.Submission, r.Why) }
+func (r *Refusal) Error() string {
+	return fmt.Sprintf("submission %s refused: %s", r.Submission, r.Why)
+}
 
 // List reads the class folder dir: each folder, .zip, .tar.gz or .tgz is a
 // submission, in name order; hidden entries (a leading dot) are skipped.
