@@ -58,6 +58,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,16 +378,20 @@ static void mode_trace(const char *arg)
 }
 
 static pid_t tasks_parent;
+/* How many tasks of mode tasks are running, set up to die with it. */
+static atomic_int tasks_started;
 
 static int task_main(void *unused __attribute__((unused)))
 {
 	/*
-	 * Shared memory, shared errno: raw system calls only. The parent may
-	 * have died before the prctl(), so check it is still there after.
+	 * The parent's memory is shared, errno included: nothing here may
+	 * rely on errno. The parent may have died before the prctl(), so
+	 * check it is still there after.
 	 */
 	if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) ||
 	    syscall(SYS_getppid) != tasks_parent)
 		syscall(SYS_exit, 1);
+	atomic_fetch_add(&tasks_started, 1);
 	for (;;)
 		syscall(SYS_pause);
 	return 0;
@@ -398,7 +403,7 @@ static void mode_tasks(int n)
 	static pid_t tasks[MAX_TASKS];
 	sigset_t term;
 	char *stacks;
-	int i, sig;
+	int i, sig, waited;
 
 	sigemptyset(&term);
 	sigaddset(&term, SIGTERM);
@@ -413,6 +418,12 @@ static void mode_tasks(int n)
 		tasks[i] = clone(task_main, stacks + (size_t)(i + 1) * TASK_STACK, flags, NULL);
 		if (tasks[i] < 0)
 			die("clone task %d of %d: %s", i + 1, n, strerror(errno));
+	}
+	/* "ready" promises n running tasks: wait for the last (60 s at most). */
+	for (waited = 0; atomic_load(&tasks_started) < n; waited++) {
+		if (waited == 60000)
+			die("only %d of %d tasks started", atomic_load(&tasks_started), n);
+		usleep(1000);
 	}
 	ready(NULL);
 	if (sigwait(&term, &sig))

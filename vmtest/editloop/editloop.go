@@ -15,6 +15,7 @@ import (
 	"cmp"
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -56,13 +57,15 @@ type Run struct {
 	OutsideVM  time.Duration // the rest: go and mage starting, the preparation, the verdict and reports
 	GuestTests time.Duration // the suites' own time in the guest
 	Prepared   []report.Span // the preparation's steps, as the report gives them
+	// Unaccounted is the part of the time outside the VM that the
+	// preparation's steps do not hold: go tool and mage starting (mage
+	// checks its compiled magefiles), the run's configuration, the
+	// verdict, the reports.
+	Unaccounted time.Duration
 }
 
-// Unaccounted is the part of the time outside the VM that the report's
-// preparation steps do not hold: go tool and mage starting (mage checks
-// its compiled magefile), the run's configuration, the verdict, the
-// reports.
-func (r Run) Unaccounted() time.Duration {
+// unaccounted is what of r's time outside the VM its steps do not hold.
+func (r Run) unaccounted() time.Duration {
 	d := r.OutsideVM
 	for _, s := range r.Prepared {
 		d -= seconds(s.Seconds)
@@ -166,6 +169,10 @@ func edit(source string, n int) error {
 func mageTest(ctx context.Context, s Setup, repo, work string) (Run, error) {
 	reportPath := filepath.Join(work, "report.json")
 	logPath := filepath.Join(work, "mage-test.log")
+	// A run that did not write its report must not be read as the last one's.
+	if err := os.Remove(reportPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Run{}, err
+	}
 	out, err := os.Create(logPath)
 	if err != nil {
 		return Run{}, err
@@ -199,6 +206,7 @@ func mageTest(ctx context.Context, s Setup, repo, work string) (Run, error) {
 			run.GuestTests += seconds(sp.Seconds)
 		}
 	}
+	run.Unaccounted = run.unaccounted()
 	return run, nil
 }
 
@@ -309,11 +317,12 @@ func medianRun(runs []Run) Run {
 		return median(ds)
 	}
 	m := Run{
-		Wall:       pick(func(r Run) time.Duration { return r.Wall }),
-		VM:         pick(func(r Run) time.Duration { return r.VM }),
-		Boot:       pick(func(r Run) time.Duration { return r.Boot }),
-		OutsideVM:  pick(func(r Run) time.Duration { return r.OutsideVM }),
-		GuestTests: pick(func(r Run) time.Duration { return r.GuestTests }),
+		Wall:        pick(func(r Run) time.Duration { return r.Wall }),
+		VM:          pick(func(r Run) time.Duration { return r.VM }),
+		Boot:        pick(func(r Run) time.Duration { return r.Boot }),
+		OutsideVM:   pick(func(r Run) time.Duration { return r.OutsideVM }),
+		Unaccounted: pick(func(r Run) time.Duration { return r.Unaccounted }),
+		GuestTests:  pick(func(r Run) time.Duration { return r.GuestTests }),
 	}
 	for _, sp := range runs[0].Prepared {
 		m.Prepared = append(m.Prepared, report.Span{What: sp.What, Seconds: pick(func(r Run) time.Duration { return r.Step(sp.What) }).Seconds()})
@@ -352,7 +361,7 @@ func outsideParts(r Run) string {
 	for _, s := range r.Prepared {
 		parts = append(parts, fmt.Sprintf("%s %.2f", s.What, s.Seconds))
 	}
-	return strings.Join(append(parts, fmt.Sprintf("go, mage, verdict and reports %s", secs(r.Unaccounted()))), ", ")
+	return strings.Join(append(parts, fmt.Sprintf("go, mage, verdict and reports %s", secs(r.Unaccounted))), ", ")
 }
 
 // ReportFigures are the figures as the JSON report holds benchmarks'.

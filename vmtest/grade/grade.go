@@ -26,14 +26,29 @@ type Submission struct {
 
 // Class is a graded class: every submission, and the points of each check.
 type Class struct {
-	Profile     string
+	Profile string
+	// Planned are the checks every submission is graded on, in order (a
+	// validation's planned checks): the maximum score does not then
+	// depend on which submissions got how far. Checks a run has beyond
+	// them count too.
+	Planned     []string
 	Points      map[string]float64 // a check's worth by its name; a check not named is worth 1
 	Submissions []Submission
 }
 
-// Checks are the class's rows: every top-level check any submission's run
-// has, in the order they ran.
-func (c Class) Checks() []string { return report.RowNames(c.Report()) }
+// Checks are the class's rows: the planned checks and every other
+// top-level check a submission's run has, in the order they ran.
+func (c Class) Checks() []string {
+	r := c.Report()
+	if len(c.Planned) > 0 {
+		planned := report.Run{}
+		for _, name := range c.Planned {
+			planned.Checks = append(planned.Checks, report.Check{Name: name})
+		}
+		r.Runs = append([]report.Run{planned}, r.Runs...)
+	}
+	return report.RowNames(r)
+}
 
 // Report is the class as one report, a run per submission that ran, named
 // by the submission (whatever its module's folder was called): JUnit then
@@ -77,13 +92,10 @@ func (c Class) MaxScore() float64 {
 // Score is the sum of the worth of the submission's passing checks: 0 for
 // one that never ran or did not build (its only check is the build's).
 func (c Class) Score(s Submission) float64 {
-	if s.Run == nil {
-		return 0
-	}
 	var sum float64
-	for _, ch := range s.Run.Checks {
-		if ch.TopLevel() && ch.Verdict == report.Pass {
-			sum += c.Worth(ch.Name)
+	for _, name := range c.Checks() {
+		if Verdict(s, name) == string(report.Pass) {
+			sum += c.Worth(name)
 		}
 	}
 	return sum

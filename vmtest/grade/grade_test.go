@@ -121,6 +121,17 @@ func TestClassJUnitHasASuitePerSubmission(t *testing.T) {
 	assert.Positive(t, doc.Suites[1].Failures)
 }
 
+// With the planned checks given, a class where nothing built still has
+// the whole maximum, and the rows in the planned order.
+func TestPlannedChecksFixTheMaximum(t *testing.T) {
+	c := class()
+	c.Planned = c.Checks()
+	c.Submissions = c.Submissions[2:] // carol (no build) and dave (refused)
+	assert.Equal(t, 7.5, c.MaxScore())
+	assert.Equal(t, c.Planned, c.Checks())
+	assert.Zero(t, c.Score(c.Submissions[0]))
+}
+
 // Shards split a class: every submission in exactly one, whatever n.
 func TestShardsSplitTheClassOnce(t *testing.T) {
 	var names []string

@@ -59,24 +59,37 @@ func ReadInputs(ctx context.Context, repo string, pkgs []string, log *progress.L
 }
 
 func (in *Inputs) read(ctx context.Context, repo string, pkgs []string, log *progress.Log) error {
-	args := append([]string{"list", "-deps", "-test", "-tags", GuestTag, "-json=ImportPath,Dir,Root,Standard,Module,Deps," +
-		"GoFiles,CgoFiles,CFiles,HFiles,SFiles,EmbedFiles,TestGoFiles,XTestGoFiles,TestEmbedFiles,XTestEmbedFiles"}, pkgs...)
-	out, err := log.Output(ctx, repo, "go", args...)
+	keys, err := readKeys(ctx, repo, pkgs, log)
+	for pkg, key := range keys {
+		in.keys[pkg] = key
+	}
+	return err
+}
+
+// readKeys is the key of each package's test binary, from one go list.
+// It lists as TestBinary builds: with CGO_ENABLED=0 (files that only a
+// build without cgo takes are inputs too).
+func readKeys(ctx context.Context, repo string, pkgs []string, log *progress.Log) (map[string]string, error) {
+	args := append([]string{"CGO_ENABLED=0", "go", "list", "-deps", "-test", "-tags", GuestTag,
+		"-json=ImportPath,Dir,Root,Standard,Module,Deps," +
+			"GoFiles,CgoFiles,CFiles,HFiles,SFiles,EmbedFiles,TestGoFiles,XTestGoFiles,TestEmbedFiles,XTestEmbedFiles"}, pkgs...)
+	out, err := log.Output(ctx, repo, "env", args...)
 	if err != nil {
-		return fmt.Errorf("listing their inputs: %v", detail(err))
+		return nil, fmt.Errorf("listing their inputs: %v", detail(err))
 	}
 	listed, err := decodeList(out)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	keys := map[string]string{}
 	for _, pkg := range pkgs {
 		key, err := listed.key(filepath.Join(repo, pkg))
 		if err != nil {
-			return fmt.Errorf("the inputs of %s: %w", pkg, err)
+			return keys, fmt.Errorf("the inputs of %s: %w", pkg, err)
 		}
-		in.keys[pkg] = key
+		keys[pkg] = key
 	}
-	return nil
+	return keys, nil
 }
 
 // packages are go list's packages by import path.
@@ -209,7 +222,11 @@ func (in *Inputs) TestBinary(ctx context.Context, repo, pkg, outDir string, log 
 	if err != nil {
 		return "", err
 	}
+	// The binary is filed under the key only if its inputs did not change
+	// while it was built (a file saved meanwhile): it may hold either.
 	// Without the pointer, the next run builds again: no harm.
-	cacheentry.WriteFileAtomic(pointer, []byte(filepath.Base(bin)+"\n"), 0o644)
+	if after, err := readKeys(ctx, repo, []string{pkg}, log); err == nil && after[pkg] == key {
+		cacheentry.WriteFileAtomic(pointer, []byte(filepath.Base(bin)+"\n"), 0o644)
+	}
 	return bin, nil
 }

@@ -104,12 +104,13 @@ func (d Debian) relocateCached(root, release string) error {
 // sources and preferences. An answer stays right while none of them
 // changes (apt-get update, a new source).
 var aptState = []string{"/var/lib/apt/lists/*", "/etc/apt/sources.list", "/etc/apt/sources.list.d/*",
-	"/etc/apt/preferences", "/etc/apt/preferences.d/*"}
+	"/etc/apt/preferences", "/etc/apt/preferences.d/*", "/etc/apt/apt.conf", "/etc/apt/apt.conf.d/*"}
 
 // aptStateKey names the state of aptState's files: their names, sizes
 // and modification times.
 func aptStateKey() string {
 	k := contenthash.New()
+	k.Printf("APT_CONFIG=%s\n", os.Getenv("APT_CONFIG"))
 	for _, glob := range aptState {
 		matches, _ := filepath.Glob(glob)
 		for _, m := range matches {

@@ -2,7 +2,8 @@
 // export them: a folder holding one entry per student, each a folder, a
 // .zip or a .tar.gz. An archive is unpacked with nothing trusted: no path
 // out of its folder, no links, bounded file count and sizes (counted as
-// written, not as its headers claim), no file written twice. Whatever
+// written, not as its headers claim; folders counted too), no file
+// written twice. Whatever
 // breaks a rule is a refusal of that submission that names the entry and
 // the rule: a clear row in the class's report, never a crash of the grader.
 package submission
@@ -41,14 +42,14 @@ type Entry struct {
 
 // Limits bound what an archive may unpack to.
 type Limits struct {
-	Files     int   // regular files
+	Members   int   // files and folders
 	FileBytes int64 // one file
 	Bytes     int64 // all files
 }
 
 // DefaultLimits are far above a kernel module's sources and far below
 // what would hurt the grader's disk.
-var DefaultLimits = Limits{Files: 1000, FileBytes: 16 << 20, Bytes: 64 << 20}
+var DefaultLimits = Limits{Members: 1000, FileBytes: 16 << 20, Bytes: 64 << 20}
 
 // Refusal is a submission that breaks a rule; its message names the entry
 // and the rule.
@@ -147,11 +148,11 @@ func Unpack(e Entry, dest string, limits Limits) (err error) {
 
 // unpacker writes an archive's members under dest, counting as it goes.
 type unpacker struct {
-	entry  string
-	dest   string
-	limits Limits
-	files  int
-	bytes  int64
+	entry   string
+	dest    string
+	limits  Limits
+	members int
+	bytes   int64
 }
 
 func (u *unpacker) refuse(format string, args ...any) error {
@@ -251,9 +252,21 @@ func (u *unpacker) target(name string) (string, error) {
 	return filepath.Join(u.dest, filepath.FromSlash(clean)), nil
 }
 
+// count counts one more member against the limit.
+func (u *unpacker) count() error {
+	u.members++
+	if u.members > u.limits.Members {
+		return u.refuse("more than %d files and folders", u.limits.Members)
+	}
+	return nil
+}
+
 func (u *unpacker) dir(name string) error {
 	t, err := u.target(name)
 	if err != nil {
+		return err
+	}
+	if err := u.count(); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(t, 0o755); err != nil {
@@ -270,9 +283,11 @@ func (u *unpacker) file(name string, mode fs.FileMode, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	u.files++
-	if u.files > u.limits.Files {
-		return u.refuse("more than %d files", u.limits.Files)
+	if t == u.dest {
+		return u.refuse("a file with an empty name")
+	}
+	if err := u.count(); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(t), 0o755); err != nil {
 		return u.refuse("%s: %v", name, err)
@@ -283,10 +298,10 @@ func (u *unpacker) file(name string, mode fs.FileMode, r io.Reader) error {
 	}
 	f, err := os.OpenFile(t, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if errors.Is(err, fs.ErrExist) {
-		return u.refuse("%s: twice in the archive", name)
+		return u.refuse("%s: already unpacked (twice in the archive, or a folder of that name)", name)
 	}
 	if err != nil {
-		return err
+		return u.refuse("%s: %v", name, err) // a name too long, or one the file system refuses
 	}
 	n, err := io.Copy(f, io.LimitReader(r, u.limits.FileBytes+1))
 	if cerr := f.Close(); err == nil {
