@@ -153,9 +153,10 @@ func (s *stream) requireChain(pid int, start string) {
 	}
 }
 
-// pollFor polls fd for events for up to timeout (forever when negative),
-// again after a signal: the Go runtime's own signals interrupt poll(2),
-// which no SA_RESTART restarts. It returns revents (0: timed out).
+// pollFor polls fd for events for up to timeout (forever when negative,
+// not at all when 0), again after a signal: the Go runtime's own signals
+// interrupt poll(2), which no SA_RESTART restarts, even a poll that does
+// not wait (seen once in CI). It returns revents (0: timed out).
 func pollFor(fd int, events int16, timeout time.Duration) (int16, error) {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -165,7 +166,7 @@ func pollFor(fd int, events int16, timeout time.Duration) (int16, error) {
 		}
 		fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
 		_, err := unix.Poll(fds, ms)
-		if errors.Is(err, unix.EINTR) && (timeout < 0 || time.Now().Before(deadline)) {
+		if errors.Is(err, unix.EINTR) && (timeout <= 0 || time.Now().Before(deadline)) {
 			continue
 		}
 		return fds[0].Revents, err

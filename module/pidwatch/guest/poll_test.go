@@ -44,7 +44,7 @@ func selectWait(fd int, timeout time.Duration) (string, error) {
 			tv = &t
 		}
 		n, err := unix.Select(fd+1, &rfds, nil, nil, tv)
-		if errors.Is(err, unix.EINTR) && (timeout < 0 || time.Now().Before(deadline)) {
+		if errors.Is(err, unix.EINTR) && (timeout <= 0 || time.Now().Before(deadline)) {
 			continue
 		}
 		if n == 0 {
@@ -71,7 +71,7 @@ func epollWait(fd int, timeout time.Duration) (string, error) {
 			ms = int(max(time.Until(deadline), 0).Milliseconds())
 		}
 		n, err := unix.EpollWait(ep, evs, ms)
-		if errors.Is(err, unix.EINTR) && (timeout < 0 || time.Now().Before(deadline)) {
+		if errors.Is(err, unix.EINTR) && (timeout <= 0 || time.Now().Before(deadline)) {
 			continue
 		}
 		if n == 0 {
