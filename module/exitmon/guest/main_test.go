@@ -133,7 +133,7 @@ func (s *stream) fill() bool {
 	return true
 }
 
-// pollIn polls fd for POLLIN for up to timeout (forever when negative),
+// pollIn polls fd for POLLIN for up to timeout (forever when negative, not at all when 0),
 // again after a signal: the Go runtime's own signals interrupt poll(2),
 // which no SA_RESTART restarts. It returns poll's count and revents.
 func pollIn(fd int, timeout time.Duration) (int, int16, error) {
@@ -145,7 +145,7 @@ func pollIn(fd int, timeout time.Duration) (int, int16, error) {
 		}
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		n, err := unix.Poll(fds, ms)
-		if errors.Is(err, unix.EINTR) && (timeout < 0 || time.Now().Before(deadline)) {
+		if errors.Is(err, unix.EINTR) && (timeout <= 0 || time.Now().Before(deadline)) {
 			continue
 		}
 		return n, fds[0].Revents, err
