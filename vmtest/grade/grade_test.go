@@ -204,3 +204,72 @@ func TestClassPageAgreesWithTheCSV(t *testing.T) {
 		assert.NotContains(t, html, external, "self-contained")
 	}
 }
+
+// writeOut writes c as grade would: each submission, then the class.
+func writeOut(t *testing.T, out string, c Class) {
+	t.Helper()
+	for _, s := range c.Submissions {
+		require.NoError(t, WriteSubmission(out, s, "key-"+s.Name))
+	}
+	require.NoError(t, WriteClass(out, c))
+}
+
+func csvOf(t *testing.T, c Class) string {
+	t.Helper()
+	var b strings.Builder
+	require.NoError(t, WriteCSV(&b, c))
+	return b.String()
+}
+
+// An output folder reads back as the class it was written from, and each
+// submission's key is kept for the next grade to compare.
+func TestOutputFolderReadsBack(t *testing.T) {
+	out := t.TempDir()
+	c := class()
+	writeOut(t, out, c)
+	back, err := ReadClass(out)
+	require.NoError(t, err)
+	assert.Equal(t, csvOf(t, c), csvOf(t, back))
+	assert.Equal(t, "key-bob", Key(out, "bob"))
+	assert.Empty(t, Key(out, "nobody"))
+	for _, f := range []string{CSVFile, JUnitFile, HTMLFile, ClassFile, "submissions/dave/results.json", "submissions/alice/report.json"} {
+		assert.FileExists(t, filepath.Join(out, f))
+	}
+	assert.NoFileExists(t, filepath.Join(out, "submissions/dave/report.json"), "a refused submission never ran")
+}
+
+// Three shards, each graded into a folder of its own, merge into what one
+// unsharded grade gives; overlapping shards and other profiles are refused.
+func TestShardsMergeIntoTheWholeClass(t *testing.T) {
+	whole := class()
+	whole.Planned = whole.Checks()
+	var outs []string
+	nonEmpty := ""
+	for k := 1; k <= 3; k++ {
+		shard := Shard{k, 3}
+		part := Class{Profile: whole.Profile, Planned: whole.Planned, Points: whole.Points}
+		for _, s := range whole.Submissions {
+			if shard.Has(s.Name) {
+				part.Submissions = append(part.Submissions, s)
+			}
+		}
+		out := t.TempDir()
+		writeOut(t, out, part)
+		outs = append(outs, out)
+		if len(part.Submissions) > 0 {
+			nonEmpty = out
+		}
+	}
+	merged, err := ReadClass(outs...)
+	require.NoError(t, err)
+	assert.Equal(t, csvOf(t, whole), csvOf(t, merged))
+
+	_, err = ReadClass(nonEmpty, nonEmpty)
+	assert.ErrorContains(t, err, "shards must not overlap")
+	other := t.TempDir()
+	writeOut(t, other, Class{Profile: "reference", Submissions: []Submission{{Name: "zed", Refusal: "r"}}})
+	_, err = ReadClass(outs[0], other)
+	assert.ErrorContains(t, err, "not one class")
+	_, err = ReadClass(t.TempDir())
+	assert.ErrorContains(t, err, "is no grade output folder")
+}
