@@ -147,25 +147,35 @@ func readSubmissions(out string) ([]Submission, error) {
 		if !de.IsDir() {
 			continue
 		}
-		dir := filepath.Join(out, SubmissionsDir, de.Name())
-		var o outcomeFile
-		if err := readJSON(filepath.Join(dir, OutcomeFile), &o); err != nil {
+		s, err := readSubmission(filepath.Join(out, SubmissionsDir, de.Name()))
+		if err != nil {
 			return nil, err
-		}
-		s := Submission{Name: o.Name, Refusal: o.Refusal}
-		if o.Refusal == "" {
-			r, err := report.ReadJSON(filepath.Join(dir, ReportFile))
-			if err != nil {
-				return nil, err
-			}
-			if len(r.Runs) != 1 {
-				return nil, fmt.Errorf("%s: want one run, got %d", filepath.Join(dir, ReportFile), len(r.Runs))
-			}
-			s.Run = &r.Runs[0]
 		}
 		subs = append(subs, s)
 	}
 	return subs, nil
+}
+
+// readSubmission reads one submission's folder: its outcome, and its
+// report when it ran.
+func readSubmission(dir string) (Submission, error) {
+	var o outcomeFile
+	if err := readJSON(filepath.Join(dir, OutcomeFile), &o); err != nil {
+		return Submission{}, err
+	}
+	s := Submission{Name: o.Name, Refusal: o.Refusal}
+	if o.Refusal != "" {
+		return s, nil
+	}
+	r, err := report.ReadJSON(filepath.Join(dir, ReportFile))
+	if err != nil {
+		return s, err
+	}
+	if len(r.Runs) != 1 {
+		return s, fmt.Errorf("%s: want one run, got %d", filepath.Join(dir, ReportFile), len(r.Runs))
+	}
+	s.Run = &r.Runs[0]
+	return s, nil
 }
 
 // mergeRows is a followed by b's rows that a lacks, each after the row it

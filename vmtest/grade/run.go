@@ -158,16 +158,8 @@ func (g Grader) previous(name, key string) (Submission, bool) {
 	if Key(g.Out, name) != key {
 		return Submission{}, false
 	}
-	subs, err := readSubmissions(g.Out)
-	if err != nil {
-		return Submission{}, false
-	}
-	for _, s := range subs {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return Submission{}, false
+	s, err := readSubmission(filepath.Join(g.Out, SubmissionsDir, name))
+	return s, err == nil
 }
 
 // key hashes what a grade of e depends on: the archive's bytes, or every
