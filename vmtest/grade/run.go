@@ -71,6 +71,9 @@ func (g Grader) Grade(ctx context.Context, entries []submission.Entry, refused [
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
+				if ctx.Err() != nil {
+					continue // stopped: the job stays undone
+				}
 				started := time.Now()
 				s, reused, err := g.one(ctx, entries[i])
 				results[i], errs[i] = s, err
