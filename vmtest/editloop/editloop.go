@@ -189,7 +189,7 @@ func mageTest(ctx context.Context, s Setup, repo, work string) (Run, error) {
 	if err != nil {
 		tail, _ := os.ReadFile(logPath)
 		return Run{}, fmt.Errorf("go tool mage test of module %s did not pass (%v); the loop is timed on a module that passes. Its output:\n%s",
-			s.Module, err, lastLines(string(tail), 30))
+			s.Module, err, progress.LastLines(string(tail), 30))
 	}
 	rep, err := report.ReadJSON(reportPath)
 	if err != nil {
@@ -261,7 +261,7 @@ func bareBoot(ctx context.Context, s Setup, initrd string) (time.Duration, error
 	err = vm.Wait()
 	took := time.Since(start)
 	if err != nil || !strings.Contains(string(console), "reboot: Power down") {
-		return 0, fmt.Errorf("the bare boot did not power off (%v, after %s s); its console ends:\n%s", cmp.Or(err, ctx.Err()), secs(took), lastLines(string(console), 20))
+		return 0, fmt.Errorf("the bare boot did not power off (%v, after %s s); its console ends:\n%s", cmp.Or(err, ctx.Err()), secs(took), progress.LastLines(string(console), 20))
 	}
 	return took, nil
 }
@@ -334,11 +334,6 @@ func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Se
 
 // secs is d in seconds, to a hundredth.
 func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
-}
 
 // Print says what the loop costs, a line a figure, then the ratio.
 func Print(log *progress.Log, f Figures) {

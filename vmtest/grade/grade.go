@@ -91,11 +91,16 @@ func (c Class) MaxScore() float64 {
 
 // Score is the sum of the worth of the submission's passing checks: 0 for
 // one that never ran or did not build (its only check is the build's).
+// Every top-level check of a run is one of the class's rows (Checks), so
+// the run's own checks are enough.
 func (c Class) Score(s Submission) float64 {
+	if s.Run == nil {
+		return 0
+	}
 	var sum float64
-	for _, name := range c.Checks() {
-		if Verdict(s, name) == string(report.Pass) {
-			sum += c.Worth(name)
+	for _, ch := range s.Run.Checks {
+		if ch.TopLevel() && ch.Verdict == report.Pass {
+			sum += c.Worth(ch.Name)
 		}
 	}
 	return sum

@@ -2,10 +2,7 @@ package grade
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pidlab/pidlab/vmtest/internal/contenthash"
 	"github.com/pidlab/pidlab/vmtest/report"
 	"github.com/pidlab/pidlab/vmtest/submission"
 )
@@ -168,13 +166,11 @@ func (g Grader) previous(name, key string) (Submission, bool) {
 // key hashes what a grade of e depends on: the archive's bytes, or every
 // file of the folder (names, modes, contents), and the settings.
 func (g Grader) key(e submission.Entry) (string, error) {
-	h := sha256.New()
-	fmt.Fprintf(h, "grade 1\nsettings %s\nkind %s\n", g.Settings, e.Kind)
+	k := contenthash.New()
+	k.Printf("grade 1\nsettings %s\nkind %s\n", g.Settings, e.Kind)
 	if e.Kind != submission.Folder {
-		if err := hashFile(h, e.Path); err != nil {
-			return "", err
-		}
-		return hex.EncodeToString(h.Sum(nil))[:16], nil
+		err := k.File("archive", e.Path)
+		return k.String(), err
 	}
 	err := filepath.WalkDir(e.Path, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -185,23 +181,13 @@ func (g Grader) key(e submission.Entry) (string, error) {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(h, "%s %v\n", filepath.ToSlash(rel), info.Mode())
+		k.Printf("%s %v\n", filepath.ToSlash(rel), info.Mode())
 		if d.Type().IsRegular() {
-			return hashFile(h, path)
+			return k.File(rel, path)
 		}
 		return nil
 	})
-	return hex.EncodeToString(h.Sum(nil))[:16], err
-}
-
-func hashFile(w io.Writer, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(w, f)
-	return err
+	return k.String(), err
 }
 
 // tally counts a grade's progress.

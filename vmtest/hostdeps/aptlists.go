@@ -100,7 +100,7 @@ func aptGetUpdate(ctx context.Context, log *progress.Log) error {
 	_, err := log.CombinedOutput(ctx, "", aptEnv, "apt-get", "update")
 	var ce *progress.CommandError
 	if errors.As(err, &ce) {
-		return fmt.Errorf("%w\n%s", err, lastLines(ce.Output, 5))
+		return fmt.Errorf("%w\n%s", err, progress.LastLines(ce.Output, 5))
 	}
 	return err
 }
@@ -108,12 +108,4 @@ func aptGetUpdate(ctx context.Context, log *progress.Log) error {
 func firstLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pidlab/pidlab/vmtest/progress"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
 
@@ -180,7 +181,7 @@ func excerptOrTail(diags []buildDiagnostic, excerpt, log string) string {
 	if len(diags) > 0 {
 		return excerpt
 	}
-	return tailLines(log, 30)
+	return progress.LastLines(log, 30)
 }
 
 func firstErrorLine(diags []buildDiagnostic) string {
@@ -205,12 +206,4 @@ func diagnosticFiles(diags []buildDiagnostic) string {
 		}
 	}
 	return strings.Join(files, ", ")
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

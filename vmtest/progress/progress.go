@@ -176,3 +176,13 @@ func KillGroupOnCancel(cmd *exec.Cmd) {
 	// still hold Wait.
 	cmd.WaitDelay = 5 * time.Second
 }
+
+// LastLines is the last n lines of s: the end of a command's output or a
+// console, where what went wrong usually is.
+func LastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

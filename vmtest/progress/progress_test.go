@@ -133,3 +133,8 @@ func gone(pid int) bool {
 	_, after, _ := strings.Cut(string(b), ") ")
 	return strings.HasPrefix(after, "Z")
 }
+
+func TestLastLines(t *testing.T) {
+	assert.Equal(t, "c\nd", LastLines("a\nb\nc\nd\n", 2))
+	assert.Equal(t, "a\nb", LastLines("a\nb", 5), "fewer than n: all")
+}
