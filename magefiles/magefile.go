@@ -10,6 +10,8 @@ import (
 
 	"github.com/magefile/mage/mg"
 
+	//mage:import grade
+	_ "github.com/pidlab/pidlab/magefiles/grade"
 	"github.com/pidlab/pidlab/vmtest/targets"
 )
 
@@ -35,6 +37,9 @@ func EditLoop(ctx context.Context) error { return targets.EditLoop(ctx, options(
 
 // Validate builds the module in DIR (in a copy), boots it and prints a verdict table of the profile's checks (PIDLAB_PROFILE, default reference).
 func Validate(ctx context.Context, dir string) error { return targets.Validate(ctx, options(), dir) }
+
+// Grade validates every submission in DIR (a folder, .zip or .tar.gz each) with the profile, VMs in parallel, and writes the class's grades to PIDLAB_GRADE_OUT (default pidlab-grade).
+func Grade(ctx context.Context, dir string) error { return targets.Grade(ctx, options(), dir) }
 
 // Clean removes pidlab's cache but for its kernels: builds, initramfs archives and run logs.
 func Clean() error { return targets.Clean(options(), false) }

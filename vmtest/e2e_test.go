@@ -209,20 +209,14 @@ func TestValidateOSC10e(t *testing.T) {
 		hint    string // in its hint
 		optIn   bool   // with the profile's opt-in checks turned on
 	}{
-		{"", verdict.Pass, "", "", false},
-		{"static-eof-flag", verdict.TestFailed, "TestSecondReaderAfterEarlyStop/first-read-4096-bytes", "static or global variable", false},
-		{"ignored-count", verdict.TestFailed, "TestSmallReadsAreNotOverrun", "ignores count", false},
-		{"task-state", verdict.BuildFailed, report.CheckBuild, "renamed __state", false},
+		// The correct module, static-eof-flag, ignored-count, task-state,
+		// textbook-starter and empty-write are graded as a class, in
+		// parallel VMs, by vmtest/grade's TestGradeAClass, which holds
+		// them to the same verdicts and hints: each case runs once.
+
 		// The entry is missing: its check alone fails, naming the entry the
 		// module made; the checks that need it are skipped.
 		{"wrong-entry", verdict.TestFailed, "TestEntryExists", "the module created /proc/pidinfo instead", false},
-		// Both of the textbook starter's bugs: dd bs=4 leaves the static
-		// flag set, and the next check's baseline read is empty, which
-		// must fail with the flag's hint (it once passed as "the record").
-		{"textbook-starter", verdict.TestFailed, "TestSecondReaderAfterEarlyStop", "static or global variable", false},
-		// An empty write oopses on kmalloc(0)'s ZERO_SIZE_PTR: the crash is
-		// the empty write's, named with its cause, not a NULL task's.
-		{"empty-write", verdict.KernelTrouble, "TestBadInputIsHarmless/empty", "ZERO_SIZE_PTR", false},
 		// A read that returns the record's length without copying it:
 		// the bytes are the reader's own (its guard byte), not a layout.
 		{"read-without-copy", verdict.TestFailed, "TestRecordFields/init", "returned more bytes than it copied", false},
@@ -240,17 +234,11 @@ func TestValidateOSC10e(t *testing.T) {
 	}
 	for _, tc := range cases {
 		name := tc.variant
-		if name == "" {
-			name = "correct"
-		}
 		if tc.optIn {
 			name += "/opt-in-checks"
 		}
 		t.Run(name, func(t *testing.T) {
-			patch := ""
-			if tc.variant != "" {
-				patch = repoPath(t, "module/testdata/osc10e-buggy", tc.variant, "bug.patch")
-			}
+			patch := repoPath(t, "module/testdata/osc10e-buggy", tc.variant, "bug.patch")
 			c := e2eConfig(t, patchedModule(t, repoPath(t, "module/testdata/osc10e"), patch), kernel.DefaultFlavour)
 			c.Profile = prof
 			if tc.optIn {
@@ -262,7 +250,7 @@ func TestValidateOSC10e(t *testing.T) {
 			run := RunReport(kernel.DefaultFlavour, res, err)
 			require.Equal(t, tc.exit, verdict.CodeOf(err), "verdict: %v", err)
 			if tc.exit == verdict.Pass {
-				assert.Equal(t, "13 passed, 0 failed, 1 skipped", run.Score(), "every check of the profile ran and passed; the opt-in TestEntryMode skips")
+				assert.Equal(t, "13 passed, 0 failed, 1 skipped", run.Score(), "a bug the profile does not judge: every check ran and passed; the opt-in TestEntryMode skips")
 				return
 			}
 			failed := checkNamed(t, run, tc.check)
@@ -275,16 +263,6 @@ func TestValidateOSC10e(t *testing.T) {
 				assert.Equal(t, report.Fail, failed.Verdict)
 			}
 			assert.Contains(t, failed.Hint, tc.hint, "the hint names the bug")
-			if tc.variant == "textbook-starter" {
-				assert.Contains(t, checkNamed(t, run, "TestSmallReadsAreNotOverrun").Hint, "ignores count", "the other bug, named too")
-			}
-			if tc.variant == "empty-write" {
-				// The empty write comes last: every other input was judged
-				// before it killed the guest.
-				for _, in := range []string{"letters", "NUL", "two-numbers", "4096-digits"} {
-					assert.Equal(t, report.Pass, checkNamed(t, run, "TestBadInputIsHarmless/"+in).Verdict, "an input written before the crash")
-				}
-			}
 			if tc.optIn {
 				errno := checkNamed(t, run, "TestBadInputIsHarmless/letters")
 				assert.Equal(t, report.Fail, errno.Verdict)

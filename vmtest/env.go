@@ -15,6 +15,7 @@ import (
 
 	"github.com/pidlab/pidlab/userspace/guestapi"
 	"github.com/pidlab/pidlab/userspace/profile"
+	"github.com/pidlab/pidlab/vmtest/grade"
 	"github.com/pidlab/pidlab/vmtest/kernel"
 	"github.com/pidlab/pidlab/vmtest/profiles"
 	"github.com/pidlab/pidlab/vmtest/qemu"
@@ -25,6 +26,30 @@ import (
 // first build takes about 10 minutes (CI sets it; see the README). Only go
 // test reads it, but it is a setting all the same.
 const EnvE2EDebug = "PIDLAB_E2E_DEBUG"
+
+// Environment of go tool mage grade (and validate's Gradescope results),
+// documented in the README.
+const (
+	EnvGradeOut   = "PIDLAB_GRADE_OUT"  // the grade's output folder; default DefaultGradeOut
+	EnvShard      = "PIDLAB_SHARD"      // k/n: grade the k-th of n shares of the class
+	EnvGradeVMs   = "PIDLAB_GRADE_VMS"  // VMs at once; default from the CPUs and the free memory
+	EnvGradescope = "PIDLAB_GRADESCOPE" // validate writes Gradescope's results.json here too
+)
+
+// DefaultGradeOut is the grade's output folder, in the working directory.
+const DefaultGradeOut = "pidlab-grade"
+
+// GradeVMs reads PIDLAB_GRADE_VMS: 0 when unset (the default).
+func GradeVMs(v string) (int, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 64 {
+		return 0, fmt.Errorf("%q is not a number of VMs from 1 to 64", v)
+	}
+	return n, nil
+}
 
 // setting is one PIDLAB_* variable: what it takes and how a value is
 // checked, so that a bad one stops a run before any download or build.
@@ -57,6 +82,10 @@ var settings = []setting{
 	{Name: EnvReport, Takes: "a file to write the JSON report to", Fix: EnvReport + "=pidlab-report.json", Check: checkOutputPath},
 	{Name: EnvJUnit, Takes: "a file to write JUnit XML to", Fix: EnvJUnit + "=pidlab-junit.xml", Check: checkOutputPath},
 	{Name: EnvE2EDebug, Takes: "1: go test also judges the fixtures on the debug kernel"},
+	{Name: EnvGradeOut, Takes: "the folder go tool mage grade writes to", Fix: EnvGradeOut + "=pidlab-grade", Check: func(v string) error { return checkOutputPath(filepath.Join(v, "class.csv")) }},
+	{Name: EnvShard, Takes: "k/n: the k-th of n shares of the class (go tool mage grade)", Fix: EnvShard + "=1/3", Check: func(v string) error { _, err := grade.ParseShard(v); return err }},
+	{Name: EnvGradeVMs, Takes: "1 to 64: VMs at once (go tool mage grade)", Fix: EnvGradeVMs + "=2", Check: func(v string) error { _, err := GradeVMs(v); return err }},
+	{Name: EnvGradescope, Takes: "a file to write Gradescope's results.json to (go tool mage validate)", Fix: EnvGradescope + "=/autograder/results/results.json", Check: checkOutputPath},
 	{Name: "PIDLAB_GUEST", Guest: true},
 	{Name: "PIDLAB_TARGET", Guest: true},
 	{Name: "PIDLAB_MODULE", Guest: true},

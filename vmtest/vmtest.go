@@ -206,7 +206,7 @@ func (p *Prepared) Booted() []*PreparedModule {
 func Prepare(ctx context.Context, c Config, dirs []string) (*Prepared, error) {
 	watch := newStopwatch()
 	inputs := c.readInputs(ctx, dirs)
-	k, err := provisionKernel(ctx, c)
+	k, err := ProvisionKernel(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -270,9 +270,9 @@ func (w *stopwatch) lap(what string) {
 	w.start = now
 }
 
-// provisionKernel is what every VM needs before its modules: the host's
+// ProvisionKernel is what every VM needs before its modules: the host's
 // tools and the kernel.
-func provisionKernel(ctx context.Context, c Config) (*kernel.Kernel, error) {
+func ProvisionKernel(ctx context.Context, c Config) (*kernel.Kernel, error) {
 	needs := hostdeps.Boot
 	switch {
 	case c.Kernel.IsBuilt():
@@ -313,7 +313,7 @@ func buildModule(ctx context.Context, c Config, k *kernel.Kernel, dir string) (*
 // provisionModule is the kernel and c.ModuleDir's module built against
 // it: what a shell VM needs before its initramfs.
 func provisionModule(ctx context.Context, c Config) (*kernel.Kernel, *kbuild.Module, error) {
-	k, err := provisionKernel(ctx, c)
+	k, err := ProvisionKernel(ctx, c)
 	if err != nil {
 		return nil, nil, err
 	}

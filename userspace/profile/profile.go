@@ -33,6 +33,10 @@ type Profile struct {
 	Module string  `toml:"module" json:"module"`
 	Record Record  `toml:"record" json:"record"`
 	Fields []Field `toml:"field" json:"fields"`
+	// Points are what a check is worth when go tool mage grade scores a
+	// submission, by the check's name as the verdict table shows it
+	// ("module builds", "TestEOF"); a check not named is worth 1.
+	Points map[string]float64 `toml:"points" json:"points,omitempty"`
 }
 
 // Record says how the text of one read becomes named values.
@@ -78,6 +82,37 @@ const (
 // oops, warning, leak or new taint) are judged for every profile.
 var AllChecks = []string{CheckEntryMode, CheckReadBeforeWrite, CheckEOF, CheckSmallReads, CheckSecondReader,
 	CheckMissingPID, CheckBadInput, CheckBadInputErrno, CheckBigWrite}
+
+// CheckTests are the guest tests (userspace/profilecheck) that are each
+// one robustness check as a whole, by the check's name: a profile that
+// leaves the check out skips the test, and a grade scores it 0.
+var CheckTests = map[string]string{
+	CheckEntryMode:       "TestEntryMode",
+	CheckReadBeforeWrite: "TestReadBeforeAnyWrite",
+	CheckEOF:             "TestReadReachesEndOfFile",
+	CheckSmallReads:      "TestSmallReadsAreNotOverrun",
+	CheckSecondReader:    "TestSecondReaderAfterEarlyStop",
+	CheckMissingPID:      "TestMissingPID",
+	CheckBadInput:        "TestBadInputIsHarmless",
+	CheckBigWrite:        "TestBigWrite",
+}
+
+// CheckOfTest is the robustness check the guest test named test is.
+func CheckOfTest(test string) (string, bool) {
+	for check, name := range CheckTests {
+		if name == test {
+			return check, true
+		}
+	}
+	return "", false
+}
+
+// LeavesOut reports whether the profile leaves out the guest test named
+// test: it is a robustness check the profile does not apply.
+func (p *Profile) LeavesOut(test string) bool {
+	check, ok := CheckOfTest(test)
+	return ok && !p.Applies(check)
+}
 
 // OptInChecks apply only to a profile that names them: they judge
 // choices the textbooks' own code makes (the OSC starter creates its
@@ -165,6 +200,11 @@ func (p *Profile) Validate() error {
 	}
 	errs = append(errs, p.validateFields()...)
 	errs = append(errs, p.Record.validate(p.Fields)...)
+	for name, pts := range p.Points {
+		if !(pts >= 0 && pts <= 1e6) { // NaN fails too
+			errs = append(errs, fmt.Errorf("points: %q is worth %v: points are a number from 0 to 1000000", name, pts))
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -195,3 +195,19 @@ func TestJSONRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, p, q)
 }
+
+// Every robustness check but one is a guest test of its own, which a
+// profile that leaves the check out skips (and a grade scores 0); the
+// errno check is part of TestBadInputIsHarmless. The OSC profile leaves
+// out its opt-in entry-mode check, not the others.
+func TestEveryCheckIsATest(t *testing.T) {
+	for _, c := range AllChecks {
+		_, ok := CheckTests[c]
+		assert.Equal(t, c != CheckBadInputErrno, ok, "check %s has a test in CheckTests", c)
+	}
+	p := builtin(t, "osc10e")
+	assert.True(t, p.LeavesOut("TestEntryMode"))
+	assert.False(t, p.LeavesOut("TestSecondReaderAfterEarlyStop"))
+	assert.False(t, p.LeavesOut("TestRecordFields"), "not a robustness check: always graded")
+	assert.False(t, builtin(t, "reference").LeavesOut("TestEntryMode"), "the reference profile applies every check")
+}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pidlab/pidlab/vmtest/report"
 )
@@ -22,6 +23,10 @@ type Submission struct {
 	Name    string
 	Run     *report.Run // nil when it never ran
 	Refusal string      // why it never ran
+	// Started and Seconds time its grade: when it began, how long its
+	// unpacking, build and VM took. Zero for a refusal of the listing.
+	Started time.Time
+	Seconds float64
 }
 
 // Class is a graded class: every submission, and the points of each check.
@@ -39,29 +44,42 @@ type Class struct {
 // Checks are the class's rows: the planned checks and every other
 // top-level check a submission's run has, in the order they ran.
 func (c Class) Checks() []string {
-	r := c.Report()
+	var r report.Report
 	if len(c.Planned) > 0 {
 		planned := report.Run{}
 		for _, name := range c.Planned {
 			planned.Checks = append(planned.Checks, report.Check{Name: name})
 		}
-		r.Runs = append([]report.Run{planned}, r.Runs...)
+		r.Runs = append(r.Runs, planned)
+	}
+	for _, s := range c.Submissions {
+		if s.Run != nil {
+			r.Runs = append(r.Runs, *s.Run)
+		}
 	}
 	return report.RowNames(r)
 }
 
-// Report is the class as one report, a run per submission that ran, named
-// by the submission (whatever its module's folder was called): JUnit then
-// has a testsuite per submission.
+// CheckAccepted is the one check of a refused submission in the class's
+// JUnit: it failed, with the refusal.
+const CheckAccepted = "submission accepted"
+
+// Report is the class as one report, a run per submission, named by the
+// submission (whatever its module's folder was called): JUnit then has a
+// testsuite per submission. A refused submission's run has one failed
+// check, CheckAccepted, which says why.
 func (c Class) Report() report.Report {
 	r := report.Report{Schema: report.Schema, Profile: c.Profile}
 	for _, s := range c.Submissions {
+		var run report.Run
 		if s.Run == nil {
-			continue
+			run = report.Run{ExitCode: 1, Outcome: "refused", Reason: s.Refusal,
+				Checks: []report.Check{{Name: CheckAccepted, Verdict: report.Fail, Message: s.Refusal}}}
+		} else {
+			run = *s.Run
+			run.Checks = append([]report.Check(nil), s.Run.Checks...)
 		}
-		run := *s.Run
 		run.Module = s.Name
-		run.Checks = append([]report.Check(nil), s.Run.Checks...)
 		for i := range run.Checks {
 			run.Checks[i].Module = s.Name
 		}
@@ -188,6 +206,35 @@ func GradescopeOf(c Class, s Submission) Gradescope {
 		}
 		g.Tests = append(g.Tests, t)
 	}
+	return g
+}
+
+// GradescopeOfRuns is the results.json of one module's validation
+// (go tool mage validate with PIDLAB_GRADESCOPE) on one kernel or several:
+// with several, each kernel's tests are named after it and the score is
+// their sum. c gives the profile, the planned checks and the points; its
+// submissions are not read.
+func GradescopeOfRuns(c Class, runs []report.Run) Gradescope {
+	var g Gradescope
+	var outputs []string
+	for _, run := range runs {
+		c.Submissions = []Submission{{Name: run.Module, Run: &run}}
+		one := GradescopeOf(c, c.Submissions[0])
+		if len(runs) > 1 {
+			for i := range one.Tests {
+				one.Tests[i].Name = run.Kernel + ": " + one.Tests[i].Name
+			}
+			if one.Output != "" {
+				one.Output = run.Kernel + ": " + one.Output
+			}
+		}
+		g.Score += one.Score
+		g.Tests = append(g.Tests, one.Tests...)
+		if one.Output != "" {
+			outputs = append(outputs, one.Output)
+		}
+	}
+	g.Output = strings.Join(outputs, "\n")
 	return g
 }
 

@@ -99,7 +99,8 @@ func TestGradescopeResults(t *testing.T) {
 	assert.Contains(t, dave.Output, "a path out of the submission's folder")
 }
 
-// JUnit of the class: a testsuite per submission that ran, named by it.
+// JUnit of the class: a testsuite per submission, named by it; a refused
+// one fails its acceptance.
 func TestClassJUnitHasASuitePerSubmission(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "junit.xml")
 	require.NoError(t, report.WriteJUnit(path, class().Report()))
@@ -116,9 +117,10 @@ func TestClassJUnitHasASuitePerSubmission(t *testing.T) {
 	for _, s := range doc.Suites {
 		names = append(names, s.Name)
 	}
-	assert.Equal(t, []string{"pidlab/alice/", "pidlab/bob/", "pidlab/carol/"}, names)
+	assert.Equal(t, []string{"pidlab/alice/", "pidlab/bob/", "pidlab/carol/", "pidlab/dave/"}, names)
 	assert.Equal(t, 0, doc.Suites[0].Failures)
 	assert.Positive(t, doc.Suites[1].Failures)
+	assert.Equal(t, 1, doc.Suites[3].Failures, "the refusal")
 }
 
 // With the planned checks given, a class where nothing built still has
@@ -272,4 +274,24 @@ func TestShardsMergeIntoTheWholeClass(t *testing.T) {
 	assert.ErrorContains(t, err, "not one class")
 	_, err = ReadClass(t.TempDir())
 	assert.ErrorContains(t, err, "is no grade output folder")
+}
+
+// validate's results.json: one kernel's is the submission's; on two, each
+// kernel's tests are named after it and the scores add up.
+func TestGradescopeOfRuns(t *testing.T) {
+	c := class()
+	pass, fail := *c.Submissions[0].Run, *c.Submissions[1].Run
+	pass.Kernel, fail.Kernel = "cloud", "rt"
+	c.Planned = c.Checks()
+
+	one := GradescopeOfRuns(c, []report.Run{fail})
+	assert.Equal(t, 4.5, one.Score)
+	assert.Equal(t, "TestRecordFields", one.Tests[2].Name)
+
+	two := GradescopeOfRuns(c, []report.Run{pass, fail})
+	assert.Equal(t, 7.5+4.5, two.Score)
+	require.Len(t, two.Tests, 12)
+	assert.Equal(t, "cloud: module builds", two.Tests[0].Name)
+	assert.Equal(t, "rt: TestRecordFields", two.Tests[8].Name)
+	assert.Equal(t, "failed", two.Tests[8].Status)
 }

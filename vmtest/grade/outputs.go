@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/pidlab/pidlab/vmtest/report"
 )
@@ -28,6 +29,7 @@ const (
 	OutcomeFile    = "submission.json"
 	ReportFile     = "report.json"
 	ResultsFile    = "results.json"
+	ConsoleFile    = "console.log"
 )
 
 // classFile is class.json: what every submission of the class was graded
@@ -43,6 +45,10 @@ type outcomeFile struct {
 	Name    string `json:"name"`
 	Key     string `json:"key,omitempty"` // what it was graded from: its content, the profile, the kernels
 	Refusal string `json:"refusal,omitempty"`
+	// When it was graded and how long it took (unpacking, building,
+	// the VM): a grade's throughput, and proof that grades overlapped.
+	Started time.Time `json:"started,omitzero"`
+	Seconds float64   `json:"seconds,omitempty"`
 }
 
 // WriteSubmission records one submission's outcome in out, graded from
@@ -57,11 +63,39 @@ func WriteSubmission(out string, s Submission, key string) error {
 		return err
 	}
 	if s.Run != nil {
-		if err := report.WriteJSON(filepath.Join(dir, ReportFile), report.Report{Schema: report.Schema, ExitCode: s.Run.ExitCode, Runs: []report.Run{*s.Run}}); err != nil {
+		run := *s.Run
+		if err := keepConsoleLog(&run, dir); err != nil {
+			return err
+		}
+		if err := report.WriteJSON(filepath.Join(dir, ReportFile), report.Report{Schema: report.Schema, ExitCode: run.ExitCode, Runs: []report.Run{run}}); err != nil {
 			return err
 		}
 	}
-	return writeJSON(filepath.Join(dir, OutcomeFile), outcomeFile{Name: s.Name, Key: key, Refusal: s.Refusal})
+	return writeJSON(filepath.Join(dir, OutcomeFile), outcomeFile{Name: s.Name, Key: key, Refusal: s.Refusal, Started: s.Started, Seconds: s.Seconds})
+}
+
+// keepConsoleLog copies the run's console log (in pidlab's cache, which
+// prunes it) into the submission's folder dir, and points the run at the
+// copy, by a path relative to the report: the folder can move, or be
+// merged into another.
+func keepConsoleLog(run *report.Run, dir string) error {
+	if run.ConsoleLog == "" || !filepath.IsAbs(run.ConsoleLog) {
+		return nil // none, or a copy already
+	}
+	b, err := os.ReadFile(run.ConsoleLog)
+	if err != nil {
+		return fmt.Errorf("keeping the console log: %w", err)
+	}
+	run.ConsoleLog = ConsoleFile
+	return os.WriteFile(filepath.Join(dir, ConsoleFile), b, 0o644)
+}
+
+// WriteGradescope writes g to path as results.json, making its folder.
+func WriteGradescope(path string, g Gradescope) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return writeJSON(path, g)
 }
 
 // Key is the key a submission in out was graded from, "" if none.
@@ -133,6 +167,48 @@ func ReadClass(outs ...string) (Class, error) {
 	return c, nil
 }
 
+// Merge merges the output folders of a class's shards into out: their
+// submissions' folders are copied there, and the class's files written
+// for them all. It returns the merged class.
+func Merge(out string, shards ...string) (Class, error) {
+	c, err := ReadClass(shards...)
+	if err != nil {
+		return c, err
+	}
+	if err := os.RemoveAll(filepath.Join(out, SubmissionsDir)); err != nil {
+		return c, err
+	}
+	for _, shard := range shards {
+		if err := os.CopyFS(filepath.Join(out, SubmissionsDir), os.DirFS(filepath.Join(shard, SubmissionsDir))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return c, fmt.Errorf("copying %s's submissions: %w", shard, err)
+		}
+	}
+	return c, WriteClass(out, c)
+}
+
+// Prune removes the submissions of out that are not named in names: gone
+// from the class, or another shard's. It returns those it removed.
+func Prune(out string, names []string) ([]string, error) {
+	des, err := os.ReadDir(filepath.Join(out, SubmissionsDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, de := range des {
+		if slices.Contains(names, de.Name()) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(out, SubmissionsDir, de.Name())); err != nil {
+			return removed, err
+		}
+		removed = append(removed, de.Name())
+	}
+	return removed, nil
+}
+
 // readSubmissions reads every submission's outcome and report in out.
 func readSubmissions(out string) ([]Submission, error) {
 	des, err := os.ReadDir(filepath.Join(out, SubmissionsDir))
@@ -163,7 +239,7 @@ func readSubmission(dir string) (Submission, error) {
 	if err := readJSON(filepath.Join(dir, OutcomeFile), &o); err != nil {
 		return Submission{}, err
 	}
-	s := Submission{Name: o.Name, Refusal: o.Refusal}
+	s := Submission{Name: o.Name, Refusal: o.Refusal, Started: o.Started, Seconds: o.Seconds}
 	if o.Refusal != "" {
 		return s, nil
 	}

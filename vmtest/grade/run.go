@@ -122,10 +122,12 @@ func (g Grader) one(ctx context.Context, e submission.Entry) (Submission, bool, 
 	if prev, ok := g.previous(e.Name, key); ok {
 		return prev, true, nil
 	}
+	started := time.Now()
 	s, err := g.validate(ctx, e)
 	if err != nil {
 		return s, false, err
 	}
+	s.Started, s.Seconds = started, time.Since(started).Seconds()
 	return s, false, WriteSubmission(g.Out, s, key)
 }
 

@@ -33,6 +33,14 @@ func TestBuiltinProfilesLoad(t *testing.T) {
 	assert.ErrorContains(t, err, "built in: osc10e, reference")
 }
 
+// TestPointsAreRead: a course's points, check names with spaces quoted as
+// TOML keys, reach the profile the grade scores with.
+func TestPointsAreRead(t *testing.T) {
+	p, err := Parse([]byte("name = \"x\"\n[points]\n\"module builds\" = 0\nTestEOF = 2.5\n[[field]]\nname = \"pid\"\n"), "course.toml", "")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]float64{"module builds": 0, "TestEOF": 2.5}, p.Points)
+}
+
 func TestACoursesFileIsCheckedByProcpid(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "course.toml")
 	require.NoError(t, os.WriteFile(file, []byte("name = \"course\"\n[[field]]\nname = \"pid\"\n"), 0o644))
@@ -55,6 +63,8 @@ func TestBadProfilesAreExplained(t *testing.T) {
 		"name = \"x\"\n[record]\nstyle = \"json\"\n[[field]]\nname = \"pid\"":                        "neither",
 		"name = \"x\"\ncolour = \"red\"\n[[field]]\nname = \"pid\"":                                  `unknown key "colour"`,
 		"name = \"x\"\nentry = \"/sys/pid\"\n[[field]]\nname = \"pid\"":                              "not under /proc",
+		"name = \"x\"\n[points]\nTestEOF = -2\n[[field]]\nname = \"pid\"":                            `"TestEOF" is worth -2`,
+		"name = \"x\"\n[points]\nTestEOF = nan\n[[field]]\nname = \"pid\"":                           `"TestEOF" is worth NaN`,
 	}
 	for text, want := range cases {
 		_, err := Parse([]byte(text), "course.toml", "")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pidlab/pidlab/vmtest"
 	"github.com/pidlab/pidlab/vmtest/editloop"
+	"github.com/pidlab/pidlab/vmtest/grade"
 	"github.com/pidlab/pidlab/vmtest/hostdeps"
 	"github.com/pidlab/pidlab/vmtest/kbuild"
 	"github.com/pidlab/pidlab/vmtest/kernel"
@@ -118,7 +119,34 @@ func Validate(ctx context.Context, o Options, dir string) error {
 	}
 	c.QuietTests = !o.Verbose // the table says it all
 	rep, _ := vmtest.RunModule(ctx, c, kernels, true)
+	if err := writeGradescope(ctx, c, rep); err != nil {
+		c.Log.Line("%v", err) // the verdict above stands; its code too
+	}
 	return finish(c, rep)
+}
+
+// writeGradescope writes the validation's results in Gradescope's format
+// to PIDLAB_GRADESCOPE, if set, scored out of every planned check (a
+// module that did not build too) with the profile's points.
+func writeGradescope(ctx context.Context, c vmtest.Config, rep report.Report) error {
+	path := os.Getenv(vmtest.EnvGradescope)
+	if path == "" || ctx.Err() != nil {
+		return nil
+	}
+	planned, err := vmtest.PlannedChecks(ctx, c)
+	if err != nil {
+		return fmt.Errorf("%s: %v", vmtest.EnvGradescope, err)
+	}
+	points, err := classPoints(c.Profile, planned)
+	if err != nil {
+		return fmt.Errorf("%s: %v", vmtest.EnvGradescope, err)
+	}
+	class := grade.Class{Profile: c.Profile.Name, Planned: planned, Points: points}
+	if err := grade.WriteGradescope(path, grade.GradescopeOfRuns(class, rep.Runs)); err != nil {
+		return fmt.Errorf("%s: %v", vmtest.EnvGradescope, err)
+	}
+	c.Log.Info("Gradescope results: %s", path)
+	return nil
 }
 
 // finish writes the reports, prunes the cache and returns the report's
