@@ -10,6 +10,7 @@ import (
 
 	"github.com/pidlab/pidlab/vmtest/kbuild"
 	"github.com/pidlab/pidlab/vmtest/kernel"
+	"github.com/pidlab/pidlab/vmtest/manifest"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
 
@@ -43,4 +44,20 @@ func TestNameClashWarnsOfTheKernelsOwnNames(t *testing.T) {
 	assert.Contains(t, w, "the module is named ext4, like the kernel's own kernel/fs/ext4/ext4.ko (a module)")
 	assert.Contains(t, w, "rename it")
 	assert.Empty(t, nameClash(k, &kbuild.Module{Name: "procpid"}), "no warning for a name of its own")
+}
+
+// A grade checks a folder with the manifest of the profile's module even
+// when the folder brings its own: a student's pidlab.toml cannot choose
+// the tests it is graded by.
+func TestProfileManifestIgnoresTheFolders(t *testing.T) {
+	c := Config{RepoDir: repoPath(t)}
+	own, err := c.manifestFor(repoPath(t, "module/exitmon"))
+	require.NoError(t, err)
+	c.ProfileManifest = true
+	graded, err := c.manifestFor(repoPath(t, "module/exitmon"))
+	require.NoError(t, err)
+	procpid, err := manifest.Load(repoPath(t, "module/procpid"))
+	require.NoError(t, err)
+	assert.Equal(t, procpid, graded, "the reference profile's module: procpid")
+	assert.NotEqual(t, own, graded)
 }

@@ -65,6 +65,10 @@ type Config struct {
 	Bench      string
 	Profile    *profile.Profile
 	QuietTests bool // print tests as they end only with Log.Verbose; a count every few seconds instead
+	// ProfileManifest checks the module with the manifest of the
+	// profile's module even if its folder has a pidlab.toml: a grade
+	// judges every student by the profile, not by the student's manifest.
+	ProfileManifest bool
 	Log        *progress.Log
 }
 
@@ -429,17 +433,20 @@ func (c Config) planned(ctx context.Context, bin string) ([]string, error) {
 
 // manifestFor is the pidlab.toml of the module in dir: the module folder's own, else,
 // for a folder without one (a student's module to validate), that of the
-// module the profile is checked by (module/<profile's module>).
+// module the profile is checked by (module/<profile's module>), which
+// also checks every folder with ProfileManifest.
 func (c Config) manifestFor(dir string) (*manifest.Manifest, error) {
-	m, err := manifest.Load(dir)
-	if !manifest.IsNotExist(err) {
-		return m, err
+	if !c.ProfileManifest {
+		m, err := manifest.Load(dir)
+		if !manifest.IsNotExist(err) {
+			return m, err
+		}
 	}
 	prof, err := c.profile()
 	if err != nil {
 		return nil, err
 	}
-	m, err = manifest.Load(filepath.Join(c.RepoDir, ModulesDir, prof.Module))
+	m, err := manifest.Load(filepath.Join(c.RepoDir, ModulesDir, prof.Module))
 	if err != nil {
 		return nil, fmt.Errorf("the module folder has no %s, and the profile's module has none either: %w", manifest.File, err)
 	}

@@ -243,6 +243,7 @@ func plural(n int) string {
 func validateSubmission(ctx context.Context, c vmtest.Config, kernelName, name, dir string) (report.Run, error) {
 	c.ModuleDir = dir
 	c.QuietTests = true
+	c.ProfileManifest = true
 	if c.Log.Verbose {
 		c.Log = c.Log.Named(name)
 	} else {
