@@ -69,7 +69,7 @@ type Config struct {
 	// profile's module even if its folder has a pidlab.toml: a grade
 	// judges every student by the profile, not by the student's manifest.
 	ProfileManifest bool
-	Log        *progress.Log
+	Log             *progress.Log
 }
 
 // ConfigFromEnv checks every PIDLAB_* variable (a bad value is a setup

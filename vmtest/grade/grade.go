@@ -124,6 +124,54 @@ func (c Class) Score(s Submission) float64 {
 	return sum
 }
 
+// Outcome is a submission's outcome in a few words (the terminal's
+// table, the class page): the run's, with the
+// checks that did not pass or the compiler's first error, or its refusal.
+func Outcome(s Submission) string {
+	if s.Run == nil {
+		return "refused: " + firstLine(strings.TrimPrefix(s.Refusal, "submission "+s.Name+" refused: "))
+	}
+	run := s.Run
+	var failed []string
+	for _, ch := range run.Checks {
+		if ch.Name == report.CheckBuild && ch.Verdict == report.Fail {
+			return run.Outcome + ": " + firstLine(compilerError(ch.Message))
+		}
+		if ch.TopLevel() && (ch.Verdict == report.Fail || ch.Verdict == report.Error) {
+			failed = append(failed, ch.Name)
+		}
+	}
+	switch {
+	case len(failed) > 3:
+		return fmt.Sprintf("%s: %s and %d more", run.Outcome, strings.Join(failed[:3], ", "), len(failed)-3)
+	case len(failed) > 0:
+		return run.Outcome + ": " + strings.Join(failed, ", ")
+	case run.Reason != "":
+		return run.Outcome + ": " + firstLine(run.Reason)
+	}
+	return run.Outcome
+}
+
+// compilerError is the first line of a build's output that says error:,
+// else its first line.
+func compilerError(output string) string {
+	for _, line := range strings.Split(output, "\n") {
+		if strings.Contains(line, "error:") {
+			return strings.TrimSpace(line)
+		}
+	}
+	return output
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	const most = 100
+	if len(line) > most {
+		return line[:most] + "…"
+	}
+	return line
+}
+
 // Refused is the verdict cell of a submission that never ran.
 const Refused = "REFUSED"
 

@@ -295,3 +295,23 @@ func TestGradescopeOfRuns(t *testing.T) {
 	assert.Equal(t, "rt: TestRecordFields", two.Tests[8].Name)
 	assert.Equal(t, "failed", two.Tests[8].Status)
 }
+
+// A submission's outcome in the terminal's table: what failed, the
+// compiler's first error, the refusal without its preamble.
+func TestOutcome(t *testing.T) {
+	failed := report.Run{Outcome: "test failed", Checks: []report.Check{
+		{Name: "module builds", Verdict: report.Pass}, {Name: "TestEOF", Verdict: report.Fail},
+		{Name: "TestEOF/sub", Verdict: report.Fail}, {Name: "TestBigWrite", Verdict: report.Error}}}
+	broken := report.Run{Outcome: "build failed", Checks: []report.Check{{Name: "module builds", Verdict: report.Fail,
+		Message: "make: Entering directory\npid.c:61:21: error: 'struct task_struct' has no member named 'state'\nmore"}}}
+	pass := report.Run{Outcome: "pass"}
+	cases := map[string]Submission{
+		"test failed: TestEOF, TestBigWrite":                                                 {Name: "bob", Run: &failed},
+		"build failed: pid.c:61:21: error: 'struct task_struct' has no member named 'state'": {Name: "dave", Run: &broken},
+		"pass": {Name: "alice", Run: &pass},
+		"refused: ../evil.c: a path out of the submission's folder": {Name: "eve", Refusal: "submission eve refused: ../evil.c: a path out of the submission's folder"},
+	}
+	for want, s := range cases {
+		assert.Equal(t, want, Outcome(s))
+	}
+}

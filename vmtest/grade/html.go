@@ -36,7 +36,7 @@ type pageRow struct {
 	Name     string
 	Score    string
 	Cells    []pageCell
-	Reason   string // why it did not pass as a whole: the run's reason or the refusal
+	Reason   string // its outcome in a few words (Outcome)
 	Problems []pageProblem
 	Console  []string
 }
@@ -83,12 +83,11 @@ func pageOf(c Class) page {
 	for _, s := range c.Submissions {
 		score := c.Score(s)
 		total += score
-		row := pageRow{Name: s.Name, Score: number(score), Reason: s.Refusal}
+		row := pageRow{Name: s.Name, Score: number(score), Reason: Outcome(s)}
 		for _, name := range checks {
 			row.Cells = append(row.Cells, pageCell{Verdict: Verdict(s, name), Check: name})
 		}
 		if s.Run != nil {
-			row.Reason = s.Run.Reason
 			row.Console = s.Run.ConsoleExcerpt
 			for _, ch := range s.Run.Checks {
 				if ch.Verdict == report.Pass || ch.Verdict == report.Skip {

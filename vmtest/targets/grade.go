@@ -298,57 +298,10 @@ func printClass(w io.Writer, c grade.Class) {
 	fmt.Fprintln(tw, "SUBMISSION\tSCORE\tOUTCOME")
 	maxScore := c.MaxScore()
 	for _, s := range c.Submissions {
-		fmt.Fprintf(tw, "%s\t%s/%s\t%s\n", s.Name, strconv.FormatFloat(c.Score(s), 'f', -1, 64), strconv.FormatFloat(maxScore, 'f', -1, 64), outcome(s))
+		fmt.Fprintf(tw, "%s\t%s/%s\t%s\n", s.Name, strconv.FormatFloat(c.Score(s), 'f', -1, 64), strconv.FormatFloat(maxScore, 'f', -1, 64), grade.Outcome(s))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-}
-
-// outcome is a submission's outcome in a few words: the run's, with the
-// checks that did not pass or the compiler's first error, or its refusal.
-func outcome(s grade.Submission) string {
-	if s.Run == nil {
-		return "refused: " + firstLine(strings.TrimPrefix(s.Refusal, "submission "+s.Name+" refused: "))
-	}
-	run := s.Run
-	var failed []string
-	for _, ch := range run.Checks {
-		if ch.Name == report.CheckBuild && ch.Verdict == report.Fail {
-			return run.Outcome + ": " + firstLine(compilerError(ch.Message))
-		}
-		if ch.TopLevel() && (ch.Verdict == report.Fail || ch.Verdict == report.Error) {
-			failed = append(failed, ch.Name)
-		}
-	}
-	switch {
-	case len(failed) > 3:
-		return fmt.Sprintf("%s: %s and %d more", run.Outcome, strings.Join(failed[:3], ", "), len(failed)-3)
-	case len(failed) > 0:
-		return run.Outcome + ": " + strings.Join(failed, ", ")
-	case run.Reason != "":
-		return run.Outcome + ": " + firstLine(run.Reason)
-	}
-	return run.Outcome
-}
-
-// compilerError is the first line of a build's output that says error:,
-// else its first line.
-func compilerError(output string) string {
-	for _, line := range strings.Split(output, "\n") {
-		if strings.Contains(line, "error:") {
-			return strings.TrimSpace(line)
-		}
-	}
-	return output
-}
-
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	const most = 100
-	if len(line) > most {
-		return line[:most] + "…"
-	}
-	return line
 }
 
 // printOutputs says where the class's files are.

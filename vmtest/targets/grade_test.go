@@ -9,8 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pidlab/pidlab/userspace/profile"
-	"github.com/pidlab/pidlab/vmtest/grade"
-	"github.com/pidlab/pidlab/vmtest/report"
 	"github.com/pidlab/pidlab/vmtest/verdict"
 )
 
@@ -77,24 +75,4 @@ func TestGradeRefusesBeforeAnyWork(t *testing.T) {
 	assert.ErrorContains(t, err, "PIDLAB_SHARD")
 	entries, _ := os.ReadDir(cache)
 	assert.Empty(t, entries, "the cache is untouched")
-}
-
-// A submission's outcome in the terminal's table: what failed, the
-// compiler's first error, the refusal without its preamble.
-func TestOutcome(t *testing.T) {
-	failed := report.Run{Outcome: "test failed", Checks: []report.Check{
-		{Name: "module builds", Verdict: report.Pass}, {Name: "TestEOF", Verdict: report.Fail},
-		{Name: "TestEOF/sub", Verdict: report.Fail}, {Name: "TestBigWrite", Verdict: report.Error}}}
-	broken := report.Run{Outcome: "build failed", Checks: []report.Check{{Name: "module builds", Verdict: report.Fail,
-		Message: "make: Entering directory\npid.c:61:21: error: 'struct task_struct' has no member named 'state'\nmore"}}}
-	pass := report.Run{Outcome: "pass"}
-	cases := map[string]grade.Submission{
-		"test failed: TestEOF, TestBigWrite":                                                 {Name: "bob", Run: &failed},
-		"build failed: pid.c:61:21: error: 'struct task_struct' has no member named 'state'": {Name: "dave", Run: &broken},
-		"pass": {Name: "alice", Run: &pass},
-		"refused: ../evil.c: a path out of the submission's folder": {Name: "eve", Refusal: "submission eve refused: ../evil.c: a path out of the submission's folder"},
-	}
-	for want, s := range cases {
-		assert.Equal(t, want, outcome(s))
-	}
 }
