@@ -40,16 +40,7 @@ const (
 const DefaultGradeOut = "pidlab-grade"
 
 // GradeVMs reads PIDLAB_GRADE_VMS: 0 when unset (the default).
-func GradeVMs(v string) (int, error) {
-	if v == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > 64 {
-		return 0, fmt.Errorf("%q is not a number of VMs from 1 to 64", v)
-	}
-	return n, nil
-}
+func GradeVMs(v string) (int, error) { return count(v, 0, 64, "VMs") }
 
 // setting is one PIDLAB_* variable: what it takes and how a value is
 // checked, so that a bad one stops a run before any download or build.
@@ -213,13 +204,17 @@ func parseDuration(v string) (time.Duration, error) {
 
 // LoopRounds reads PIDLAB_LOOP_ROUNDS's value: how many rounds editLoop
 // measures, 3 when empty.
-func LoopRounds(v string) (int, error) {
+func LoopRounds(v string) (int, error) { return count(v, 3, 20, "rounds") }
+
+// count reads a setting that counts things, from 1 to most: def when
+// empty.
+func count(v string, def, most int, things string) (int, error) {
 	if v == "" {
-		return 3, nil
+		return def, nil
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > 20 {
-		return 0, fmt.Errorf("%q is not a number of rounds from 1 to 20", v)
+	if err != nil || n < 1 || n > most {
+		return 0, fmt.Errorf("%q is not a number of %s from 1 to %d", v, things, most)
 	}
 	return n, nil
 }
