@@ -40,6 +40,11 @@ func TestCheckEnvRefusesBadValuesBeforeAnyWork(t *testing.T) {
 		{EnvProfile, "osc11", "no built-in profile"},
 		{EnvReport, filepath.Join(file, "report.json"), "is a file, not a folder"},
 		{EnvJUnit, t.TempDir(), "is a folder"},
+		{EnvGradeOut, file, "is a file, not a folder"},
+		{EnvShard, "4/3", "not a shard k/n"},
+		{EnvShard, "1", "not a shard k/n"},
+		{EnvGradeVMs, "0", "not a number of VMs from 1 to 64"},
+		{EnvGradescope, t.TempDir(), "is a folder"},
 		{"PIDLAB_KERNEL", "fedora", "neither a kernel name"},
 		{"PIDLAB_KERNEL", "/no/such/bzImage", "PIDLAB_KDIR must name the tree"},
 		{"PIDLAB_KERNEL", "/no/such/bzImage PIDLAB_KDIR=" + t.TempDir(), "custom kernel: stat /no/such/bzImage"},
@@ -120,6 +125,10 @@ func TestCheckEnvAcceptsGoodValues(t *testing.T) {
 		EnvReport:      filepath.Join(t.TempDir(), "not", "yet", "report.json"), // made when written
 		EnvJUnit:       filepath.Join(t.TempDir(), "junit.xml"),
 		EnvE2EDebug:    "1",
+		EnvGradeOut:    filepath.Join(t.TempDir(), "grade"),
+		EnvShard:       "2/3",
+		EnvGradeVMs:    "2",
+		EnvGradescope:  filepath.Join(t.TempDir(), "results", "results.json"),
 	} {
 		t.Setenv(name, value)
 	}
