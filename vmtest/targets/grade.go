@@ -195,14 +195,6 @@ func (g *grading) configure(c vmtest.Config) error {
 	return nil
 }
 
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
 // names are the names of the submissions this grade grades.
 func (g *grading) names() []string {
 	var names []string
